@@ -1,0 +1,223 @@
+//! `alertflow enqueue` and `alertflow status`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::cli::{
+    CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
+    connect_redis,
+};
+use crate::queue::message::Envelope;
+use crate::queue::publisher::Publisher;
+use crate::queue::state::{StateStore, TaskState, TaskStatus};
+use crate::queue::topology::{Topology, validate_queue_name};
+
+#[derive(clap::Args, Debug)]
+pub struct EnqueueArgs {
+    /// Task name (`noop`, `sleep`, `fetch-day`, ...).
+    pub task: String,
+    /// Arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Queue family (default: the task's own, or `[tasks.NAME].queue`).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Run no earlier than this many seconds from now.
+    #[arg(long, value_name = "SECONDS")]
+    pub countdown: Option<f64>,
+    /// Follow the task's state until it finishes.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit code 4).
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Print the task id (and final state with --wait) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Task id, as printed by `enqueue`.
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_args(text: &str) -> Result<Value, CliError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| CliError::usage(format!("--args is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(CliError::usage(
+            "--args must be a JSON object, e.g. '{\"ms\": 100}'",
+        ));
+    }
+    Ok(v)
+}
+
+pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
+    let config = g.load_config()?;
+    let args = parse_args(&a.args)?;
+    if let Some(q) = &a.queue {
+        validate_queue_name(q).map_err(CliError::usage)?;
+    }
+    let countdown = match a.countdown {
+        Some(c) if !(0.0..=86_400.0 * 365.0).contains(&c) => {
+            return Err(CliError::usage(
+                "--countdown must be between 0 and one year",
+            ));
+        }
+        Some(c) => Some(Duration::from_secs_f64(c)),
+        None => None,
+    };
+    let registry = crate::tasks::registry();
+    if registry.get(&a.task).is_none() {
+        let known: Vec<&str> = registry.names().collect();
+        return Err(CliError::usage(format!(
+            "unknown task {:?}; known tasks: {}",
+            a.task,
+            known.join(", ")
+        )));
+    }
+    let mut env = Envelope::new(&a.task, args);
+    registry.apply_policy(&mut env, &config, a.queue.as_deref());
+    if let Some(c) = countdown {
+        env.eta = Some(Utc::now() + chrono::Duration::from_std(c).unwrap_or_default());
+    }
+    let pool = connect_redis(&config).await?;
+    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let conn = connect_broker(&config, "cli").await?;
+    let topology = std::sync::Arc::new(Topology::from_config(&config));
+    let publisher = Publisher::open(&conn, topology.clone(), 1)
+        .await
+        .map_err(CliError::failure)?;
+    topology
+        .declare(publisher.channel(), std::slice::from_ref(&env.queue))
+        .await
+        .map_err(|e| CliError::failure(format!("declaring queues: {e}")))?;
+    // Record `queued` before publishing, so a fast worker's `started` wins.
+    states
+        .put(&TaskState::of(&env, TaskStatus::Queued))
+        .await
+        .map_err(CliError::failure)?;
+    let published = match countdown {
+        Some(c) if c > Duration::ZERO => publisher.publish_delayed(&env, c).await,
+        _ => publisher.publish(&env).await,
+    };
+    published.map_err(CliError::failure)?;
+    let _ = conn.close(200, "done".into()).await;
+    if !a.wait {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"id": env.id, "task": env.task, "queue": env.queue})
+            );
+        } else {
+            println!("{}", env.id);
+        }
+        return Ok(EXIT_OK);
+    }
+    if !a.json {
+        println!("{}", env.id);
+    }
+    follow(
+        &states,
+        env.id,
+        Duration::from_secs_f64(a.timeout.max(0.0)),
+        a.json,
+    )
+    .await
+}
+
+/// Poll a task's state, printing each change, until it is final.
+pub async fn follow(states: &StateStore, id: Uuid, timeout: Duration, json: bool) -> CliResult {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last: Option<(TaskStatus, u32)> = None;
+    loop {
+        let st = states.get(&id).await.map_err(CliError::failure)?;
+        if let Some(st) = &st {
+            if last != Some((st.status, st.attempt)) {
+                last = Some((st.status, st.attempt));
+                if !json {
+                    print_transition(st);
+                }
+            }
+            if st.status.is_final() {
+                if json {
+                    println!("{}", serde_json::to_string(st).expect("state serializes"));
+                }
+                return Ok(if st.status == TaskStatus::Succeeded {
+                    EXIT_OK
+                } else {
+                    EXIT_TASK_FAILED
+                });
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("gave up waiting after {timeout:?}; the task goes on");
+            return Ok(EXIT_TIMEOUT);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_transition(st: &TaskState) {
+    let mut line = format!(
+        "{}  {:<9} attempt {}",
+        st.updated_at.format("%H:%M:%S%.3f"),
+        st.status.as_str(),
+        st.attempt + 1
+    );
+    if let Some(w) = &st.worker {
+        line.push_str(&format!("  on {w}"));
+    }
+    if let Some(e) = &st.error {
+        line.push_str(&format!("  error: {e}"));
+    }
+    println!("{line}");
+}
+
+pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
+    let config = g.load_config()?;
+    let id: Uuid =
+        a.id.parse()
+            .map_err(|_| CliError::usage(format!("{:?} is not a task id (a UUID)", a.id)))?;
+    let pool = connect_redis(&config).await?;
+    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    match states.get(&id).await.map_err(CliError::failure)? {
+        Some(st) if a.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&st).expect("state serializes")
+            );
+            Ok(EXIT_OK)
+        }
+        Some(st) => {
+            println!("id:       {}", st.id);
+            println!("task:     {}", st.task);
+            println!("status:   {}", st.status.as_str());
+            println!("attempt:  {}", st.attempt + 1);
+            println!("queue:    {}", st.queue);
+            println!("updated:  {}", st.updated_at.to_rfc3339());
+            if let Some(w) = st.worker {
+                println!("worker:   {w}");
+            }
+            if let Some(r) = st.run_id {
+                println!("run:      {r}");
+            }
+            if let Some(e) = st.eta {
+                println!("eta:      {}", e.to_rfc3339());
+            }
+            if let Some(e) = st.error {
+                println!("error:    {e}");
+            }
+            Ok(EXIT_OK)
+        }
+        None => Err(CliError::failure(format!(
+            "no state for task {id} (unknown, or older than state.ttl)"
+        ))),
+    }
+}

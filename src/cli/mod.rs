@@ -1,0 +1,244 @@
+//! The operator CLI (`alertflow`) and the worker's command line.
+//!
+//! Exit codes, for scripts: 0 success; 1 failure (a service unreachable, an
+//! operation failed); 2 usage or configuration error; 3 a waited-for task
+//! ended failed or dead-lettered; 4 gave up waiting.
+
+pub mod bench;
+pub mod dead;
+pub mod enqueue;
+pub mod inspect;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::telemetry::LogFormat;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_TASK_FAILED: u8 = 3;
+pub const EXIT_TIMEOUT: u8 = 4;
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn failure(e: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: EXIT_FAILURE,
+            message: e.to_string(),
+        }
+    }
+    pub fn usage(e: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: EXIT_USAGE,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::usage(e)
+    }
+}
+
+pub type CliResult = Result<u8, CliError>;
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Config file (default: $ALERTFLOW_CONFIG, else /etc/alertflow/alertflow.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "ALERTFLOW_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl GlobalOpts {
+    pub fn load_config(&self) -> Result<Arc<Config>, CliError> {
+        Ok(Arc::new(Config::load(self.config.as_deref())?))
+    }
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  alertflow enqueue noop                          publish one no-op task, print its id
+  alertflow enqueue sleep --args '{\"ms\":500}' --wait
+  alertflow status 3f2a...                        show a task's state
+  alertflow queues --json                         ready/unacked/consumers per queue
+  alertflow workers                               live workers from their heartbeats
+  alertflow dead list                             what is in the dead-letter queue
+  alertflow dead replay --all                     send every dead letter back to its queue
+  alertflow purge lark --yes                      empty alertflow.lark
+  alertflow bench noop --tasks 100000 --concurrency 256
+
+Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 task failed, 4 timed out.
+Environment: ALERTFLOW_CONFIG, ALERTFLOW_BROKER_URL, ALERTFLOW_REDIS_URL, ALERTFLOW_NAMESPACE,
+ALERTFLOW_LOG (filter), ALERTFLOW_LOG_FORMAT, LARK_APP_ID, LARK_APP_SECRET, LARK_CHAT_ID,
+STARROCKS_HOST/PORT/USER/PASSWORD.";
+
+/// alertflow: run and operate the alert pipeline's task queue.
+#[derive(Parser, Debug)]
+#[command(name = "alertflow", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Publish one task (with publisher confirms) and print its id.
+    #[command(
+        after_help = "Examples:\n  alertflow enqueue noop\n  alertflow enqueue fetch-day --args '{\"date\":\"2026-03-10\"}' --wait\n  alertflow enqueue sleep --args '{\"ms\":100}' --countdown 30"
+    )]
+    Enqueue(enqueue::EnqueueArgs),
+    /// Show a task's state.
+    #[command(
+        after_help = "Example:\n  alertflow status 0b9c6f1e-8a3e-4a55-9d1f-2f1f0b2d3c4e --json"
+    )]
+    Status(enqueue::StatusArgs),
+    /// Ready, unacked and consumers per queue.
+    #[command(after_help = "Example:\n  alertflow queues --json")]
+    Queues(inspect::QueuesArgs),
+    /// Live workers, from their Redis heartbeats.
+    #[command(after_help = "Example:\n  alertflow workers --json")]
+    Workers(inspect::WorkersArgs),
+    /// Inspect, replay or purge the dead-letter queue.
+    #[command(subcommand)]
+    Dead(dead::DeadCommand),
+    /// Remove every ready message from a queue.
+    #[command(
+        after_help = "Examples:\n  alertflow purge lark          (asks to type the queue name)\n  alertflow purge alertflow.db --yes"
+    )]
+    Purge(inspect::PurgeArgs),
+    /// Benchmarks (they print figures; they are not tests).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Run a parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Enqueue(a) => enqueue::enqueue(&cli.global, a).await,
+        Command::Status(a) => enqueue::status(&cli.global, a).await,
+        Command::Queues(a) => inspect::queues(&cli.global, a).await,
+        Command::Workers(a) => inspect::workers(&cli.global, a).await,
+        Command::Dead(c) => dead::run(&cli.global, c).await,
+        Command::Purge(a) => inspect::purge(&cli.global, a).await,
+        Command::Bench(c) => bench::run(&cli.global, c).await,
+    };
+    finish(result)
+}
+
+/// Print an error and turn a result into an exit code.
+pub fn finish(result: CliResult) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Connect to the broker, naming the URL (without password) on failure.
+pub async fn connect_broker(config: &Config, role: &str) -> Result<lapin::Connection, CliError> {
+    crate::queue::publisher::connect(config, role)
+        .await
+        .map_err(|e| {
+            CliError::failure(format!(
+                "cannot connect to RabbitMQ at {}: {e}\n  start it with `rabbitmq-server -detached` (or `docker compose up -d rabbitmq`)",
+                config.broker.url
+            ))
+        })
+}
+
+/// A Redis pool, checked with a PING so a dead Redis is named at once.
+pub async fn connect_redis(config: &Config) -> Result<deadpool_redis::Pool, CliError> {
+    let pool = crate::queue::context::redis_pool(config).map_err(CliError::usage)?;
+    let hint = format!(
+        "cannot reach Redis at {}\n  start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`",
+        config.redis.url
+    );
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| CliError::failure(format!("{hint}: {e}")))?;
+    let _: String = deadpool_redis::redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| CliError::failure(format!("{hint}: {e}")))?;
+    Ok(pool)
+}
+
+/// Resolve a queue argument: a family (`lark`) or a full name (`alertflow.lark`).
+pub fn resolve_queue(config: &Config, name: &str) -> String {
+    let prefix = format!("{}.", config.namespace);
+    if name.starts_with(&prefix) {
+        name.to_string()
+    } else {
+        format!("{prefix}{name}")
+    }
+}
+
+/// Ask the operator to type `expected`; false when stdin is not a terminal.
+pub fn confirm(prompt: &str, expected: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{prompt} Type {expected:?} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim() == expected
+}
+
+/// Print rows as an aligned table.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(|s| s.as_str()).collect());
+    }
+}

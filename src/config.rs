@@ -1,0 +1,791 @@
+//! Configuration: one TOML file plus environment overrides.
+//!
+//! The file is found at `--config`, else `$ALERTFLOW_CONFIG`, else
+//! `/etc/alertflow/alertflow.toml` if it exists; with none of them every
+//! default points at the local services. Unknown keys are errors that name the
+//! key, the line and the file. Secrets (passwords in URLs, the Lark app secret)
+//! are wrapped so that `Debug` never prints them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Where the config file is looked for when none is named.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/alertflow/alertflow.toml";
+
+/// Errors loading or validating configuration. Each names the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// A secret string: `Debug` and `Display` print `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("***")
+        }
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// A URL that may carry a password: `Debug`/`Display` mask the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretUrl(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL with any password replaced by `***`, safe to log.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretUrl)
+    }
+}
+
+/// Replace the password of `scheme://user:password@host...` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// A duration written as `"30s"`, `"5m"`, `"1h30m"`, `"2d"` or `"250ms"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("invalid duration {s:?}"));
+    }
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            "ms"
+        } else {
+            match c {
+                's' => "s",
+                'm' => "m",
+                'h' => "h",
+                'd' => "d",
+                _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?}")),
+            }
+        };
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: missing number before {unit:?}"))?;
+        num.clear();
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => n * 86400.0,
+        };
+        total += Duration::from_secs_f64(secs);
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid duration {s:?}: number without unit"));
+    }
+    Ok(total)
+}
+
+/// Classic (default) or quorum work queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// AMQP URL (`amqps://` for TLS).
+    pub url: SecretUrl,
+    pub queue_type: QueueType,
+    /// `x-delivery-limit` for quorum queues.
+    pub delivery_limit: u32,
+    /// AMQP heartbeat in seconds (added to the URL unless it sets one).
+    pub heartbeat_secs: u16,
+    /// Unconfirmed publishes kept in flight by bulk publishing.
+    pub publish_window: usize,
+    /// Delay tiers used for retries and countdowns.
+    pub retry_tiers: Vec<HumanDuration>,
+    /// RabbitMQ management API, used by `alertflow queues` for unacked counts.
+    pub management_url: Option<SecretUrl>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            queue_type: QueueType::Classic,
+            delivery_limit: 20,
+            heartbeat_secs: 15,
+            publish_window: 1024,
+            retry_tiers: ["1s", "5s", "30s", "2m", "10m", "1h"]
+                .iter()
+                .map(|s| HumanDuration(parse_duration(s).expect("static duration")))
+                .collect(),
+            management_url: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis URL (`rediss://` for TLS).
+    pub url: SecretUrl,
+    pub pool_size: usize,
+    /// Timeout for getting a connection and for each command.
+    pub timeout: HumanDuration,
+    /// When Redis is unreachable, rate limits admit (`true`) or wait (`false`).
+    pub fail_open: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: SecretUrl::new("redis://127.0.0.1:6379"),
+            pool_size: 16,
+            timeout: HumanDuration(Duration::from_secs(2)),
+            fail_open: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MysqlConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub database: String,
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        MysqlConfig {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "root".into(),
+            password: Secret::default(),
+            database: "alerts".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LarkConfig {
+    pub base_url: String,
+    pub app_id: String,
+    pub app_secret: Secret,
+    pub chat_id: String,
+}
+
+impl Default for LarkConfig {
+    fn default() -> Self {
+        LarkConfig {
+            base_url: "https://open.larksuite.com".into(),
+            app_id: String::new(),
+            app_secret: Secret::default(),
+            chat_id: "oc_392593bb5ace3f00ee10ab53bfe7681f".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Queue families consumed (`lark`, `db`, `influx`, `default`).
+    pub queues: Vec<String>,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Prefetch per consumer = concurrency × this.
+    pub prefetch_multiplier: usize,
+    /// How long SIGTERM waits for in-flight tasks.
+    pub shutdown_timeout: HumanDuration,
+    /// Hard time limit of a task unless the task or `[tasks.NAME]` says otherwise.
+    pub time_limit: HumanDuration,
+    pub max_retries: u32,
+    pub retry_backoff_base: HumanDuration,
+    pub retry_backoff_max: HumanDuration,
+    /// A rate-limit wait longer than this sends the task to a delay tier.
+    pub max_rate_limit_wait: HumanDuration,
+    /// `/metrics` and `/healthz`; `"off"` disables.
+    pub metrics_listen: String,
+    pub heartbeat_interval: HumanDuration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            queues: vec![
+                "default".into(),
+                "lark".into(),
+                "db".into(),
+                "influx".into(),
+            ],
+            concurrency: 8,
+            prefetch_multiplier: 1,
+            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+            time_limit: HumanDuration(Duration::from_secs(300)),
+            max_retries: 5,
+            retry_backoff_base: HumanDuration(Duration::from_secs(1)),
+            retry_backoff_max: HumanDuration(Duration::from_secs(600)),
+            max_rate_limit_wait: HumanDuration(Duration::from_millis(500)),
+            metrics_listen: "127.0.0.1:9808".into(),
+            heartbeat_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// How long task states stay in Redis.
+    pub ttl: HumanDuration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            ttl: HumanDuration(Duration::from_secs(7 * 86400)),
+        }
+    }
+}
+
+/// Per-task overrides (`[tasks.NAME]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOverride {
+    pub queue: Option<String>,
+    pub max_retries: Option<u32>,
+    pub time_limit: Option<HumanDuration>,
+}
+
+/// One limit of a rate-limit key: `limit` per `per`, admitting `burst` at once.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    pub limit: u32,
+    pub per: HumanDuration,
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Prefix of every exchange, queue and Redis key.
+    pub namespace: String,
+    pub broker: BrokerConfig,
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub lark: LarkConfig,
+    pub worker: WorkerConfig,
+    pub state: StateConfig,
+    pub tasks: BTreeMap<String, TaskOverride>,
+    pub rate_limits: BTreeMap<String, Vec<LimitSpec>>,
+    /// Where this configuration came from (for error messages).
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut rate_limits = BTreeMap::new();
+        rate_limits.insert(
+            "lark.api".to_string(),
+            vec![
+                LimitSpec {
+                    limit: 50,
+                    per: HumanDuration(Duration::from_secs(1)),
+                    burst: 1,
+                },
+                LimitSpec {
+                    limit: 1000,
+                    per: HumanDuration(Duration::from_secs(60)),
+                    burst: 50,
+                },
+            ],
+        );
+        Config {
+            namespace: "alertflow".into(),
+            broker: BrokerConfig::default(),
+            redis: RedisConfig::default(),
+            mysql: MysqlConfig::default(),
+            lark: LarkConfig::default(),
+            worker: WorkerConfig::default(),
+            state: StateConfig::default(),
+            tasks: BTreeMap::new(),
+            rate_limits,
+            source: "(defaults)".into(),
+        }
+    }
+}
+
+type EnvSetter = fn(&mut Config, &str) -> Result<(), String>;
+
+/// Environment variables that override the file, with what they set.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("ALERTFLOW_NAMESPACE", "namespace"),
+    ("ALERTFLOW_BROKER_URL", "broker.url"),
+    ("ALERTFLOW_QUEUE_TYPE", "broker.queue_type"),
+    ("ALERTFLOW_REDIS_URL", "redis.url"),
+    ("ALERTFLOW_WORKER_QUEUES", "worker.queues (comma separated)"),
+    ("ALERTFLOW_WORKER_CONCURRENCY", "worker.concurrency"),
+    ("ALERTFLOW_METRICS_LISTEN", "worker.metrics_listen"),
+    ("LARK_BASE_URL", "lark.base_url"),
+    ("LARK_APP_ID", "lark.app_id"),
+    ("LARK_APP_SECRET", "lark.app_secret"),
+    ("LARK_CHAT_ID", "lark.chat_id"),
+    ("STARROCKS_HOST", "mysql.host"),
+    ("STARROCKS_PORT", "mysql.port"),
+    ("STARROCKS_USER", "mysql.user"),
+    ("STARROCKS_PASSWORD", "mysql.password"),
+    ("STARROCKS_DATABASE", "mysql.database"),
+];
+
+fn env_setter(var: &str) -> Option<EnvSetter> {
+    Some(match var {
+        "ALERTFLOW_NAMESPACE" => |c, v| {
+            c.namespace = v.to_string();
+            Ok(())
+        },
+        "ALERTFLOW_BROKER_URL" => |c, v| {
+            c.broker.url = SecretUrl::new(v);
+            Ok(())
+        },
+        "ALERTFLOW_QUEUE_TYPE" => |c, v| {
+            c.broker.queue_type = match v {
+                "classic" => QueueType::Classic,
+                "quorum" => QueueType::Quorum,
+                _ => return Err("expected `classic` or `quorum`".into()),
+            };
+            Ok(())
+        },
+        "ALERTFLOW_REDIS_URL" => |c, v| {
+            c.redis.url = SecretUrl::new(v);
+            Ok(())
+        },
+        "ALERTFLOW_WORKER_QUEUES" => |c, v| {
+            c.worker.queues = split_list(v);
+            Ok(())
+        },
+        "ALERTFLOW_WORKER_CONCURRENCY" => |c, v| {
+            c.worker.concurrency = v.parse().map_err(|e| format!("{e}"))?;
+            Ok(())
+        },
+        "ALERTFLOW_METRICS_LISTEN" => |c, v| {
+            c.worker.metrics_listen = v.to_string();
+            Ok(())
+        },
+        "LARK_BASE_URL" => |c, v| {
+            c.lark.base_url = v.to_string();
+            Ok(())
+        },
+        "LARK_APP_ID" => |c, v| {
+            c.lark.app_id = v.to_string();
+            Ok(())
+        },
+        "LARK_APP_SECRET" => |c, v| {
+            c.lark.app_secret = Secret::new(v);
+            Ok(())
+        },
+        "LARK_CHAT_ID" => |c, v| {
+            c.lark.chat_id = v.to_string();
+            Ok(())
+        },
+        "STARROCKS_HOST" => |c, v| {
+            c.mysql.host = v.to_string();
+            Ok(())
+        },
+        "STARROCKS_PORT" => |c, v| {
+            c.mysql.port = v.parse().map_err(|e| format!("{e}"))?;
+            Ok(())
+        },
+        "STARROCKS_USER" => |c, v| {
+            c.mysql.user = v.to_string();
+            Ok(())
+        },
+        "STARROCKS_PASSWORD" => |c, v| {
+            c.mysql.password = Secret::new(v);
+            Ok(())
+        },
+        "STARROCKS_DATABASE" => |c, v| {
+            c.mysql.database = v.to_string();
+            Ok(())
+        },
+        _ => return None,
+    })
+}
+
+/// Split `"a, b,c"` into `["a","b","c"]`, dropping empty items.
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Config {
+    /// Load from an explicit path, `$ALERTFLOW_CONFIG`, or the default path,
+    /// then apply environment overrides and validate.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path: Option<PathBuf> = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => match std::env::var_os("ALERTFLOW_CONFIG") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => {
+                    let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+                    p.exists().then_some(p)
+                }
+            },
+        };
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, &p.display().to_string())?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse TOML text; `source` names the file in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.source = source.to_string();
+        Ok(config)
+    }
+
+    /// Apply environment overrides, reading variables through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, _) in ENV_OVERRIDES {
+            if let Some(value) = get(var) {
+                let set = env_setter(var).expect("every listed variable has a setter");
+                set(self, &value).map_err(|message| ConfigError::Env {
+                    var: var.to_string(),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: self.source.clone(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if self.namespace.is_empty()
+            || !self
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "namespace",
+                "must be non-empty letters, digits, '-' or '_'",
+            ));
+        }
+        for scheme in ["amqp://", "amqps://"] {
+            if self.broker.url.expose().starts_with(scheme) {
+                break;
+            }
+            if scheme == "amqps://" {
+                return Err(invalid("broker.url", "must start with amqp:// or amqps://"));
+            }
+        }
+        if !(self.redis.url.expose().starts_with("redis://")
+            || self.redis.url.expose().starts_with("rediss://")
+            || self.redis.url.expose().starts_with("unix://"))
+        {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if self.broker.retry_tiers.is_empty() {
+            return Err(invalid("broker.retry_tiers", "needs at least one tier"));
+        }
+        if self.broker.retry_tiers.iter().any(|t| t.0.as_millis() < 1) {
+            return Err(invalid("broker.retry_tiers", "tiers must be at least 1ms"));
+        }
+        if self.broker.publish_window == 0 {
+            return Err(invalid("broker.publish_window", "must be at least 1"));
+        }
+        if self.worker.concurrency == 0 || self.worker.concurrency > 10_000 {
+            return Err(invalid("worker.concurrency", "must be between 1 and 10000"));
+        }
+        if self.worker.prefetch_multiplier == 0 {
+            return Err(invalid("worker.prefetch_multiplier", "must be at least 1"));
+        }
+        if self.worker.queues.is_empty() {
+            return Err(invalid("worker.queues", "needs at least one queue"));
+        }
+        for q in &self.worker.queues {
+            crate::queue::topology::validate_queue_name(q)
+                .map_err(|m| invalid("worker.queues", &m))?;
+        }
+        for (name, o) in &self.tasks {
+            if let Some(q) = &o.queue {
+                crate::queue::topology::validate_queue_name(q)
+                    .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
+            }
+        }
+        for (key, limits) in &self.rate_limits {
+            if limits.is_empty() {
+                return Err(invalid(&format!("rate_limits.{key}"), "needs a limit"));
+            }
+            for l in limits {
+                if l.limit == 0 || l.per.0.is_zero() || l.burst == 0 {
+                    return Err(invalid(
+                        &format!("rate_limits.{key}"),
+                        "limit, per and burst must be positive",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The AMQP URL with a heartbeat set, unless the URL sets one.
+    pub fn amqp_url(&self) -> String {
+        let url = self.broker.url.expose();
+        if url.contains("heartbeat=") || self.broker.heartbeat_secs == 0 {
+            return url.to_string();
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}heartbeat={}", self.broker.heartbeat_secs)
+    }
+
+    /// The effective queue of a task: `[tasks.NAME].queue`, else its default.
+    pub fn task_queue(&self, task: &str, default: &str) -> String {
+        self.tasks
+            .get(task)
+            .and_then(|o| o.queue.clone())
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("5").is_ok());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("amqp://guest:hunter2@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("redis://:pw@h/0"), "redis://:***@h/0");
+        let mut c = Config::default();
+        c.lark.app_secret = Secret::new("s3cr3t-value");
+        c.mysql.password = Secret::new("dbpass-value");
+        c.broker.url = SecretUrl::new("amqp://u:brokerpass@h/%2f");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+        assert!(!dbg.contains("dbpass-value"));
+        assert!(!dbg.contains("brokerpass"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_file() {
+        let err = Config::from_toml(
+            "namespace = \"x\"\n[worker]\nconcurency = 4\n",
+            "/etc/a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/etc/a.toml"), "{err}");
+        assert!(err.contains("concurency"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_and_seed_names() {
+        let mut c = Config::default();
+        let env: BTreeMap<&str, &str> = [
+            ("LARK_APP_ID", "cli_x"),
+            ("LARK_APP_SECRET", "sec"),
+            ("STARROCKS_PORT", "9030"),
+            ("STARROCKS_HOST", "fe.example"),
+            ("ALERTFLOW_WORKER_QUEUES", "lark, db"),
+        ]
+        .into_iter()
+        .collect();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.lark.app_id, "cli_x");
+        assert_eq!(c.lark.app_secret.expose(), "sec");
+        assert_eq!(c.mysql.port, 9030);
+        assert_eq!(c.mysql.host, "fe.example");
+        assert_eq!(c.worker.queues, vec!["lark", "db"]);
+        let bad = c.apply_env(|k| (k == "STARROCKS_PORT").then(|| "x".to_string()));
+        assert!(bad.unwrap_err().to_string().contains("STARROCKS_PORT"));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config::from_toml("[worker]\nconcurrency = 0\n", "f.toml").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("worker.concurrency") && err.contains("f.toml"),
+            "{err}"
+        );
+        let c = Config::from_toml("[broker]\nurl = \"http://x\"\n", "f.toml").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("broker.url"));
+    }
+
+    #[test]
+    fn heartbeat_is_added() {
+        let c = Config::default();
+        assert!(c.amqp_url().ends_with("%2f?heartbeat=15"));
+    }
+}

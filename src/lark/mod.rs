@@ -1,0 +1,3 @@
+//! Lark: the alert-card parser (and, later, the API client and bot webhook).
+
+pub mod card;

@@ -1,0 +1,85 @@
+//! Shared services of a process: configuration, Redis, state, limits, metrics.
+
+use std::sync::Arc;
+
+use deadpool_redis::{Pool, Runtime};
+
+use crate::config::Config;
+use crate::queue::metrics::Metrics;
+use crate::queue::ratelimit::RateLimiter;
+use crate::queue::state::{StateStore, StateWriter, WorkerRegistry};
+use crate::queue::topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the Redis pool for {url}: {message}")]
+pub struct RedisSetupError {
+    pub url: String,
+    pub message: String,
+}
+
+/// Build a Redis pool with timeouts, so a dead Redis gives errors, not hangs.
+pub fn redis_pool(config: &Config) -> Result<Pool, RedisSetupError> {
+    let err = |message: String| RedisSetupError {
+        url: config.redis.url.redacted(),
+        message,
+    };
+    let timeout = Some(config.redis.timeout.0);
+    deadpool_redis::Config::from_url(config.redis.url.expose())
+        .builder()
+        .map_err(|e| err(e.to_string()))?
+        .max_size(config.redis.pool_size)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
+/// What every task and the worker runtime share.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub topology: Arc<Topology>,
+    pub redis: Pool,
+    pub states: StateStore,
+    pub state_writer: StateWriter,
+    pub workers: WorkerRegistry,
+    pub limiter: RateLimiter,
+    pub metrics: Arc<Metrics>,
+    /// `host:pid:short-uuid`, unique per process.
+    pub worker_id: String,
+}
+
+impl Services {
+    /// Build the services; spawns the state writer (hence needs a runtime).
+    pub fn new(
+        config: Arc<Config>,
+    ) -> Result<(Arc<Services>, tokio::task::JoinHandle<()>), RedisSetupError> {
+        let redis = redis_pool(&config)?;
+        let states = StateStore::new(redis.clone(), &config.namespace, config.state.ttl.0);
+        let (state_writer, writer_task) = StateWriter::spawn(states.clone());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let worker_id = format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let services = Services {
+            topology: Arc::new(Topology::from_config(&config)),
+            workers: WorkerRegistry::new(redis.clone(), &config.namespace),
+            limiter: RateLimiter::new(
+                redis.clone(),
+                &config.namespace,
+                config.rate_limits.clone(),
+                config.redis.fail_open,
+            ),
+            metrics: Arc::new(Metrics::new()),
+            states,
+            state_writer,
+            redis,
+            config,
+            worker_id,
+        };
+        Ok((Arc::new(services), writer_task))
+    }
+}

@@ -1,0 +1,13 @@
+//! The task-queue core: envelope, topology, publishing, the worker runtime,
+//! rate limits, state and scheduling. Nothing here knows about alerts.
+
+pub mod context;
+pub mod message;
+pub mod metrics;
+pub mod publisher;
+pub mod ratelimit;
+pub mod schedule;
+pub mod state;
+pub mod task;
+pub mod topology;
+pub mod worker;

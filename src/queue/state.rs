@@ -1,0 +1,339 @@
+//! Task states and worker registrations in Redis.
+//!
+//! A task's state is one JSON string at `<ns>:task:<id>` with a TTL. Workers
+//! write states through a [`StateWriter`], which batches them into pipelines
+//! (a state superseded within one batch is written once), so state tracking
+//! costs a fraction of a Redis round trip per task. Workers register at
+//! `<ns>:worker:<id>` (with a TTL refreshed by heartbeats) and in the sorted
+//! set `<ns>:workers`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("redis: {0}")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("corrupt state record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Started,
+    /// Failed transiently; waiting in a delay tier for the next attempt.
+    Retrying,
+    Succeeded,
+    /// A fatal error; the message is in the dead-letter queue.
+    Failed,
+    /// Dead-lettered for another reason (retries exhausted, undecodable,
+    /// unknown task, expired).
+    Dead,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Started => "started",
+            TaskStatus::Retrying => "retrying",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Dead => "dead",
+        }
+    }
+    /// No further change is expected without an operator.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Dead
+        )
+    }
+}
+
+/// One task's state record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub id: Uuid,
+    pub task: String,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    pub queue: String,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<DateTime<Utc>>,
+}
+
+impl TaskState {
+    pub fn of(env: &crate::queue::message::Envelope, status: TaskStatus) -> TaskState {
+        TaskState {
+            id: env.id,
+            task: env.task.clone(),
+            status,
+            attempt: env.attempt,
+            queue: env.queue.clone(),
+            updated_at: Utc::now(),
+            worker: None,
+            error: None,
+            root_id: Some(env.root_id),
+            run_id: env.run_id.clone(),
+            eta: env.eta,
+        }
+    }
+}
+
+/// Reads and writes task states.
+#[derive(Clone)]
+pub struct StateStore {
+    pool: Pool,
+    namespace: String,
+    ttl: Duration,
+}
+
+impl StateStore {
+    pub fn new(pool: Pool, namespace: &str, ttl: Duration) -> StateStore {
+        StateStore {
+            pool,
+            namespace: namespace.to_string(),
+            ttl,
+        }
+    }
+
+    pub fn key(&self, id: &Uuid) -> String {
+        format!("{}:task:{id}", self.namespace)
+    }
+
+    /// Write states in one pipeline.
+    pub async fn put_many(&self, states: &[TaskState]) -> Result<(), StateError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        let ttl = self.ttl.as_secs().max(1);
+        for s in states {
+            pipe.set_ex(self.key(&s.id), serde_json::to_string(s)?, ttl)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn put(&self, state: &TaskState) -> Result<(), StateError> {
+        self.put_many(std::slice::from_ref(state)).await
+    }
+
+    pub async fn get(&self, id: &Uuid) -> Result<Option<TaskState>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let raw: Option<String> = deadpool_redis::redis::cmd("GET")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(match raw {
+            Some(s) => Some(serde_json::from_str(&s)?),
+            None => None,
+        })
+    }
+}
+
+/// Batches state writes in the background; never blocks a task.
+#[derive(Clone)]
+pub struct StateWriter {
+    tx: mpsc::UnboundedSender<TaskState>,
+}
+
+/// States kept while Redis is unreachable; older ones are dropped beyond it.
+const MAX_BUFFERED: usize = 200_000;
+
+impl StateWriter {
+    /// Start the writer; it ends when every `StateWriter` clone is dropped
+    /// and its buffer is flushed (or Redis stays down past a few tries).
+    pub fn spawn(store: StateStore) -> (StateWriter, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<TaskState>();
+        let handle = tokio::spawn(async move {
+            let mut batch: Vec<TaskState> = Vec::new();
+            let mut closed = false;
+            let mut failures = 0u32;
+            loop {
+                if batch.is_empty() {
+                    match rx.recv().await {
+                        Some(s) => batch.push(s),
+                        None => break,
+                    }
+                }
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(s) => batch.push(s),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                // The last state of an id in a batch is the one that counts.
+                let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
+                for (i, s) in batch.iter().enumerate() {
+                    last.insert(s.id, i);
+                }
+                let to_write: Vec<TaskState> = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| last.get(&s.id) == Some(i))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                match store.put_many(&to_write).await {
+                    Ok(()) => {
+                        failures = 0;
+                        batch.clear();
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, buffered = batch.len(), "task state write failed; will retry");
+                        if batch.len() > MAX_BUFFERED {
+                            let drop_n = batch.len() - MAX_BUFFERED;
+                            batch.drain(..drop_n);
+                        }
+                        if closed && failures >= 5 {
+                            tracing::error!(
+                                lost = batch.len(),
+                                "giving up on task state writes at shutdown"
+                            );
+                            break;
+                        }
+                        let wait = Duration::from_millis(100 * u64::from(failures.min(20)));
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                if closed && batch.is_empty() {
+                    // Drain whatever is left after the last sender went away.
+                    while let Ok(s) = rx.try_recv() {
+                        batch.push(s);
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                }
+            }
+        });
+        (StateWriter { tx }, handle)
+    }
+
+    pub fn record(&self, state: TaskState) {
+        // The receiver lives as long as any writer; a send error means shutdown.
+        let _ = self.tx.send(state);
+    }
+}
+
+/// A worker's registration, refreshed by heartbeats.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    pub active: usize,
+    pub processed: u64,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub version: String,
+}
+
+/// Worker registrations in Redis.
+#[derive(Clone)]
+pub struct WorkerRegistry {
+    pool: Pool,
+    namespace: String,
+}
+
+impl WorkerRegistry {
+    pub fn new(pool: Pool, namespace: &str) -> WorkerRegistry {
+        WorkerRegistry {
+            pool,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn set_key(&self) -> String {
+        format!("{}:workers", self.namespace)
+    }
+    fn key(&self, id: &str) -> String {
+        format!("{}:worker:{id}", self.namespace)
+    }
+
+    pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.set_ex(
+            self.key(&info.id),
+            serde_json::to_string(info)?,
+            ttl.as_secs().max(1),
+        )
+        .ignore()
+        .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
+        .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn deregister(&self, id: &str) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.del(self.key(id))
+            .ignore()
+            .zrem(self.set_key(), id)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Live workers (registrations whose TTL has not run out); stale entries
+    /// of the sorted set are removed.
+    pub async fn list(&self) -> Result<Vec<WorkerInfo>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
+            .arg(self.set_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let raw: Option<String> = deadpool_redis::redis::cmd("GET")
+                .arg(self.key(&id))
+                .query_async(&mut conn)
+                .await?;
+            match raw {
+                Some(s) => out.push(serde_json::from_str(&s)?),
+                None => {
+                    let _: () = deadpool_redis::redis::cmd("ZREM")
+                        .arg(self.set_key())
+                        .arg(&id)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,238 @@
+//! The `Task` trait, the registry, and `TaskError`.
+//!
+//! A task is a type implementing [`Task`]; adding one is a new file in
+//! `src/tasks/` and one `.with(...)` line in `tasks::registry()`. Retries,
+//! time limits, rate limits, state and metrics live once in the worker, not
+//! in tasks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::queue::context::Services;
+use crate::queue::message::Envelope;
+use crate::queue::publisher::{PublishError, Publisher};
+
+/// How a task failed, which decides what the worker does with its message.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Transient (network, 5xx, 429, database down): retried with backoff,
+    /// after `retry_after` when the cause said how long to wait.
+    #[error("{message}")]
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Permanent (bad args, bad credentials): dead-lettered at once.
+    #[error("{0}")]
+    Fatal(String),
+    /// The hard time limit passed; retried like a transient failure.
+    #[error("time limit of {0:?} exceeded")]
+    TimedOut(Duration),
+}
+
+impl TaskError {
+    pub fn retry(e: impl fmt::Display) -> TaskError {
+        TaskError::Retry {
+            message: e.to_string(),
+            retry_after: None,
+        }
+    }
+    pub fn retry_after(e: impl fmt::Display, after: Duration) -> TaskError {
+        TaskError::Retry {
+            message: e.to_string(),
+            retry_after: Some(after),
+        }
+    }
+    pub fn fatal(e: impl fmt::Display) -> TaskError {
+        TaskError::Fatal(e.to_string())
+    }
+}
+
+impl From<PublishError> for TaskError {
+    fn from(e: PublishError) -> Self {
+        TaskError::retry(format!("publishing a child task failed: {e}"))
+    }
+}
+
+/// What a running task can reach: its envelope, shared services, and a
+/// publisher for children.
+pub struct TaskContext {
+    pub envelope: Envelope,
+    pub services: Arc<Services>,
+    pub publisher: Publisher,
+    pub registry: Arc<Registry>,
+}
+
+impl TaskContext {
+    pub fn id(&self) -> Uuid {
+        self.envelope.id
+    }
+    pub fn attempt(&self) -> u32 {
+        self.envelope.attempt
+    }
+
+    /// Build a child envelope with the registry's queue and retry policy.
+    /// With `key`, the child id is derived from this task's id and the key, so
+    /// a retried parent republishes children with the same ids.
+    pub fn child(&self, task: &str, args: Value, key: Option<&str>) -> Envelope {
+        let mut env = match key {
+            Some(k) => self.envelope.child_with_key(task, args, k),
+            None => self.envelope.child(task, args),
+        };
+        self.registry
+            .apply_policy(&mut env, &self.services.config, None);
+        env
+    }
+
+    /// Publish children with confirms; the worker acks this task only after.
+    pub async fn publish_children(&self, children: Vec<Envelope>) -> Result<(), TaskError> {
+        self.publisher.publish_many(children, |_| {}).await?;
+        Ok(())
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A unit of work. Override only the policies that differ from the defaults.
+pub trait Task: Send + Sync + 'static {
+    /// The name messages use (`fetch-day`).
+    const NAME: &'static str;
+    /// Decoded from the envelope's `args`; a decode error is fatal.
+    type Args: DeserializeOwned + Send + 'static;
+
+    /// Queue family it is published to unless `[tasks.NAME].queue` says otherwise.
+    fn queue(&self) -> &'static str {
+        "default"
+    }
+    /// Retries before dead-lettering; `None` = `worker.max_retries`.
+    fn max_retries(&self) -> Option<u32> {
+        None
+    }
+    /// Hard time limit; `None` = `worker.time_limit`.
+    fn time_limit(&self) -> Option<Duration> {
+        None
+    }
+    /// Rate-limit keys to pass before the task starts.
+    fn rate_limit_keys(&self, _args: &Self::Args) -> Vec<String> {
+        Vec::new()
+    }
+    fn run(
+        &self,
+        ctx: &TaskContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<(), TaskError>> + Send;
+}
+
+/// Object-safe view of a [`Task`] for the registry.
+pub trait DynTask: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn queue(&self) -> &'static str;
+    fn max_retries(&self) -> Option<u32>;
+    fn time_limit(&self) -> Option<Duration>;
+    fn rate_limit_keys(&self, args: &Value) -> Result<Vec<String>, TaskError>;
+    fn call<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        args: Value,
+    ) -> BoxFuture<'a, Result<(), TaskError>>;
+}
+
+fn decode_args<A: DeserializeOwned>(task: &str, args: &Value) -> Result<A, TaskError> {
+    serde_json::from_value(args.clone())
+        .map_err(|e| TaskError::Fatal(format!("bad arguments for task {task}: {e}")))
+}
+
+impl<T: Task> DynTask for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn queue(&self) -> &'static str {
+        Task::queue(self)
+    }
+    fn max_retries(&self) -> Option<u32> {
+        Task::max_retries(self)
+    }
+    fn time_limit(&self) -> Option<Duration> {
+        Task::time_limit(self)
+    }
+    fn rate_limit_keys(&self, args: &Value) -> Result<Vec<String>, TaskError> {
+        let a: T::Args = decode_args(T::NAME, args)?;
+        Ok(Task::rate_limit_keys(self, &a))
+    }
+    fn call<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        args: Value,
+    ) -> BoxFuture<'a, Result<(), TaskError>> {
+        Box::pin(async move {
+            let a: T::Args = decode_args(T::NAME, &args)?;
+            self.run(ctx, a).await
+        })
+    }
+}
+
+/// Tasks by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Add a task; a second task with the same name replaces the first.
+    pub fn with<T: Task>(mut self, task: T) -> Registry {
+        self.tasks.insert(T::NAME, Arc::new(task));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynTask>> {
+        self.tasks.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tasks.keys().copied()
+    }
+
+    /// Fill in queue and retry policy for a new envelope: an explicit
+    /// `queue` wins, then `[tasks.NAME]`, then the task's own defaults.
+    pub fn apply_policy(
+        &self,
+        env: &mut Envelope,
+        config: &crate::config::Config,
+        queue: Option<&str>,
+    ) {
+        let task = self.get(&env.task);
+        let default_queue = task.map(|t| t.queue()).unwrap_or("default");
+        env.queue = match queue {
+            Some(q) => q.to_string(),
+            None => config.task_queue(&env.task, default_queue),
+        };
+        env.max_retries = config
+            .tasks
+            .get(&env.task)
+            .and_then(|o| o.max_retries)
+            .or_else(|| task.and_then(|t| t.max_retries()))
+            .unwrap_or(config.worker.max_retries);
+    }
+
+    /// The time limit of a task: `[tasks.NAME]`, then the task, then the default.
+    pub fn time_limit(&self, task: &str, config: &crate::config::Config) -> Duration {
+        config
+            .tasks
+            .get(task)
+            .and_then(|o| o.time_limit.map(|d| d.0))
+            .or_else(|| self.get(task).and_then(|t| t.time_limit()))
+            .unwrap_or(config.worker.time_limit.0)
+    }
+}

@@ -1,0 +1,847 @@
+//! The worker runtime: consume, dispatch, ack / retry / dead-letter, shut down.
+//!
+//! Guarantees:
+//! - a delivery is acked only after its task finished and everything it
+//!   caused (children, the retry copy, the dead letter) is confirmed by the
+//!   broker; a crash before that means redelivery (at-least-once);
+//! - acks are batched: the contiguous run of finished deliveries is acked
+//!   with one `multiple` ack, never covering a delivery still running; a
+//!   finished delivery stuck behind a long one is acked alone after 20 ms;
+//! - failures never loop: retries go through the delay tiers, poison goes
+//!   to the dead-letter queue at once;
+//! - a lost connection ends the session: running tasks are aborted (their
+//!   messages are redelivered by the broker), nothing is acked on a stale
+//!   channel, and the supervisor reconnects with backoff;
+//! - SIGTERM (the `shutdown` token) stops consuming, lets running tasks finish
+//!   within `shutdown_timeout`, acks them, and returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use futures_util::stream::SelectAll;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::Config;
+use crate::queue::context::Services;
+use crate::queue::message::{DeadLetter, DeadReason, Envelope};
+use crate::queue::metrics::{self, Health};
+use crate::queue::publisher::{PublishError, Publisher, connect};
+use crate::queue::ratelimit::AcquireError;
+use crate::queue::state::{TaskState, TaskStatus, WorkerInfo};
+use crate::queue::task::{Registry, TaskContext, TaskError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Metrics(std::io::Error),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+    #[error("unknown queue {0:?}")]
+    Queue(String),
+}
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Queue families to consume.
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    /// Prefetch per consumer.
+    pub prefetch: u16,
+    pub shutdown_timeout: Duration,
+    /// `None` = no `/metrics` endpoint.
+    pub metrics_listen: Option<String>,
+}
+
+impl WorkerOptions {
+    pub fn from_config(config: &Config) -> WorkerOptions {
+        let listen = config.worker.metrics_listen.trim();
+        WorkerOptions {
+            queues: config.worker.queues.clone(),
+            concurrency: config.worker.concurrency,
+            prefetch: (config.worker.concurrency * config.worker.prefetch_multiplier)
+                .min(u16::MAX as usize) as u16,
+            shutdown_timeout: config.worker.shutdown_timeout.0,
+            metrics_listen: (!listen.is_empty() && listen != "off").then(|| listen.to_string()),
+        }
+    }
+}
+
+/// Process-wide counters shown in heartbeats.
+#[derive(Default)]
+struct Counters {
+    active: AtomicUsize,
+    processed: AtomicU64,
+}
+
+/// A worker: runs sessions under a supervisor until shut down.
+pub struct Worker {
+    services: Arc<Services>,
+    registry: Arc<Registry>,
+    opts: WorkerOptions,
+    health: Arc<Health>,
+    counters: Arc<Counters>,
+    on_ready: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl Worker {
+    pub fn new(services: Arc<Services>, registry: Arc<Registry>, opts: WorkerOptions) -> Worker {
+        Worker {
+            services,
+            registry,
+            opts,
+            health: Arc::new(Health::default()),
+            counters: Arc::new(Counters::default()),
+            on_ready: None,
+        }
+    }
+
+    /// Called each time the worker is connected and consuming (systemd READY=1).
+    pub fn on_ready(mut self, f: impl Fn() + Send + Sync + 'static) -> Worker {
+        self.on_ready = Some(Box::new(f));
+        self
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Run until `shutdown` is cancelled. Returns the `/metrics` bind error
+    /// at once; broker and Redis trouble are retried, never returned.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        for q in &self.opts.queues {
+            crate::queue::topology::validate_queue_name(q).map_err(WorkerError::Queue)?;
+        }
+        let s = &self.services;
+        if let Some(listen) = &self.opts.metrics_listen {
+            let addr = metrics::serve(
+                listen,
+                s.metrics.clone(),
+                self.health.clone(),
+                shutdown.child_token(),
+            )
+            .await
+            .map_err(WorkerError::Metrics)?;
+            info!(%addr, "serving /metrics and /healthz");
+        }
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            s.clone(),
+            self.opts.clone(),
+            self.counters.clone(),
+            shutdown.child_token(),
+        ));
+        info!(
+            worker = %s.worker_id,
+            queues = ?self.opts.queues,
+            concurrency = self.opts.concurrency,
+            prefetch = self.opts.prefetch,
+            broker = %s.config.broker.url,
+            "worker starting"
+        );
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let started = Instant::now();
+            let end = self.session(&shutdown).await;
+            self.health.set_connected(false);
+            s.metrics.worker_up.set(0);
+            match end {
+                Ok(SessionEnd::Shutdown) => break,
+                Ok(SessionEnd::Lost(why)) => {
+                    warn!(reason = %why, "broker session lost; reconnecting")
+                }
+                Err(e) => warn!(error = %e, "broker session failed; reconnecting"),
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(200);
+            }
+            let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(jittered) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        heartbeat.abort();
+        if let Err(e) = s.workers.deregister(&s.worker_id).await {
+            warn!(error = %e, "could not deregister worker");
+        }
+        info!("worker stopped");
+        Ok(())
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<SessionEnd, WorkerError> {
+        let s = &self.services;
+        let conn: Connection = connect(&s.config, "worker").await?;
+        let publisher =
+            Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
+        let setup = conn.create_channel().await?;
+        s.topology.declare(&setup, &self.opts.queues).await?;
+        let _ = setup.close(200, "declared".into()).await;
+        self.health.set_connected(true);
+
+        let ctx = Arc::new(SessionCtx {
+            services: s.clone(),
+            registry: self.registry.clone(),
+            publisher: publisher.clone(),
+            counters: self.counters.clone(),
+        });
+        let mut streams = SelectAll::new();
+        let mut consumers: Vec<(Channel, String)> = Vec::new();
+        let mut ackers: Vec<AckBatcher> = Vec::new();
+        for (i, family) in self.opts.queues.iter().enumerate() {
+            let ch = conn.create_channel().await?;
+            ch.basic_qos(self.opts.prefetch, BasicQosOptions { global: false })
+                .await?;
+            let tag = format!("{}/{family}", s.worker_id);
+            let consumer = ch
+                .basic_consume(
+                    s.topology.queue(family).into(),
+                    tag.clone().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            streams.push(consumer.map(move |d| (i, d)).boxed());
+            ackers.push(AckBatcher::spawn(ch.clone()));
+            consumers.push((ch, tag));
+        }
+        self.health.set_consuming(true);
+        s.metrics.worker_up.set(1);
+        if let Some(f) = &self.on_ready {
+            f();
+        }
+        info!("connected and consuming");
+
+        let sem = Arc::new(Semaphore::new(self.opts.concurrency));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let end = loop {
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break SessionEnd::Shutdown,
+                p = sem.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let item = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break SessionEnd::Shutdown,
+                item = streams.next() => item,
+            };
+            match item {
+                Some((i, Ok(delivery))) => {
+                    let ctx = ctx.clone();
+                    let family = self.opts.queues[i].clone();
+                    let acker = ackers[i].handle();
+                    running.spawn(async move {
+                        let tag = delivery.delivery_tag;
+                        match ctx.process(&delivery, &family).await {
+                            Ok(()) => acker.ack(tag),
+                            Err(e) => {
+                                error!(error = %e, "could not record the outcome; message goes back to the queue");
+                                acker.requeue(tag);
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+                Some((_, Err(e))) => break SessionEnd::Lost(e.to_string()),
+                None => break SessionEnd::Lost("the broker closed the consumers".into()),
+            }
+            while running.try_join_next().is_some() {}
+        };
+        self.health.set_consuming(false);
+        match &end {
+            SessionEnd::Shutdown => {
+                for (ch, tag) in &consumers {
+                    let _ = ch
+                        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                        .await;
+                }
+                let n = running.len();
+                if n > 0 {
+                    info!(in_flight = n, timeout = ?self.opts.shutdown_timeout, "draining in-flight tasks");
+                }
+                let drained = tokio::time::timeout(self.opts.shutdown_timeout, async {
+                    while running.join_next().await.is_some() {}
+                })
+                .await
+                .is_ok();
+                if !drained {
+                    warn!(
+                        left = running.len(),
+                        "shutdown timeout: abandoning tasks still running (the broker will redeliver them)"
+                    );
+                    running.abort_all();
+                }
+            }
+            SessionEnd::Lost(_) => {
+                // Their deliveries are void on a dead channel; the broker
+                // redelivers them, so stop duplicate work now.
+                running.abort_all();
+            }
+        }
+        while running.join_next().await.is_some() {}
+        drop(ctx);
+        for a in ackers {
+            a.finish().await;
+        }
+        if let SessionEnd::Shutdown = end {
+            for (ch, _) in &consumers {
+                let _ = ch.close(200, "worker stopping".into()).await;
+            }
+            let _ = publisher
+                .channel()
+                .close(200, "worker stopping".into())
+                .await;
+            let _ = conn.close(200, "worker stopping".into()).await;
+        }
+        Ok(end)
+    }
+}
+
+async fn heartbeat_loop(
+    s: Arc<Services>,
+    opts: WorkerOptions,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    let interval = s.config.worker.heartbeat_interval.0;
+    let started_at = Utc::now();
+    loop {
+        let info = WorkerInfo {
+            id: s.worker_id.clone(),
+            host: s.metrics.hostname.clone(),
+            pid: std::process::id(),
+            queues: opts.queues.clone(),
+            concurrency: opts.concurrency,
+            active: counters.active.load(Ordering::Relaxed),
+            processed: counters.processed.load(Ordering::Relaxed),
+            started_at,
+            heartbeat_at: Utc::now(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        if let Err(e) = s.workers.heartbeat(&info, interval * 3).await {
+            warn!(error = %e, "worker heartbeat failed");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// What the tasks of one broker session share.
+struct SessionCtx {
+    services: Arc<Services>,
+    registry: Arc<Registry>,
+    publisher: Publisher,
+    counters: Arc<Counters>,
+}
+
+/// The delay to wait before attempt `attempt + 1`: exponential from `base`,
+/// capped at `max`, with equal jitter (half fixed, half random).
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(30)));
+    let d = exp.min(max);
+    d / 2 + d.mul_f64(fastrand::f64() / 2.0)
+}
+
+impl SessionCtx {
+    fn dead(
+        &self,
+        env: Option<&Envelope>,
+        raw: Option<&[u8]>,
+        reason: DeadReason,
+        error: &str,
+        queue: &str,
+    ) -> DeadLetter {
+        DeadLetter {
+            envelope: env.cloned(),
+            raw_body: raw
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(64 * 1024)]).into_owned()),
+            reason,
+            attempts: env.map(|e| e.attempt + 1).unwrap_or(1),
+            last_error: error.to_string(),
+            worker: self.services.worker_id.clone(),
+            queue: queue.to_string(),
+            dead_at: Utc::now(),
+        }
+    }
+
+    fn state(&self, env: &Envelope, status: TaskStatus, error: Option<String>) {
+        let mut st = TaskState::of(env, status);
+        st.worker = Some(self.services.worker_id.clone());
+        st.error = error;
+        self.services.state_writer.record(st);
+    }
+
+    async fn dead_letter(
+        &self,
+        env: &Envelope,
+        reason: DeadReason,
+        error: &str,
+        status: TaskStatus,
+    ) -> Result<(), PublishError> {
+        let m = &self.services.metrics;
+        m.dead_lettered
+            .with_label_values(&[env.task.as_str(), env.queue.as_str(), m.hostname.as_str()])
+            .inc();
+        self.publisher
+            .publish_dead(&self.dead(Some(env), None, reason, error, &env.queue))
+            .await?;
+        self.state(env, status, Some(error.to_string()));
+        error!(reason = reason.as_str(), error, "task dead-lettered");
+        Ok(())
+    }
+
+    /// Decide and carry out what happens to one delivery. `Ok` means the
+    /// delivery may be acked; `Err` means its outcome could not be made
+    /// durable and it must go back to the queue.
+    async fn process(&self, d: &Delivery, family: &str) -> Result<(), PublishError> {
+        let mut env = match Envelope::from_json(&d.data) {
+            Ok(e) => e,
+            Err(why) => {
+                let m = &self.services.metrics;
+                m.dead_lettered
+                    .with_label_values(&["(undecodable)", family, m.hostname.as_str()])
+                    .inc();
+                warn!(queue = family, error = %why, "undecodable message dead-lettered");
+                let dl = self.dead(None, Some(&d.data), DeadReason::Undecodable, &why, family);
+                return self.publisher.publish_dead(&dl).await;
+            }
+        };
+        if env.queue.is_empty() {
+            env.queue = family.to_string();
+        }
+        let span = info_span!(
+            "task",
+            task.id = %env.id,
+            task.name = %env.task,
+            attempt = env.attempt,
+            run_id = env.run_id.as_deref().unwrap_or(""),
+            queue = family,
+        );
+        self.process_envelope(env).instrument(span).await
+    }
+
+    async fn process_envelope(&self, env: Envelope) -> Result<(), PublishError> {
+        let s = &self.services;
+        let m = &s.metrics;
+        let labels = [env.task.as_str(), env.queue.as_str(), m.hostname.as_str()];
+        m.received.with_label_values(&labels).inc();
+        let now = Utc::now();
+        if env.expires_at.is_some_and(|x| x < now) {
+            return self
+                .dead_letter(
+                    &env,
+                    DeadReason::Expired,
+                    "expired before it could run",
+                    TaskStatus::Dead,
+                )
+                .await;
+        }
+        if let Some(eta) = env.eta
+            && let Ok(remaining) = (eta - now).to_std()
+        {
+            if remaining > s.topology.tiers[0] {
+                debug!(?remaining, "not due yet; back to a delay tier");
+                return self.publisher.publish_delayed(&env, remaining).await;
+            }
+            tokio::time::sleep(remaining).await;
+        }
+        let Some(task) = self.registry.get(&env.task).cloned() else {
+            let msg = format!("no task named {:?} is registered in this worker", env.task);
+            return self
+                .dead_letter(&env, DeadReason::UnknownTask, &msg, TaskStatus::Dead)
+                .await;
+        };
+        let keys = match task.rate_limit_keys(&env.args) {
+            Ok(k) => k,
+            Err(e) => {
+                return self
+                    .dead_letter(&env, DeadReason::Fatal, &e.to_string(), TaskStatus::Failed)
+                    .await;
+            }
+        };
+        for key in &keys {
+            let wait = match s
+                .limiter
+                .acquire(key, s.config.worker.max_rate_limit_wait.0)
+                .await
+            {
+                Ok(()) => continue,
+                Err(AcquireError::TooLong(w)) => w,
+                Err(AcquireError::Unavailable(e)) => {
+                    warn!(key, error = %e, "rate limiter unavailable; deferring task");
+                    s.topology.tiers[0]
+                }
+                Err(AcquireError::UnknownKey(k)) => {
+                    let msg =
+                        format!("task uses rate-limit key {k:?} but [rate_limits] has no such key");
+                    return self
+                        .dead_letter(&env, DeadReason::Fatal, &msg, TaskStatus::Failed)
+                        .await;
+                }
+            };
+            m.rate_limited.with_label_values(&labels).inc();
+            let mut later = env.clone();
+            later.eta = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+            debug!(key, ?wait, "rate limited; deferring without holding a slot");
+            self.publisher.publish_delayed(&later, wait).await?;
+            self.state(&later, TaskStatus::Queued, None);
+            return Ok(());
+        }
+
+        self.state(&env, TaskStatus::Started, None);
+        self.counters.active.fetch_add(1, Ordering::Relaxed);
+        m.in_flight.inc();
+        let limit = self.registry.time_limit(&env.task, &s.config);
+        let tctx = TaskContext {
+            envelope: env.clone(),
+            services: s.clone(),
+            publisher: self.publisher.clone(),
+            registry: self.registry.clone(),
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(limit, task.call(&tctx, env.args.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(TaskError::TimedOut(limit)),
+        };
+        let elapsed = started.elapsed();
+        m.in_flight.dec();
+        self.counters.active.fetch_sub(1, Ordering::Relaxed);
+        self.counters.processed.fetch_add(1, Ordering::Relaxed);
+        m.runtime
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        match result {
+            Ok(()) => {
+                m.succeeded.with_label_values(&labels).inc();
+                self.state(&env, TaskStatus::Succeeded, None);
+                debug!(?elapsed, "task succeeded");
+                Ok(())
+            }
+            Err(TaskError::Fatal(msg)) => {
+                m.failed.with_label_values(&labels).inc();
+                self.dead_letter(&env, DeadReason::Fatal, &msg, TaskStatus::Failed)
+                    .await
+            }
+            Err(e) => {
+                m.failed.with_label_values(&labels).inc();
+                let message = e.to_string();
+                if env.attempt >= env.max_retries {
+                    let msg = format!("gave up after {} attempts: {message}", env.attempt + 1);
+                    return self
+                        .dead_letter(&env, DeadReason::RetriesExhausted, &msg, TaskStatus::Dead)
+                        .await;
+                }
+                let delay = match &e {
+                    TaskError::Retry {
+                        retry_after: Some(after),
+                        ..
+                    } => *after,
+                    _ => backoff(
+                        env.attempt,
+                        s.config.worker.retry_backoff_base.0,
+                        s.config.worker.retry_backoff_max.0,
+                    ),
+                };
+                let mut next = env.clone();
+                next.attempt += 1;
+                next.eta = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+                self.publisher.publish_delayed(&next, delay).await?;
+                m.retried.with_label_values(&labels).inc();
+                let mut st = TaskState::of(&next, TaskStatus::Retrying);
+                st.worker = Some(s.worker_id.clone());
+                st.error = Some(message.clone());
+                s.state_writer.record(st);
+                warn!(error = %message, ?delay, next_attempt = next.attempt, "task failed; will retry");
+                Ok(())
+            }
+        }
+    }
+}
+
+enum AckCmd {
+    Ack(u64),
+    Requeue(u64),
+}
+
+/// Sends the acks of one channel, batching contiguous runs.
+struct AckBatcher {
+    tx: mpsc::UnboundedSender<AckCmd>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct AckHandle {
+    tx: mpsc::UnboundedSender<AckCmd>,
+}
+
+impl AckHandle {
+    fn ack(&self, tag: u64) {
+        let _ = self.tx.send(AckCmd::Ack(tag));
+    }
+    fn requeue(&self, tag: u64) {
+        let _ = self.tx.send(AckCmd::Requeue(tag));
+    }
+}
+
+/// A finished delivery waiting this long behind a running one is acked alone.
+const STRAGGLER_AFTER: Duration = Duration::from_millis(20);
+
+/// Which delivery tags of a channel are finished and which acks to send.
+/// Tags start at 1 and are consecutive on a channel.
+#[derive(Debug)]
+pub struct AckLedger {
+    /// Lowest tag not yet settled.
+    next: u64,
+    /// Finished, not yet acked, with when they finished.
+    done: BTreeMap<u64, Instant>,
+    /// Settled on their own (individual ack or requeue), above `next`.
+    settled: BTreeSet<u64>,
+}
+
+/// One ack (or requeue) frame to send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AckFrame {
+    /// Ack this tag and every unsettled tag below it.
+    Multiple(u64),
+    Single(u64),
+    Requeue(u64),
+}
+
+impl Default for AckLedger {
+    fn default() -> Self {
+        AckLedger {
+            next: 1,
+            done: BTreeMap::new(),
+            settled: BTreeSet::new(),
+        }
+    }
+}
+
+impl AckLedger {
+    pub fn finished(&mut self, tag: u64, at: Instant) {
+        if tag >= self.next {
+            self.done.insert(tag, at);
+        }
+    }
+
+    pub fn requeue(&mut self, tag: u64) -> AckFrame {
+        self.done.remove(&tag);
+        self.settled.insert(tag);
+        AckFrame::Requeue(tag)
+    }
+
+    /// The frames to send now: one `multiple` ack for the contiguous run,
+    /// then single acks for finished tags older than `straggler_after`
+    /// (all of them when `everything`).
+    pub fn flush(
+        &mut self,
+        now: Instant,
+        straggler_after: Duration,
+        everything: bool,
+    ) -> Vec<AckFrame> {
+        let mut frames = Vec::new();
+        let mut last_multi = None;
+        loop {
+            if self.done.remove(&self.next).is_some() {
+                last_multi = Some(self.next);
+            } else if !self.settled.remove(&self.next) {
+                break;
+            }
+            self.next += 1;
+        }
+        if let Some(t) = last_multi {
+            frames.push(AckFrame::Multiple(t));
+        }
+        let stale: Vec<u64> = self
+            .done
+            .iter()
+            .filter(|(_, at)| everything || now.duration_since(**at) >= straggler_after)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            self.done.remove(&t);
+            self.settled.insert(t);
+            frames.push(AckFrame::Single(t));
+        }
+        frames
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.done.is_empty()
+    }
+}
+
+impl AckBatcher {
+    fn spawn(ch: Channel) -> AckBatcher {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AckCmd>();
+        let task = tokio::spawn(async move {
+            let mut ledger = AckLedger::default();
+            let mut broken = false;
+            loop {
+                let first = if ledger.has_pending() {
+                    match tokio::time::timeout(STRAGGLER_AFTER, rx.recv()).await {
+                        Ok(c) => c,
+                        Err(_) => {
+                            let frames = ledger.flush(Instant::now(), STRAGGLER_AFTER, false);
+                            send_frames(&ch, frames, &mut broken).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    rx.recv().await
+                };
+                let Some(first) = first else {
+                    let frames = ledger.flush(Instant::now(), STRAGGLER_AFTER, true);
+                    send_frames(&ch, frames, &mut broken).await;
+                    break;
+                };
+                let now = Instant::now();
+                let mut frames = Vec::new();
+                let mut apply = |c: AckCmd, frames: &mut Vec<AckFrame>| match c {
+                    AckCmd::Ack(t) => ledger.finished(t, now),
+                    AckCmd::Requeue(t) => frames.push(ledger.requeue(t)),
+                };
+                apply(first, &mut frames);
+                while let Ok(c) = rx.try_recv() {
+                    apply(c, &mut frames);
+                }
+                frames.extend(ledger.flush(now, STRAGGLER_AFTER, false));
+                send_frames(&ch, frames, &mut broken).await;
+            }
+        });
+        AckBatcher { tx, task }
+    }
+
+    fn handle(&self) -> AckHandle {
+        AckHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Flush every ack and stop.
+    async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
+    }
+}
+
+async fn send_frames(ch: &Channel, frames: Vec<AckFrame>, broken: &mut bool) {
+    if *broken {
+        return;
+    }
+    for f in frames {
+        let r = match f {
+            AckFrame::Multiple(t) => ch.basic_ack(t, BasicAckOptions { multiple: true }).await,
+            AckFrame::Single(t) => ch.basic_ack(t, BasicAckOptions { multiple: false }).await,
+            AckFrame::Requeue(t) => {
+                ch.basic_nack(
+                    t,
+                    BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    },
+                )
+                .await
+            }
+        };
+        if let Err(e) = r {
+            // The channel is gone: the broker requeues every unacked
+            // delivery of it, so stop sending acks that cannot land.
+            warn!(error = %e, "ack failed; the channel is closed and its deliveries will be redelivered");
+            *broken = true;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_runs_use_one_multiple_ack() {
+        let t0 = Instant::now();
+        let mut l = AckLedger::default();
+        for t in [1, 2, 3] {
+            l.finished(t, t0);
+        }
+        assert_eq!(
+            l.flush(t0, STRAGGLER_AFTER, false),
+            vec![AckFrame::Multiple(3)]
+        );
+        // 5 finished but 4 is still running: 5 waits, then goes alone.
+        l.finished(5, t0);
+        assert_eq!(l.flush(t0, STRAGGLER_AFTER, false), vec![]);
+        let later = t0 + Duration::from_millis(25);
+        assert_eq!(
+            l.flush(later, STRAGGLER_AFTER, false),
+            vec![AckFrame::Single(5)]
+        );
+        // 4 and 6 finish: the multiple ack must not name 5 (already acked).
+        l.finished(4, later);
+        l.finished(6, later);
+        assert_eq!(
+            l.flush(later, STRAGGLER_AFTER, false),
+            vec![AckFrame::Multiple(6)]
+        );
+        // A requeued tag counts as settled and never blocks the run.
+        assert_eq!(l.requeue(7), AckFrame::Requeue(7));
+        l.finished(8, later);
+        assert_eq!(
+            l.flush(later, STRAGGLER_AFTER, false),
+            vec![AckFrame::Multiple(8)]
+        );
+    }
+
+    #[test]
+    fn never_acks_a_running_delivery() {
+        let t0 = Instant::now();
+        let mut l = AckLedger::default();
+        l.finished(2, t0);
+        l.finished(3, t0);
+        let frames = l.flush(t0, STRAGGLER_AFTER, true);
+        assert_eq!(frames, vec![AckFrame::Single(2), AckFrame::Single(3)]);
+        l.finished(1, t0);
+        assert_eq!(
+            l.flush(t0, STRAGGLER_AFTER, false),
+            vec![AckFrame::Multiple(1)]
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 0..10 {
+            let d = backoff(attempt, base, max);
+            let full = (base * 2u32.pow(attempt)).min(max);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(100, base, max) <= max);
+    }
+}

@@ -1,0 +1,36 @@
+//! Logging set-up: `pretty` or `json` lines, filtered by `ALERTFLOW_LOG`
+//! (RUST_LOG syntax, default `info`). Under systemd (journald adds its own
+//! timestamps) the pretty format drops the timestamp.
+
+use tracing_subscriber::EnvFilter;
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// Install the global subscriber; logs go to standard error.
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("ALERTFLOW_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .map(EnvFilter::new)
+        .unwrap_or_else(|| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match (format, under_journald) {
+        (LogFormat::Json, _) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        (LogFormat::Pretty, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Pretty, false) => builder.try_init(),
+    };
+}
