@@ -146,55 +146,10 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// Parse `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"` (a bare number is seconds).
+/// Parse `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"` (see
+/// [`crate::queue::schedule::parse_duration`] for the exact grammar).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-        return Err(format!("invalid duration {s:?}"));
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            "ms"
-        } else {
-            match c {
-                's' => "s",
-                'm' => "m",
-                'h' => "h",
-                'd' => "d",
-                _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?}")),
-            }
-        };
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: missing number before {unit:?}"))?;
-        num.clear();
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => n * 86400.0,
-        };
-        total += Duration::from_secs_f64(secs);
-    }
-    if !num.is_empty() {
-        return Err(format!("invalid duration {s:?}: number without unit"));
-    }
-    Ok(total)
+    crate::queue::schedule::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Classic (default) or quorum work queues.
@@ -708,9 +663,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("5").is_ok());
+        assert!(parse_duration("5").is_err(), "a unit is required");
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -124,8 +124,9 @@ impl DeadEntry {
     }
 }
 
-/// Read up to `limit` dead letters on `ch` without acking them.
-async fn peek(
+/// Read up to `limit` dead letters on `ch` without acking them; closing the
+/// channel puts them back.
+pub async fn peek(
     ch: &lapin::Channel,
     queue: &str,
     limit: usize,

@@ -42,9 +42,10 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open an AMQP connection named after this process.
 pub async fn connect(config: &Config, role: &str) -> Result<Connection, lapin::Error> {
     let name = format!(
-        "alertflow-{role}@{}:{}",
+        "alertflow-{role}@{}:{}/{}",
         gethostname::gethostname().to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        config.namespace
     );
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     Connection::connect(&config.amqp_url(), props).await

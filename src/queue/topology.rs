@@ -1,9 +1,10 @@
 //! Exchanges and queues, declared idempotently by every process at start.
 //!
 //! With namespace `ns`:
-//! - `ns` (topic exchange) routes task messages; queue family `f` is the
-//!   durable queue `ns.f`, bound with `f` (direct publishes) and `*.f`
-//!   (messages coming back from a delay tier);
+//! - `ns` (direct exchange; cheaper to route than a topic one) routes task
+//!   messages; queue family `f` is the durable queue `ns.f`, bound with `f`
+//!   and with `<tier>.f` for each tier (messages coming back from a delay
+//!   tier keep the routing key they were delayed with);
 //! - `ns.delay` (topic exchange) feeds the delay tiers `ns.delay.<tier>`, each a
 //!   queue with one queue-level `x-message-ttl` that dead-letters back to `ns`
 //!   keeping the routing key `<tier>.f`. One TTL per queue means messages
@@ -144,7 +145,7 @@ impl Topology {
         };
         ch.exchange_declare(
             self.work_exchange().into(),
-            ExchangeKind::Topic,
+            ExchangeKind::Direct,
             durable,
             FieldTable::default(),
         )
@@ -227,7 +228,12 @@ impl Topology {
             self.work_queue_args(),
         )
         .await?;
-        for key in [family.to_string(), format!("*.{family}")] {
+        let keys = std::iter::once(family.to_string()).chain(
+            self.tiers
+                .iter()
+                .map(|t| self.delay_routing_key(*t, family)),
+        );
+        for key in keys {
             ch.queue_bind(
                 q.clone().into(),
                 self.work_exchange().into(),

@@ -278,6 +278,7 @@ impl Worker {
                         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
                         .await;
                 }
+                while running.try_join_next().is_some() {}
                 let n = running.len();
                 if n > 0 {
                     info!(in_flight = n, timeout = ?self.opts.shutdown_timeout, "draining in-flight tasks");

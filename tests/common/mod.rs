@@ -1,0 +1,309 @@
+//! Shared test harness: every test gets its own namespace (queues, exchanges,
+//! Redis keys) on the real local RabbitMQ and Redis, removed when the test
+//! ends, even when it fails.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alertflow::cli::dead::DeadEntry;
+use alertflow::config::{Config, HumanDuration};
+use alertflow::queue::context::Services;
+use alertflow::queue::message::Envelope;
+use alertflow::queue::publisher::{Publisher, connect};
+use alertflow::queue::state::{StateStore, TaskState, TaskStatus};
+use alertflow::queue::task::Registry;
+use alertflow::queue::topology::Topology;
+use alertflow::queue::worker::{Worker, WorkerOptions};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+pub fn ms(n: u64) -> HumanDuration {
+    HumanDuration(Duration::from_millis(n))
+}
+
+/// One test's isolated slice of the broker and Redis.
+pub struct TestEnv {
+    pub config: Arc<Config>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// A namespace `t-<name>-<random>` with fast retry tiers and backoff.
+    pub fn new(name: &str) -> TestEnv {
+        Self::with(name, |_| {})
+    }
+
+    pub fn with(name: &str, tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        let mut c = Config {
+            namespace: format!(
+                "t-{name}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            ..Config::default()
+        };
+        c.broker.retry_tiers = vec![ms(100), ms(1000), ms(5000)];
+        c.worker.retry_backoff_base = ms(200);
+        c.worker.retry_backoff_max = ms(2000);
+        c.worker.metrics_listen = "off".into();
+        c.worker.heartbeat_interval = ms(500);
+        c.worker.shutdown_timeout = HumanDuration(Duration::from_secs(10));
+        c.worker.queues = vec!["default".into()];
+        tweak(&mut c);
+        c.validate().expect("test config is valid");
+        TestEnv {
+            config: Arc::new(c),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn ns(&self) -> &str {
+        &self.config.namespace
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::new(Topology::from_config(&self.config))
+    }
+
+    /// A confirm-mode publisher with the topology declared.
+    pub async fn publisher(&self) -> (lapin::Connection, Publisher) {
+        let conn = connect(&self.config, "test").await.expect("broker up");
+        let p = Publisher::open(&conn, self.topology(), 64)
+            .await
+            .expect("publisher");
+        self.topology()
+            .declare(p.channel(), &self.config.worker.queues)
+            .await
+            .expect("declare");
+        (conn, p)
+    }
+
+    pub fn states(&self) -> StateStore {
+        let pool = alertflow::queue::context::redis_pool(&self.config).expect("pool");
+        StateStore::new(pool, self.ns(), Duration::from_secs(600))
+    }
+
+    /// An envelope with the registry's policy, on queue `default`.
+    pub fn envelope(&self, registry: &Registry, task: &str, args: serde_json::Value) -> Envelope {
+        let mut e = Envelope::new(task, args);
+        registry.apply_policy(&mut e, &self.config, None);
+        e
+    }
+
+    /// Start an in-process worker.
+    pub fn start_worker(&self, registry: Registry) -> RunningWorker {
+        let (services, _writer) = Services::new(self.config.clone()).expect("services");
+        let token = CancellationToken::new();
+        let worker = Worker::new(
+            services.clone(),
+            Arc::new(registry),
+            WorkerOptions::from_config(&self.config),
+        );
+        let stop = token.clone();
+        let handle = tokio::spawn(async move { worker.run(stop).await.map_err(|e| e.to_string()) });
+        RunningWorker {
+            token,
+            handle,
+            services,
+        }
+    }
+
+    /// Poll until the task reaches `status` (panics after `timeout`).
+    pub async fn wait_status(
+        &self,
+        id: &uuid::Uuid,
+        status: TaskStatus,
+        timeout: Duration,
+    ) -> TaskState {
+        let states = self.states();
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(s) = states.get(id).await.expect("redis") {
+                if s.status == status {
+                    return s;
+                }
+                last = Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("task {id} did not reach {status:?} within {timeout:?}; last state {last:?}");
+    }
+
+    /// Messages ready in a queue (by full name).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let conn = connect(&self.config, "test").await.expect("broker");
+        let ch = conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = conn.close(200, "".into()).await;
+        q.message_count()
+    }
+
+    /// Read the dead-letter queue without removing anything.
+    pub async fn dead_letters(&self) -> Vec<DeadEntry> {
+        let conn = connect(&self.config, "test").await.expect("broker");
+        let ch = conn.create_channel().await.expect("channel");
+        let out: Vec<DeadEntry> =
+            alertflow::cli::dead::peek(&ch, &self.topology().dead_queue(), usize::MAX)
+                .await
+                .expect("peek dead letters")
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+        let _ = ch.close(200, "".into()).await;
+        let _ = conn.close(200, "".into()).await;
+        out
+    }
+
+    /// Wait until the dead-letter queue holds `n` messages.
+    pub async fn wait_dead(&self, n: usize, timeout: Duration) -> Vec<DeadEntry> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.dead_letters().await;
+            if d.len() >= n || Instant::now() > deadline {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Write this test's config as a TOML file for the real binaries.
+    pub fn config_file(&self, extra: &str) -> PathBuf {
+        let c = &self.config;
+        let text = format!(
+            "namespace = {:?}\n\
+             [broker]\nretry_tiers = [\"100ms\", \"1s\", \"5s\"]\n\
+             [worker]\nqueues = [\"default\"]\nconcurrency = 2\nmetrics_listen = \"off\"\n\
+             retry_backoff_base = \"200ms\"\nretry_backoff_max = \"2s\"\nheartbeat_interval = \"500ms\"\n\
+             shutdown_timeout = \"10s\"\n{extra}",
+            c.namespace
+        );
+        let p = self.dir.path().join("alertflow.toml");
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        // Clean up on a runtime of its own: Drop may run inside a panicking test.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(conn) = connect(&config, "cleanup").await {
+                    if let Ok(ch) = conn.create_channel().await {
+                        let t = Topology::from_config(&config);
+                        let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
+                        families.extend(config.worker.queues.iter().cloned());
+                        families.sort();
+                        families.dedup();
+                        let _ = t.delete(&ch, &families).await;
+                    }
+                    let _ = conn.close(200, "".into()).await;
+                }
+                if let Ok(pool) = alertflow::queue::context::redis_pool(&config) {
+                    let _ = alertflow::cli::bench::delete_namespace_keys(&pool, &config.namespace)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct RunningWorker {
+    pub token: CancellationToken,
+    pub handle: tokio::task::JoinHandle<Result<(), String>>,
+    pub services: Arc<Services>,
+}
+
+impl RunningWorker {
+    pub async fn stop(self) {
+        self.token.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("worker stops within 20s")
+            .expect("worker task did not panic");
+        r.expect("worker ran without error");
+    }
+}
+
+/// Path of a binary built by cargo for the integration tests.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "alertflow" => PathBuf::from(env!("CARGO_BIN_EXE_alertflow")),
+        "alertflow-worker" => PathBuf::from(env!("CARGO_BIN_EXE_alertflow-worker")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A child process killed when dropped (so a failing test leaves none behind).
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    pub fn spawn(name: &str, args: &[&str], config: &std::path::Path) -> Child {
+        let log = std::fs::File::create(format!(
+            "{}.{}.log",
+            config.display(),
+            uuid::Uuid::new_v4().simple()
+        ))
+        .expect("log file");
+        let c = std::process::Command::new(bin(name))
+            .args(args)
+            .env("ALERTFLOW_CONFIG", config)
+            .env("ALERTFLOW_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn binary");
+        Child(c)
+    }
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+    /// Wait for exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.0.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
