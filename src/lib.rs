@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod lark;
 pub mod queue;
+pub mod sandbox;
 pub mod tasks;
 pub mod telemetry;

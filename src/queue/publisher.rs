@@ -64,8 +64,9 @@ struct Outgoing {
     exchange: String,
     routing_key: String,
     id: String,
+    kind: Option<String>,
     body: Vec<u8>,
-    headers: FieldTable,
+    headers: Option<FieldTable>,
 }
 
 impl Publisher {
@@ -95,30 +96,29 @@ impl Publisher {
     }
 
     fn task_message(&self, env: &Envelope) -> Outgoing {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            "x-task".into(),
-            AMQPValue::LongString(LongString::from(env.task.as_str())),
-        );
-        headers.insert(
-            "x-attempt".into(),
-            AMQPValue::LongLongInt(i64::from(env.attempt)),
-        );
+        // The task name rides in the AMQP `type` property (visible in the
+        // management UI); everything else is in the body.
         Outgoing {
             exchange: self.topology.work_exchange(),
             routing_key: env.queue.clone(),
             id: env.id.to_string(),
+            kind: Some(env.task.clone()),
             body: env.to_json(),
-            headers,
+            headers: None,
         }
     }
 
     async fn send(&self, m: Outgoing) -> Result<lapin::PublisherConfirm, PublishError> {
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_message_id(ShortString::from(m.id))
             .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(2)
-            .with_headers(m.headers);
+            .with_delivery_mode(2);
+        if let Some(kind) = m.kind {
+            props = props.with_type(ShortString::from(kind));
+        }
+        if let Some(headers) = m.headers {
+            props = props.with_headers(headers);
+        }
         let confirm = self
             .channel
             .basic_publish(
@@ -201,8 +201,9 @@ impl Publisher {
             exchange: self.topology.dead_exchange(),
             routing_key: String::new(),
             id,
+            kind: None,
             body: serde_json::to_vec(dead).expect("a dead letter always serializes"),
-            headers,
+            headers: Some(headers),
         })
         .await
     }
