@@ -322,6 +322,25 @@ impl Default for StateConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeatConfig {
+    /// `/metrics` and `/healthz` of the beat; `"off"` disables.
+    pub metrics_listen: String,
+    /// A beat that lost a fire's claim checks after this long that the
+    /// winner published it, and publishes it itself if the winner died.
+    pub claim_timeout: HumanDuration,
+}
+
+impl Default for BeatConfig {
+    fn default() -> Self {
+        BeatConfig {
+            metrics_listen: "127.0.0.1:9810".into(),
+            claim_timeout: HumanDuration(Duration::from_secs(15)),
+        }
+    }
+}
+
 /// Per-task overrides (`[tasks.NAME]`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +378,9 @@ pub struct Config {
     pub state: StateConfig,
     pub tasks: BTreeMap<String, TaskOverride>,
     pub rate_limits: BTreeMap<String, Vec<LimitSpec>>,
+    pub beat: BeatConfig,
+    /// `[[schedules]]`: what beat publishes, and when.
+    pub schedules: Vec<crate::queue::schedule::ScheduleConfig>,
     /// Where this configuration came from (for error messages).
     #[serde(skip)]
     pub source: String,
@@ -392,6 +414,8 @@ impl Default for Config {
             state: StateConfig::default(),
             tasks: BTreeMap::new(),
             rate_limits,
+            beat: BeatConfig::default(),
+            schedules: Vec::new(),
             source: "(defaults)".into(),
         }
     }
@@ -617,6 +641,18 @@ impl Config {
                     .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for sc in &self.schedules {
+            let key = format!("schedules.{}", sc.name);
+            crate::queue::schedule::Schedule::from_config(sc)
+                .map_err(|e| invalid(&key, &e.to_string()))?;
+            if !names.insert(sc.name.clone()) {
+                return Err(invalid(&key, "two schedules have this name"));
+            }
+            if let Some(q) = &sc.queue {
+                crate::queue::topology::validate_queue_name(q).map_err(|m| invalid(&key, &m))?;
+            }
+        }
         for (key, limits) in &self.rate_limits {
             if limits.is_empty() {
                 return Err(invalid(&format!("rate_limits.{key}"), "needs a limit"));
@@ -735,6 +771,28 @@ mod tests {
         );
         let c = Config::from_toml("[broker]\nurl = \"http://x\"\n", "f.toml").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("broker.url"));
+    }
+
+    #[test]
+    fn schedules_are_validated_by_name() {
+        let c = Config::from_toml(
+            "[[schedules]]\nname = \"nightly\"\ncron = \"30 0 * * *\"\ntask = \"fetch-day\"\n\
+             [[schedules]]\nname = \"broken\"\ncron = \"61 * * * *\"\ntask = \"noop\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("schedules.broken"), "{err}");
+        let unknown = Config::from_toml(
+            "[[schedules]]\nname = \"a\"\nevery = \"1m\"\ntask = \"noop\"\ncolour = 1\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unknown.contains("colour") && unknown.contains("line 4"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `alertflow-beat`: the scheduler. Not built yet (see the beat issue): it
-//! refuses to start rather than pretend to schedule.
+//! `alertflow-beat`: publishes scheduled tasks. All logic lives in the library.
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    eprintln!("alertflow-beat: the scheduler is not implemented yet; schedules are not published");
-    ExitCode::from(1)
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = alertflow::cli::beat::BeatCli::parse();
+    alertflow::telemetry::init(cli.global.log_format);
+    alertflow::cli::beat::run(cli).await
 }

@@ -4,10 +4,12 @@
 //! operation failed); 2 usage or configuration error; 3 a waited-for task
 //! ended failed or dead-lettered; 4 gave up waiting.
 
+pub mod beat;
 pub mod bench;
 pub mod dead;
 pub mod enqueue;
 pub mod inspect;
+pub mod schedule;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -88,6 +90,7 @@ Examples:
   alertflow dead list                             what is in the dead-letter queue
   alertflow dead replay --all                     send every dead letter back to its queue
   alertflow purge lark --yes                      empty alertflow.lark
+  alertflow schedule list --next 5                next fires of each schedule (local and UTC)
   alertflow bench noop --tasks 100000 --concurrency 256
 
 Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 task failed, 4 timed out.
@@ -131,6 +134,9 @@ pub enum Command {
         after_help = "Examples:\n  alertflow purge lark          (asks to type the queue name)\n  alertflow purge alertflow.db --yes"
     )]
     Purge(inspect::PurgeArgs),
+    /// Beat schedules: list them with their next fires, or fire one now.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Benchmarks (they print figures; they are not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -145,6 +151,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Workers(a) => inspect::workers(&cli.global, a).await,
         Command::Dead(c) => dead::run(&cli.global, c).await,
         Command::Purge(a) => inspect::purge(&cli.global, a).await,
+        Command::Schedule(c) => schedule::run(&cli.global, c).await,
         Command::Bench(c) => bench::run(&cli.global, c).await,
     };
     finish(result)

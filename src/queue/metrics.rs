@@ -125,12 +125,17 @@ impl Metrics {
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buf).expect("prometheus text is UTF-8")
+        render(&self.registry)
     }
+}
+
+/// Prometheus text exposition of a registry.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    String::from_utf8(buf).expect("prometheus text is UTF-8")
 }
 
 impl Default for Metrics {
@@ -165,7 +170,7 @@ impl Health {
 /// Serve `/metrics` and `/healthz` until `shutdown`; returns the bound address.
 pub async fn serve(
     listen: &str,
-    metrics: Arc<Metrics>,
+    registry: Registry,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
@@ -176,13 +181,12 @@ pub async fn serve(
         )
     })?;
     let addr = listener.local_addr()?;
-    let m = metrics.clone();
     let app = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let m = m.clone();
-                async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
+                let r = registry.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4")], render(&r)) }
             }),
         )
         .route(

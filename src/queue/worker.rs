@@ -136,7 +136,7 @@ impl Worker {
         if let Some(listen) = &self.opts.metrics_listen {
             let addr = metrics::serve(
                 listen,
-                s.metrics.clone(),
+                s.metrics.registry.clone(),
                 self.health.clone(),
                 shutdown.child_token(),
             )

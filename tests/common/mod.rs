@@ -252,6 +252,7 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "alertflow" => PathBuf::from(env!("CARGO_BIN_EXE_alertflow")),
         "alertflow-worker" => PathBuf::from(env!("CARGO_BIN_EXE_alertflow-worker")),
+        "alertflow-beat" => PathBuf::from(env!("CARGO_BIN_EXE_alertflow-beat")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -1,0 +1,610 @@
+//! The beat: publishes each fire of each schedule exactly once, however many
+//! beat processes run.
+//!
+//! For every fire `(schedule, instant)` a beat first claims
+//! `<ns>:beat:claim:<schedule>:<unix ms>` in Redis with `SET NX` and a short
+//! TTL (`beat.claim_timeout`), publishes with confirms, then marks the claim
+//! `done` for the long TTL and advances `<ns>:beat:last:<schedule>`. A failed
+//! publish releases the claim. A beat that lost a claim checks after the
+//! claim timeout that the winner finished; if the claim vanished (the winner
+//! died between claim and publish) it claims and publishes the fire itself,
+//! so a crash costs a late fire, never a missed or doubled one. The task id
+//! is derived from the schedule and the instant (UUID v5 of
+//! `beat:<schedule>@<instant>`), so even a duplicate would be recognisable.
+//!
+//! On start and after every broker or Redis outage, fires missed since
+//! `last` and within `catch_up_window` follow the schedule's policy: `skip`
+//! (none), `once` (the most recent), `all` (each, oldest first).
+//!
+//! Redis down means no claims: the beat publishes nothing (rather than risk
+//! duplicates) and catches up per policy once Redis is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use deadpool_redis::Pool;
+use deadpool_redis::redis::Script;
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry as PromRegistry};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::queue::message::Envelope;
+use crate::queue::metrics::Health;
+use crate::queue::publisher::{PublishError, Publisher, connect};
+use crate::queue::schedule::{CatchUp, Schedule, fire_message_id};
+use crate::queue::state::{StateStore, TaskState, TaskStatus};
+use crate::queue::task::Registry;
+use crate::queue::topology::Topology;
+
+/// Namespace of the UUID v5 task ids of beat fires.
+pub const FIRE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_f10e_5c4e_4d1a_9b3f_0a1e_7f10_b3a7);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BeatError {
+    #[error("{0}")]
+    Config(String),
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+    #[error("{0}")]
+    Metrics(std::io::Error),
+    #[error("the broker connection was lost")]
+    ConnectionLost,
+}
+
+impl From<deadpool_redis::redis::RedisError> for BeatError {
+    fn from(e: deadpool_redis::redis::RedisError) -> Self {
+        BeatError::Redis(e.to_string())
+    }
+}
+
+impl From<deadpool_redis::PoolError> for BeatError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        BeatError::Redis(e.to_string())
+    }
+}
+
+/// Whether a fire is on time or a catch-up of a missed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FireKind {
+    OnTime,
+    CatchUp,
+    /// Published again after the claimer died before publishing.
+    Recovered,
+    /// `alertflow schedule run`.
+    Manual,
+}
+
+impl FireKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FireKind::OnTime => "on-time",
+            FireKind::CatchUp => "catch-up",
+            FireKind::Recovered => "recovered",
+            FireKind::Manual => "manual",
+        }
+    }
+}
+
+/// What happened to one fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FireOutcome {
+    Published(Uuid),
+    /// Another beat holds the claim.
+    ClaimedElsewhere,
+}
+
+/// Counters of a beat process.
+pub struct BeatMetrics {
+    pub registry: PromRegistry,
+    pub fires: IntCounterVec,
+    pub published: IntCounterVec,
+    pub claims_lost: IntCounterVec,
+    pub publish_failures: IntCounterVec,
+    pub seconds_until_next: GaugeVec,
+}
+
+impl BeatMetrics {
+    fn new() -> BeatMetrics {
+        let registry = PromRegistry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["schedule"]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let fires = counter("alertflow_beat_fires_total", "Fires that came due");
+        let published = counter(
+            "alertflow_beat_published_total",
+            "Fires published by this beat",
+        );
+        let claims_lost = counter(
+            "alertflow_beat_claims_lost_total",
+            "Fires claimed by another beat instance",
+        );
+        let publish_failures = counter(
+            "alertflow_beat_publish_failures_total",
+            "Publishes that failed (the fire is retried)",
+        );
+        let seconds_until_next = GaugeVec::new(
+            Opts::new(
+                "alertflow_beat_seconds_until_next_fire",
+                "Seconds until the schedule's next fire",
+            ),
+            &["schedule"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(seconds_until_next.clone()))
+            .expect("registered once");
+        BeatMetrics {
+            registry,
+            fires,
+            published,
+            claims_lost,
+            publish_failures,
+            seconds_until_next,
+        }
+    }
+}
+
+static CLAIM_DONE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(ARGV[3]) > cur then redis.call('SET', KEYS[2], ARGV[3]) end
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+static CLAIM_RELEASE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+/// A fire whose claim another beat holds, to verify later.
+struct Pending {
+    schedule: usize,
+    instant: DateTime<Utc>,
+    check_at: DateTime<Utc>,
+}
+
+/// The scheduler.
+pub struct Beat {
+    config: Arc<Config>,
+    topology: Arc<Topology>,
+    redis: Pool,
+    states: StateStore,
+    registry: Arc<Registry>,
+    schedules: Vec<Schedule>,
+    metrics: Arc<BeatMetrics>,
+    health: Arc<Health>,
+    id: String,
+}
+
+impl Beat {
+    /// Validate the schedules (each must name a registered task).
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Result<Beat, BeatError> {
+        let mut schedules = Vec::new();
+        for sc in &config.schedules {
+            let s = Schedule::from_config(sc).map_err(|e| BeatError::Config(e.to_string()))?;
+            if registry.get(s.task()).is_none() {
+                return Err(BeatError::Config(format!(
+                    "schedule {:?}: task {:?} is not registered (known: {})",
+                    s.name(),
+                    s.task(),
+                    registry.names().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if s.enabled() {
+                schedules.push(s);
+            }
+        }
+        let redis = crate::queue::context::redis_pool(&config)
+            .map_err(|e| BeatError::Config(e.to_string()))?;
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Ok(Beat {
+            topology: Arc::new(Topology::from_config(&config)),
+            states: StateStore::new(redis.clone(), &config.namespace, config.state.ttl.0),
+            redis,
+            registry,
+            schedules,
+            metrics: Arc::new(BeatMetrics::new()),
+            health: Arc::new(Health::default()),
+            id: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                &Uuid::new_v4().simple().to_string()[..8]
+            ),
+            config,
+        })
+    }
+
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
+    }
+    pub fn metrics(&self) -> Arc<BeatMetrics> {
+        self.metrics.clone()
+    }
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    fn claim_key(&self, s: &Schedule, instant: DateTime<Utc>) -> String {
+        format!(
+            "{}:beat:claim:{}:{}",
+            self.config.namespace,
+            s.name(),
+            instant.timestamp_millis()
+        )
+    }
+
+    fn last_key(&self, name: &str) -> String {
+        format!("{}:beat:last:{name}", self.config.namespace)
+    }
+
+    fn done_ttl(&self, s: &Schedule) -> Duration {
+        s.catch_up_window() + Duration::from_secs(3600)
+    }
+
+    /// The queue family a schedule publishes to.
+    pub fn family(&self, s: &Schedule) -> String {
+        let mut probe = Envelope::new(s.task(), serde_json::json!({}));
+        self.registry
+            .apply_policy(&mut probe, &self.config, s.queue());
+        probe.queue
+    }
+
+    /// The envelope of one fire: its id is derived from schedule and instant.
+    pub fn envelope(&self, s: &Schedule, instant: DateTime<Utc>) -> Envelope {
+        let mut env = Envelope::new(s.task(), s.args_for(instant));
+        env.id = Uuid::new_v5(
+            &FIRE_ID_NAMESPACE,
+            fire_message_id(s.name(), instant).as_bytes(),
+        );
+        env.root_id = env.id;
+        self.registry
+            .apply_policy(&mut env, &self.config, s.queue());
+        env
+    }
+
+    /// Last published fire of a schedule, from Redis.
+    pub async fn last_fire(&self, name: &str) -> Result<Option<DateTime<Utc>>, BeatError> {
+        let mut conn = self.redis.get().await?;
+        let v: Option<i64> = deadpool_redis::redis::cmd("GET")
+            .arg(self.last_key(name))
+            .query_async(&mut conn)
+            .await?;
+        Ok(v.and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+    }
+
+    /// Set a schedule's last fire: where catch-up starts counting missed
+    /// fires (tests use it; operators can move a schedule's origin).
+    pub async fn record_last_fire(
+        &self,
+        name: &str,
+        instant: DateTime<Utc>,
+    ) -> Result<(), BeatError> {
+        let mut conn = self.redis.get().await?;
+        let _: () = deadpool_redis::redis::cmd("SET")
+            .arg(self.last_key(name))
+            .arg(instant.timestamp_millis())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Claim, publish and record one fire.
+    pub async fn fire(
+        &self,
+        publisher: &Publisher,
+        idx: usize,
+        instant: DateTime<Utc>,
+        kind: FireKind,
+    ) -> Result<FireOutcome, BeatError> {
+        let s = &self.schedules[idx];
+        let key = self.claim_key(s, instant);
+        let token = format!("pending:{}", self.id);
+        self.metrics.fires.with_label_values(&[s.name()]).inc();
+        let mut conn = self.redis.get().await?;
+        let claimed: Option<String> = deadpool_redis::redis::cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.config.beat.claim_timeout.0.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_none() {
+            self.metrics
+                .claims_lost
+                .with_label_values(&[s.name()])
+                .inc();
+            debug!(schedule = s.name(), fire = %instant, "fire claimed by another beat");
+            return Ok(FireOutcome::ClaimedElsewhere);
+        }
+        let env = self.envelope(s, instant);
+        if let Err(e) = self.publish(publisher, &env).await {
+            self.metrics
+                .publish_failures
+                .with_label_values(&[s.name()])
+                .inc();
+            let _: Result<i64, _> = CLAIM_RELEASE
+                .key(&key)
+                .arg(&token)
+                .invoke_async(&mut conn)
+                .await;
+            return Err(e);
+        }
+        let marked: i64 = CLAIM_DONE
+            .key(&key)
+            .key(self.last_key(s.name()))
+            .arg(&token)
+            .arg(self.done_ttl(s).as_millis() as u64)
+            .arg(instant.timestamp_millis())
+            .invoke_async(&mut conn)
+            .await?;
+        if marked == 0 {
+            warn!(schedule = s.name(), fire = %instant, "claim expired while publishing (beat.claim_timeout too short?)");
+        }
+        let _ = self
+            .states
+            .put(&TaskState::of(&env, TaskStatus::Queued))
+            .await;
+        self.metrics.published.with_label_values(&[s.name()]).inc();
+        let local = instant.with_timezone(&s.timezone());
+        info!(
+            schedule = s.name(),
+            fire_local = %local.format("%Y-%m-%d %H:%M:%S %Z"),
+            fire_utc = %instant.format("%Y-%m-%dT%H:%M:%SZ"),
+            task = s.task(),
+            task.id = %env.id,
+            queue = %env.queue,
+            kind = kind.as_str(),
+            "fire published"
+        );
+        Ok(FireOutcome::Published(env.id))
+    }
+
+    async fn publish(&self, publisher: &Publisher, env: &Envelope) -> Result<(), BeatError> {
+        publisher.publish(env).await?;
+        Ok(())
+    }
+
+    /// Publish a fire now, for operators (`alertflow schedule run`); no claim.
+    pub async fn run_now(&self, publisher: &Publisher, name: &str) -> Result<Uuid, BeatError> {
+        let s = self
+            .schedules
+            .iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| BeatError::Config(format!("no enabled schedule named {name:?}")))?;
+        let mut env = self.envelope(s, Utc::now());
+        env.id = Uuid::new_v4();
+        env.root_id = env.id;
+        self.topology
+            .declare_family(publisher.channel(), &env.queue)
+            .await?;
+        self.publish(publisher, &env).await?;
+        let _ = self
+            .states
+            .put(&TaskState::of(&env, TaskStatus::Queued))
+            .await;
+        info!(schedule = name, task.id = %env.id, kind = FireKind::Manual.as_str(), "fire published");
+        Ok(env.id)
+    }
+
+    /// The fires a policy publishes for the missed fires of `s` up to `now`.
+    pub fn missed_fires(
+        s: &Schedule,
+        last: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        let Some(last) = last else {
+            return Vec::new();
+        };
+        let window = chrono::Duration::from_std(s.catch_up_window()).unwrap_or_default();
+        let from = last.max(now - window);
+        // `from` itself was published (or is outside the window).
+        let fires: Vec<DateTime<Utc>> = s
+            .fires_between(from, now)
+            .take(10_000)
+            .filter(|t| *t > last)
+            .collect();
+        match s.catch_up() {
+            CatchUp::Skip => Vec::new(),
+            CatchUp::Once => fires.last().copied().into_iter().collect(),
+            CatchUp::All => fires,
+        }
+    }
+
+    /// Handle every schedule's missed fires as of `now`; returns how many
+    /// this beat published.
+    pub async fn catch_up(
+        &self,
+        publisher: &Publisher,
+        now: DateTime<Utc>,
+    ) -> Result<usize, BeatError> {
+        let mut published = 0;
+        for idx in 0..self.schedules.len() {
+            let s = &self.schedules[idx];
+            let last = self.last_fire(s.name()).await?;
+            let missed = Self::missed_fires(s, last, now);
+            if !missed.is_empty() {
+                info!(schedule = s.name(), policy = %s.catch_up(), count = missed.len(), "catching up missed fires");
+            }
+            for t in missed {
+                if let FireOutcome::Published(_) =
+                    self.fire(publisher, idx, t, FireKind::CatchUp).await?
+                {
+                    published += 1;
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    /// Verify a lost claim: done → nothing; gone → the claimer died before
+    /// publishing, so publish it; still pending → check again later.
+    async fn verify(
+        &self,
+        publisher: &Publisher,
+        p: &Pending,
+    ) -> Result<Option<DateTime<Utc>>, BeatError> {
+        let s = &self.schedules[p.schedule];
+        let mut conn = self.redis.get().await?;
+        let v: Option<String> = deadpool_redis::redis::cmd("GET")
+            .arg(self.claim_key(s, p.instant))
+            .query_async(&mut conn)
+            .await?;
+        match v.as_deref() {
+            Some("done") => Ok(None),
+            Some(_) => Ok(Some(
+                Utc::now()
+                    + chrono::Duration::from_std(self.config.beat.claim_timeout.0)
+                        .unwrap_or_default(),
+            )),
+            None => {
+                warn!(schedule = s.name(), fire = %p.instant, "the beat that claimed this fire did not publish it; publishing it now");
+                match self
+                    .fire(publisher, p.schedule, p.instant, FireKind::Recovered)
+                    .await?
+                {
+                    FireOutcome::Published(_) => Ok(None),
+                    FireOutcome::ClaimedElsewhere => Ok(Some(
+                        Utc::now()
+                            + chrono::Duration::from_std(self.config.beat.claim_timeout.0)
+                                .unwrap_or_default(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Run until `shutdown`: reconnects with backoff after broker or Redis
+    /// failures and catches up each time.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BeatError> {
+        let listen = self.config.beat.metrics_listen.trim();
+        if !listen.is_empty() && listen != "off" {
+            let addr = crate::queue::metrics::serve(
+                listen,
+                self.metrics.registry.clone(),
+                self.health.clone(),
+                shutdown.child_token(),
+            )
+            .await
+            .map_err(BeatError::Metrics)?;
+            info!(%addr, "serving /metrics and /healthz");
+        }
+        info!(beat = %self.id, schedules = self.schedules.len(), "beat starting");
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let started = std::time::Instant::now();
+            match self.session(&shutdown).await {
+                Ok(()) => break,
+                Err(e) => warn!(error = %e, "beat session failed; reconnecting and catching up"),
+            }
+            self.health.set_connected(false);
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(200);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() * 0.5)) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        info!("beat stopped");
+        Ok(())
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<(), BeatError> {
+        let conn = connect(&self.config, "beat").await?;
+        let publisher = Publisher::open(&conn, self.topology.clone(), 64).await?;
+        let mut families: Vec<String> = self.schedules.iter().map(|s| self.family(s)).collect();
+        families.sort();
+        families.dedup();
+        self.topology
+            .declare(publisher.channel(), &families)
+            .await?;
+        self.health.set_connected(true);
+        self.health.set_consuming(true);
+        let start = Utc::now();
+        self.catch_up(&publisher, start).await?;
+        let mut next: Vec<Option<DateTime<Utc>>> = self
+            .schedules
+            .iter()
+            .map(|s| s.next_fire_after(start))
+            .collect();
+        let mut pending: Vec<Pending> = Vec::new();
+        loop {
+            let now = Utc::now();
+            for (idx, slot) in next.iter_mut().enumerate() {
+                while let Some(t) = slot.filter(|t| *t <= now) {
+                    let outcome = self.fire(&publisher, idx, t, FireKind::OnTime).await?;
+                    if outcome == FireOutcome::ClaimedElsewhere {
+                        pending.push(Pending {
+                            schedule: idx,
+                            instant: t,
+                            check_at: now
+                                + chrono::Duration::from_std(self.config.beat.claim_timeout.0)
+                                    .unwrap_or_default()
+                                + chrono::Duration::milliseconds(500),
+                        });
+                    }
+                    *slot = self.schedules[idx].next_fire_after(t);
+                }
+            }
+            let mut still = Vec::new();
+            for p in pending.drain(..) {
+                if p.check_at > now {
+                    still.push(p);
+                } else if let Some(again) = self.verify(&publisher, &p).await? {
+                    still.push(Pending {
+                        check_at: again,
+                        ..p
+                    });
+                }
+            }
+            pending = still;
+            let now = Utc::now();
+            let mut sleep = Duration::from_secs(1);
+            for (idx, n) in next.iter().enumerate() {
+                if let Some(t) = n {
+                    let until = (*t - now).to_std().unwrap_or_default();
+                    self.metrics
+                        .seconds_until_next
+                        .with_label_values(&[self.schedules[idx].name()])
+                        .set(until.as_secs_f64());
+                    sleep = sleep.min(until);
+                }
+            }
+            if conn.status().errored() || !conn.status().connected() {
+                return Err(BeatError::ConnectionLost);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = publisher.channel().close(200, "beat stopping".into()).await;
+                    let _ = conn.close(200, "beat stopping".into()).await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}

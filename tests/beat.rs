@@ -1,0 +1,222 @@
+//! The beat against the real RabbitMQ and Redis: several processes publish
+//! each fire exactly once; catch-up policies; a claimer that dies.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertflow::config::HumanDuration;
+use alertflow::queue::beat::{Beat, FireOutcome};
+use alertflow::queue::message::Envelope;
+use alertflow::queue::schedule::{CatchUp, ScheduleConfig};
+use chrono::{DateTime, TimeZone, Utc};
+use common::{Child, TestEnv};
+use lapin::options::BasicGetOptions;
+use serde_json::json;
+
+fn every(name: &str, period: &str, catch_up: CatchUp) -> ScheduleConfig {
+    ScheduleConfig {
+        name: name.into(),
+        cron: None,
+        every: Some(period.into()),
+        timezone: None,
+        task: "noop".into(),
+        args: json!({"schedule": name, "fire": "{now}"}),
+        queue: Some("default".into()),
+        enabled: true,
+        catch_up: Some(catch_up),
+        catch_up_window: Some("1h".into()),
+    }
+}
+
+/// Drain the default queue; returns (schedule, fire instant, task id) per message.
+async fn drain(env: &TestEnv) -> Vec<(String, DateTime<Utc>, uuid::Uuid)> {
+    let conn = alertflow::queue::publisher::connect(&env.config, "test")
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            env.topology().queue("default").into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        let e = Envelope::from_json(&m.delivery.data).unwrap();
+        let fire = DateTime::parse_from_rfc3339(e.args["fire"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        out.push((e.args["schedule"].as_str().unwrap().to_string(), fire, e.id));
+    }
+    let _ = conn.close(200, "".into()).await;
+    out
+}
+
+#[tokio::test]
+async fn three_beat_processes_publish_every_fire_exactly_once() {
+    let env = TestEnv::new("beat3");
+    let cfg = env.config_file(
+        "[beat]\nmetrics_listen = \"off\"\n\
+         [[schedules]]\nname = \"tick\"\nevery = \"1s\"\ntask = \"noop\"\nqueue = \"default\"\n\
+         args = { schedule = \"tick\", fire = \"{now}\" }\n",
+    );
+    let (_c, _p) = env.publisher().await; // declare the queue before the beats start
+    let beats: Vec<Child> = (0..3)
+        .map(|_| Child::spawn("alertflow-beat", &[], &cfg))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for mut b in beats {
+        b.signal("TERM");
+        let status = b
+            .wait_exit(Duration::from_secs(10))
+            .expect("beat exits on SIGTERM");
+        assert!(status.success(), "{status:?}");
+    }
+    let fires = drain(&env).await;
+    let mut by_instant: BTreeMap<DateTime<Utc>, usize> = BTreeMap::new();
+    let mut by_id: BTreeMap<uuid::Uuid, usize> = BTreeMap::new();
+    for (_, t, id) in &fires {
+        *by_instant.entry(*t).or_default() += 1;
+        *by_id.entry(*id).or_default() += 1;
+    }
+    let first = *by_instant.keys().next().expect("fires were published");
+    let last = *by_instant.keys().last().unwrap();
+    let span = (last - first).num_seconds() + 1;
+    let duplicates: usize = by_instant.values().map(|n| n - 1).sum();
+    let missed = span as usize - by_instant.len();
+    println!(
+        "three beats: {span} fire instants, {} messages, {duplicates} duplicates, {missed} missed",
+        fires.len()
+    );
+    assert!(span >= 8, "about 10 s of fires, got {span}");
+    assert_eq!(duplicates, 0, "a fire was published twice");
+    assert!(
+        by_id.values().all(|n| *n == 1),
+        "a task id was published twice"
+    );
+    assert_eq!(
+        missed, 0,
+        "a fire instant between the first and the last was missed"
+    );
+}
+
+fn beat(env: &TestEnv, schedules: Vec<ScheduleConfig>, claim_timeout_ms: u64) -> Beat {
+    let mut c = (*env.config).clone();
+    c.schedules = schedules;
+    c.beat.metrics_listen = "off".into();
+    c.beat.claim_timeout = HumanDuration(Duration::from_millis(claim_timeout_ms));
+    c.validate().unwrap();
+    Beat::new(Arc::new(c), Arc::new(alertflow::tasks::registry())).unwrap()
+}
+
+#[tokio::test]
+async fn catch_up_after_downtime_follows_each_policy() {
+    let env = TestEnv::new("catchup");
+    let b = beat(
+        &env,
+        vec![
+            every("skip", "1s", CatchUp::Skip),
+            every("once", "1s", CatchUp::Once),
+            every("all", "1s", CatchUp::All),
+        ],
+        15_000,
+    );
+    let (_c, publisher) = env.publisher().await;
+    // The beat last published at t0, then was down until t0 + 5.5 s.
+    let t0 = Utc.timestamp_opt(Utc::now().timestamp() - 30, 0).unwrap();
+    for name in ["skip", "once", "all"] {
+        b.record_last_fire(name, t0).await.unwrap();
+    }
+    let now = t0 + chrono::Duration::milliseconds(5500);
+    let published = b.catch_up(&publisher, now).await.unwrap();
+    assert_eq!(published, 6, "once: 1, all: 5, skip: 0");
+    let fires = drain(&env).await;
+    let of = |name: &str| -> Vec<DateTime<Utc>> {
+        let mut v: Vec<_> = fires.iter().filter(|f| f.0 == name).map(|f| f.1).collect();
+        v.sort();
+        v
+    };
+    assert!(of("skip").is_empty());
+    assert_eq!(
+        of("once"),
+        vec![t0 + chrono::Duration::seconds(5)],
+        "the most recent missed fire"
+    );
+    assert_eq!(
+        of("all"),
+        (1..=5)
+            .map(|s| t0 + chrono::Duration::seconds(s))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        b.last_fire("all").await.unwrap(),
+        Some(t0 + chrono::Duration::seconds(5))
+    );
+    // A second beat starting at the same moment publishes nothing more.
+    let again = beat(
+        &env,
+        vec![
+            every("skip", "1s", CatchUp::Skip),
+            every("once", "1s", CatchUp::Once),
+            every("all", "1s", CatchUp::All),
+        ],
+        15_000,
+    );
+    assert_eq!(again.catch_up(&publisher, now).await.unwrap(), 0);
+    // Fires older than the window are not caught up.
+    b.record_last_fire("all", now - chrono::Duration::hours(3))
+        .await
+        .unwrap();
+    let window_start = now - chrono::Duration::hours(1);
+    let missed = Beat::missed_fires(&b.schedules()[2], b.last_fire("all").await.unwrap(), now);
+    assert!(missed.iter().all(|t| *t > window_start));
+    assert_eq!(missed.len(), 3600);
+}
+
+#[tokio::test]
+async fn a_fire_whose_claimer_died_is_published_by_another_beat() {
+    let env = TestEnv::new("claimdied");
+    let b = beat(&env, vec![every("tick", "1s", CatchUp::Skip)], 800);
+    let (_c, publisher) = env.publisher().await;
+    // Another beat claimed the next fire and died before publishing.
+    let fire = Utc.timestamp_opt(Utc::now().timestamp() + 2, 0).unwrap();
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let key = format!("{}:beat:claim:tick:{}", env.ns(), fire.timestamp_millis());
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(&key)
+        .arg("pending:ghost")
+        .arg("PX")
+        .arg(2600)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.fire(
+            &publisher,
+            0,
+            fire,
+            alertflow::queue::beat::FireKind::OnTime
+        )
+        .await
+        .unwrap(),
+        FireOutcome::ClaimedElsewhere
+    );
+    // The running beat verifies lost claims after claim_timeout.
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    let runner = tokio::spawn(async move { b.run(stop).await });
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    token.cancel();
+    runner.await.unwrap().unwrap();
+    let fires = drain(&env).await;
+    let n = fires.iter().filter(|f| f.1 == fire).count();
+    assert_eq!(
+        n, 1,
+        "the orphaned fire was published exactly once: {fires:?}"
+    );
+}
