@@ -341,6 +341,26 @@ impl Default for BeatConfig {
     }
 }
 
+/// `[parser]`: extra card-key aliases per field (`alert_name`, `severity`,
+/// `status`, `level_status`, `cluster`, `region`, `start`, `end`, `summary`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParserConfig {
+    pub aliases: BTreeMap<String, Vec<String>>,
+}
+
+impl ParserConfig {
+    /// The built-in alias tables extended by `[parser.aliases]`.
+    pub fn aliases(&self) -> Result<crate::lark::card::Aliases, String> {
+        let mut a = crate::lark::card::Aliases::default();
+        for (field, extra) in &self.aliases {
+            a.extend(field, extra.iter().cloned())
+                .map_err(|e| format!("{e}"))?;
+        }
+        Ok(a)
+    }
+}
+
 /// Per-task overrides (`[tasks.NAME]`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +399,7 @@ pub struct Config {
     pub tasks: BTreeMap<String, TaskOverride>,
     pub rate_limits: BTreeMap<String, Vec<LimitSpec>>,
     pub beat: BeatConfig,
+    pub parser: ParserConfig,
     /// `[[schedules]]`: what beat publishes, and when.
     pub schedules: Vec<crate::queue::schedule::ScheduleConfig>,
     /// Where this configuration came from (for error messages).
@@ -392,13 +413,17 @@ impl Default for Config {
         rate_limits.insert(
             "lark.api".to_string(),
             vec![
+                // Lark allows 50/s and 1000/min per app. GCRA admits at most
+                // burst + rate × window in any window, and requests reach Lark
+                // with some jitter, so the defaults keep headroom: at most 46
+                // in any second and 950 in any minute.
                 LimitSpec {
-                    limit: 50,
+                    limit: 45,
                     per: HumanDuration(Duration::from_secs(1)),
                     burst: 1,
                 },
                 LimitSpec {
-                    limit: 1000,
+                    limit: 900,
                     per: HumanDuration(Duration::from_secs(60)),
                     burst: 50,
                 },
@@ -415,6 +440,7 @@ impl Default for Config {
             tasks: BTreeMap::new(),
             rate_limits,
             beat: BeatConfig::default(),
+            parser: ParserConfig::default(),
             schedules: Vec::new(),
             source: "(defaults)".into(),
         }
@@ -641,6 +667,9 @@ impl Config {
                     .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
             }
         }
+        self.parser
+            .aliases()
+            .map_err(|m| invalid("parser.aliases", &m))?;
         let mut names = std::collections::BTreeSet::new();
         for sc in &self.schedules {
             let key = format!("schedules.{}", sc.name);

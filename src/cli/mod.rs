@@ -8,7 +8,10 @@ pub mod beat;
 pub mod bench;
 pub mod dead;
 pub mod enqueue;
+pub mod fetch;
 pub mod inspect;
+pub mod parse;
+pub mod sandbox;
 pub mod schedule;
 pub mod worker;
 
@@ -134,6 +137,21 @@ pub enum Command {
         after_help = "Examples:\n  alertflow purge lark          (asks to type the queue name)\n  alertflow purge alertflow.db --yes"
     )]
     Purge(inspect::PurgeArgs),
+    /// Parse a file of Lark messages into alert rows (JSON lines), offline.
+    #[command(
+        after_help = "Examples:\n  alertflow parse ../shared/fixtures/cards/keyed-en.json\n  alertflow fetch --date 2026-03-10 | alertflow parse -"
+    )]
+    Parse(parse::ParseArgs),
+    /// Fetch one Pacific day of the chat's history to a file (debugging a day).
+    #[command(
+        after_help = "Examples:\n  alertflow fetch --date 2026-03-10 --out day.json\n  alertflow fetch --date 2026-03-10 | alertflow parse -"
+    )]
+    Fetch(fetch::FetchArgs),
+    /// Run the Lark/Slack-compatible sandbox (synthetic alert history, bot and Slack webhooks).
+    #[command(
+        after_help = "Examples:\n  alertflow sandbox\n  alertflow sandbox --listen 127.0.0.1:8900 --seed 7 --per-day 2000"
+    )]
+    Sandbox(sandbox::SandboxArgs),
     /// Beat schedules: list them with their next fires, or fire one now.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -152,6 +170,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Dead(c) => dead::run(&cli.global, c).await,
         Command::Purge(a) => inspect::purge(&cli.global, a).await,
         Command::Schedule(c) => schedule::run(&cli.global, c).await,
+        Command::Parse(a) => parse::parse(&cli.global, a).await,
+        Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
+        Command::Sandbox(a) => sandbox::run(&cli.global, a).await,
         Command::Bench(c) => bench::run(&cli.global, c).await,
     };
     finish(result)

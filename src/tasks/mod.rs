@@ -1,12 +1,19 @@
 //! The tasks, and the registry the worker dispatches from. A new task is a
 //! file here and one `.with(...)` line in [`registry`].
 
+pub mod fetch_day;
 pub mod noop;
+pub mod parse_batch;
+pub mod run_state;
 pub mod sleep;
 
 use crate::queue::task::Registry;
 
 /// Every task this build of alertflow can run.
 pub fn registry() -> Registry {
-    Registry::new().with(noop::Noop).with(sleep::Sleep)
+    Registry::new()
+        .with(noop::Noop)
+        .with(sleep::Sleep)
+        .with(fetch_day::FetchDay::default())
+        .with(parse_batch::ParseBatch)
 }

@@ -1,0 +1,154 @@
+//! `fetch-day`: pages through one Pacific day (or today so far) of a Lark
+//! chat's history and publishes one `parse-batch` per page.
+//!
+//! Page children have ids derived from this task's id and the page number,
+//! so a retried `fetch-day` republishes the same pages (and the inserts are
+//! idempotent): a retry never doubles rows. The window end of an
+//! `until = "now"` run is fixed on the first attempt, so retries page over
+//! the same window.
+
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::OnceCell;
+use tracing::info;
+
+use crate::lark::client::{LarkClient, RetryPolicy};
+use crate::lark::window::{api_window, pacific_date};
+use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::tasks::parse_batch::ParseBatchArgs;
+use crate::tasks::run_state::RunState;
+
+/// The rate-limit key every Lark Open API call takes a slot of.
+pub const LARK_RATE_KEY: &str = "lark.api";
+
+/// Holds the worker's one Lark client, so every `fetch-day` of a worker
+/// shares its tenant token.
+#[derive(Default)]
+pub struct FetchDay {
+    client: OnceCell<LarkClient>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FetchDayArgs {
+    /// A Pacific calendar day, `YYYY-MM-DD`.
+    pub date: String,
+    /// `"now"`: only up to the current time (today so far).
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Default: `lark.chat_id`.
+    #[serde(default)]
+    pub chat_id: Option<String>,
+}
+
+impl FetchDay {
+    async fn client(&self, ctx: &TaskContext) -> Result<&LarkClient, TaskError> {
+        self.client
+            .get_or_try_init(|| async {
+                let lark = &ctx.services.config.lark;
+                if lark.app_id.is_empty() || lark.app_secret.is_empty() {
+                    return Err(TaskError::fatal(
+                        "Lark credentials are not configured: set lark.app_id and lark.app_secret (or LARK_APP_ID and LARK_APP_SECRET)",
+                    ));
+                }
+                LarkClient::new(lark, Some(ctx.services.limiter.clone()), LARK_RATE_KEY)
+                    .map_err(TaskError::from)
+            })
+            .await
+    }
+}
+
+/// Parse and check a run date: a real date, not in the future.
+pub fn parse_run_date(s: &str) -> Result<NaiveDate, String> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("date {s:?} is not YYYY-MM-DD: {e}"))?;
+    let today = pacific_date(Utc::now());
+    if d > today {
+        return Err(format!(
+            "date {d} is in the future (today is {today} in America/Los_Angeles)"
+        ));
+    }
+    Ok(d)
+}
+
+impl Task for FetchDay {
+    const NAME: &'static str = "fetch-day";
+    type Args = FetchDayArgs;
+
+    fn queue(&self) -> &'static str {
+        "lark"
+    }
+
+    async fn run(&self, ctx: &TaskContext, a: FetchDayArgs) -> Result<(), TaskError> {
+        let date = parse_run_date(&a.date).map_err(TaskError::fatal)?;
+        let until = match a.until.as_deref() {
+            None => None,
+            Some("now") => Some(Utc::now()),
+            Some(other) => {
+                return Err(TaskError::fatal(format!(
+                    "until must be \"now\" (or absent), not {other:?}"
+                )));
+            }
+        };
+        let config = &ctx.services.config;
+        let chat = a
+            .chat_id
+            .clone()
+            .unwrap_or_else(|| config.lark.chat_id.clone());
+        let run_id = ctx
+            .envelope
+            .run_id
+            .clone()
+            .unwrap_or_else(|| ctx.envelope.root_id.to_string());
+        let runs = RunState::new(
+            ctx.services.redis.clone(),
+            &config.namespace,
+            config.state.ttl.0,
+        );
+        let (start, end) = api_window(date, until);
+        let end = runs.begin(&run_id, &a.date, &chat, end).await?;
+        let client = self.client(ctx).await?;
+        // Ride out short trouble in place; longer trouble retries the task.
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let mut token: Option<String> = None;
+        let mut page_no: u32 = 0;
+        let mut messages = 0usize;
+        loop {
+            page_no += 1;
+            let page = client
+                .list_messages_retrying(&chat, start, end, token.as_deref(), &policy)
+                .await?;
+            messages += page.items.len();
+            let n = page.items.len();
+            let mut child = ctx.child(
+                "parse-batch",
+                json!(ParseBatchArgs {
+                    run_id: run_id.clone(),
+                    date: a.date.clone(),
+                    page: page_no,
+                    items: page.items,
+                }),
+                Some(&format!("page-{page_no}")),
+            );
+            child.run_id = Some(run_id.clone());
+            ctx.publish_children(vec![child]).await?;
+            runs.page_fetched(&run_id, page_no, n).await?;
+            match (page.has_more, page.page_token) {
+                (true, Some(t)) => token = Some(t),
+                (true, None) => {
+                    return Err(TaskError::retry(
+                        "Lark said has_more but sent no page_token; retrying the day",
+                    ));
+                }
+                (false, _) => break,
+            }
+        }
+        runs.fetch_done(&run_id, page_no).await?;
+        info!(date = %a.date, chat = %chat, pages = page_no, messages, run_id = %run_id, "day fetched");
+        Ok(())
+    }
+}

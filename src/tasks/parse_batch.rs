@@ -1,0 +1,81 @@
+//! `parse-batch`: one fetched page of messages → alert rows (cards.md), then
+//! one `insert` with the rows. A malformed card is a counted skip, never a
+//! failure of the batch.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use crate::lark::card::{AlertRow, parse_items};
+use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::tasks::run_state::RunState;
+
+pub struct ParseBatch;
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseBatchArgs {
+    pub run_id: String,
+    pub date: String,
+    pub page: u32,
+    pub items: Vec<Value>,
+}
+
+/// What `parse-batch` hands to `insert`.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InsertArgs {
+    pub run_id: String,
+    pub date: String,
+    pub page: u32,
+    pub rows: Vec<AlertRow>,
+}
+
+impl Task for ParseBatch {
+    const NAME: &'static str = "parse-batch";
+    type Args = ParseBatchArgs;
+
+    fn queue(&self) -> &'static str {
+        "default"
+    }
+
+    async fn run(&self, ctx: &TaskContext, a: ParseBatchArgs) -> Result<(), TaskError> {
+        let config = &ctx.services.config;
+        let aliases = config
+            .parser
+            .aliases()
+            .map_err(|e| TaskError::fatal(format!("[parser.aliases]: {e}")))?;
+        let outcome = parse_items(&a.items, &aliases);
+        if !outcome.skips.is_empty() {
+            debug!(page = a.page, skips = ?outcome.skips, "messages skipped");
+        }
+        let misdated = outcome
+            .rows
+            .iter()
+            .filter(|r| r.alert_date != a.date)
+            .count();
+        if misdated > 0 {
+            warn!(page = a.page, misdated, date = %a.date, "rows outside the run's day (kept; alert_date is computed from the message time)");
+        }
+        let runs = RunState::new(
+            ctx.services.redis.clone(),
+            &config.namespace,
+            config.state.ttl.0,
+        );
+        let rows = outcome.rows.len();
+        let insert = ctx.child(
+            "insert",
+            json!(InsertArgs {
+                run_id: a.run_id.clone(),
+                date: a.date.clone(),
+                page: a.page,
+                rows: outcome.rows,
+            }),
+            Some("insert"),
+        );
+        ctx.publish_children(vec![insert]).await?;
+        runs.page_parsed(&a.run_id, a.page, rows, &outcome.skips)
+            .await?;
+        Ok(())
+    }
+}

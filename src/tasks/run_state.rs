@@ -1,0 +1,224 @@
+//! A pipeline run's progress in Redis: one hash `<ns>:run:<run_id>` with a
+//! field per page and stage, so that retried and redelivered tasks record
+//! the same page twice without counting it twice. Runs are indexed by date
+//! in `<ns>:runs:<date>`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{self, AsyncCommands};
+use serde::Serialize;
+
+use crate::queue::task::TaskError;
+
+/// Progress of a run, summed over pages.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub date: String,
+    pub chat_id: String,
+    pub pages_fetched: u64,
+    /// Known once the last page was published.
+    pub total_pages: Option<u64>,
+    pub messages: u64,
+    pub pages_parsed: u64,
+    pub rows: u64,
+    pub skips: BTreeMap<String, u64>,
+    pub pages_written: u64,
+    pub rows_written: u64,
+    /// The id of the run's `recommend` task, once published.
+    pub recommend: Option<String>,
+}
+
+impl RunSummary {
+    pub fn fetched_all(&self) -> bool {
+        self.total_pages == Some(self.pages_fetched)
+    }
+    pub fn written_all(&self) -> bool {
+        self.total_pages == Some(self.pages_written)
+    }
+}
+
+/// Reads and writes run state.
+#[derive(Clone)]
+pub struct RunState {
+    pool: Pool,
+    namespace: String,
+    ttl: Duration,
+}
+
+fn redis_err(e: impl std::fmt::Display) -> TaskError {
+    TaskError::retry(format!("run state in redis: {e}"))
+}
+
+impl RunState {
+    pub fn new(pool: Pool, namespace: &str, ttl: Duration) -> RunState {
+        RunState {
+            pool,
+            namespace: namespace.to_string(),
+            ttl,
+        }
+    }
+
+    fn key(&self, run_id: &str) -> String {
+        format!("{}:run:{run_id}", self.namespace)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, TaskError> {
+        self.pool.get().await.map_err(redis_err)
+    }
+
+    async fn hset(&self, run_id: &str, fields: &[(String, String)]) -> Result<(), TaskError> {
+        let mut c = self.conn().await?;
+        let key = self.key(run_id);
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(&key, fields)
+            .ignore()
+            .expire(&key, self.ttl.as_secs() as i64)
+            .ignore();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err)
+    }
+
+    /// Start (or resume) a run. Fields already set are kept, so a retried
+    /// `fetch-day` keeps the window end it chose the first time. Returns the
+    /// stored window end (seconds).
+    pub async fn begin(
+        &self,
+        run_id: &str,
+        date: &str,
+        chat_id: &str,
+        window_end: i64,
+    ) -> Result<i64, TaskError> {
+        let mut c = self.conn().await?;
+        let key = self.key(run_id);
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(&key, "date", date)
+            .ignore()
+            .hset_nx(&key, "chat_id", chat_id)
+            .ignore()
+            .hset_nx(&key, "window_end", window_end)
+            .ignore()
+            .expire(&key, self.ttl.as_secs() as i64)
+            .ignore()
+            .zadd(
+                format!("{}:runs:{date}", self.namespace),
+                run_id,
+                chrono::Utc::now().timestamp(),
+            )
+            .ignore()
+            .expire(
+                format!("{}:runs:{date}", self.namespace),
+                self.ttl.as_secs() as i64,
+            )
+            .ignore()
+            .hget(&key, "window_end");
+        let (end,): (i64,) = pipe.query_async(&mut c).await.map_err(redis_err)?;
+        Ok(end)
+    }
+
+    pub async fn page_fetched(
+        &self,
+        run_id: &str,
+        page: u32,
+        items: usize,
+    ) -> Result<(), TaskError> {
+        self.hset(run_id, &[(format!("fetched:{page}"), items.to_string())])
+            .await
+    }
+
+    pub async fn fetch_done(&self, run_id: &str, total_pages: u32) -> Result<(), TaskError> {
+        self.hset(run_id, &[("total_pages".into(), total_pages.to_string())])
+            .await
+    }
+
+    pub async fn page_parsed(
+        &self,
+        run_id: &str,
+        page: u32,
+        rows: usize,
+        skips: &BTreeMap<String, u64>,
+    ) -> Result<(), TaskError> {
+        self.hset(
+            run_id,
+            &[
+                (format!("parsed:{page}"), rows.to_string()),
+                (
+                    format!("skips:{page}"),
+                    serde_json::to_string(skips).expect("skip counts serialize"),
+                ),
+            ],
+        )
+        .await
+    }
+
+    pub async fn page_written(
+        &self,
+        run_id: &str,
+        page: u32,
+        rows: usize,
+    ) -> Result<(), TaskError> {
+        self.hset(run_id, &[(format!("written:{page}"), rows.to_string())])
+            .await
+    }
+
+    /// Record the run's `recommend` task id unless one is recorded already;
+    /// true for the single caller that recorded it.
+    pub async fn claim_recommend(&self, run_id: &str, task_id: &str) -> Result<bool, TaskError> {
+        let mut c = self.conn().await?;
+        c.hset_nx(self.key(run_id), "recommend", task_id)
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Undo [`claim_recommend`] when publishing the task failed.
+    pub async fn release_recommend(&self, run_id: &str) -> Result<(), TaskError> {
+        let mut c = self.conn().await?;
+        c.hdel::<_, _, ()>(self.key(run_id), "recommend")
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Run ids started for a date, oldest first.
+    pub async fn runs_for(&self, date: &str) -> Result<Vec<String>, TaskError> {
+        let mut c = self.conn().await?;
+        c.zrange(format!("{}:runs:{date}", self.namespace), 0, -1)
+            .await
+            .map_err(redis_err)
+    }
+
+    pub async fn summary(&self, run_id: &str) -> Result<Option<RunSummary>, TaskError> {
+        let mut c = self.conn().await?;
+        let h: BTreeMap<String, String> = c.hgetall(self.key(run_id)).await.map_err(redis_err)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let mut s = RunSummary {
+            run_id: run_id.to_string(),
+            date: h.get("date").cloned().unwrap_or_default(),
+            chat_id: h.get("chat_id").cloned().unwrap_or_default(),
+            total_pages: h.get("total_pages").and_then(|v| v.parse().ok()),
+            recommend: h.get("recommend").cloned(),
+            ..Default::default()
+        };
+        for (k, v) in &h {
+            let n: u64 = v.parse().unwrap_or(0);
+            if k.starts_with("fetched:") {
+                s.pages_fetched += 1;
+                s.messages += n;
+            } else if k.starts_with("parsed:") {
+                s.pages_parsed += 1;
+                s.rows += n;
+            } else if k.starts_with("written:") {
+                s.pages_written += 1;
+                s.rows_written += n;
+            } else if k.starts_with("skips:") {
+                let m: BTreeMap<String, u64> = serde_json::from_str(v).unwrap_or_default();
+                for (reason, count) in m {
+                    *s.skips.entry(reason).or_default() += count;
+                }
+            }
+        }
+        Ok(Some(s))
+    }
+}
