@@ -341,6 +341,71 @@ impl Default for BeatConfig {
     }
 }
 
+/// How `insert` writes rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkMode {
+    /// Multi-row INSERT over the MySQL protocol (upsert on the key).
+    #[default]
+    Sql,
+    /// StarRocks Stream Load over HTTP with deterministic labels.
+    StreamLoad,
+}
+
+/// `[sink]`: where and how alert rows are written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    pub dialect: crate::sink::schema::Dialect,
+    pub mode: SinkMode,
+    /// `insert` coalesces messages up to this many rows per load...
+    pub batch_rows: usize,
+    /// ...or until the first of them waited this long.
+    pub batch_interval: HumanDuration,
+    /// StarRocks FE HTTP address for Stream Load.
+    pub stream_load_url: String,
+    /// StarRocks tables: buckets and replicas (`alertflow migrate`).
+    pub buckets: u32,
+    pub replication_num: u32,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            dialect: crate::sink::schema::Dialect::Mysql,
+            mode: SinkMode::Sql,
+            batch_rows: 5000,
+            batch_interval: HumanDuration(Duration::from_secs(5)),
+            stream_load_url: "http://127.0.0.1:8030".into(),
+            buckets: 8,
+            replication_num: 3,
+        }
+    }
+}
+
+/// `[recommend]`: noisy thresholds and the catalogue override file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommendConfig {
+    /// Noisy when fired at least this often in a day...
+    pub noisy_fired: u32,
+    /// ...or on at least this many clusters.
+    pub noisy_clusters: u32,
+    /// A TOML file whose `[alerts.NAME]` entries override and extend the
+    /// built-in catalogue.
+    pub catalogue: Option<std::path::PathBuf>,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        RecommendConfig {
+            noisy_fired: 10,
+            noisy_clusters: 3,
+            catalogue: None,
+        }
+    }
+}
+
 /// `[parser]`: extra card-key aliases per field (`alert_name`, `severity`,
 /// `status`, `level_status`, `cluster`, `region`, `start`, `end`, `summary`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -400,6 +465,8 @@ pub struct Config {
     pub rate_limits: BTreeMap<String, Vec<LimitSpec>>,
     pub beat: BeatConfig,
     pub parser: ParserConfig,
+    pub sink: SinkConfig,
+    pub recommend: RecommendConfig,
     /// `[[schedules]]`: what beat publishes, and when.
     pub schedules: Vec<crate::queue::schedule::ScheduleConfig>,
     /// Where this configuration came from (for error messages).
@@ -441,6 +508,8 @@ impl Default for Config {
             rate_limits,
             beat: BeatConfig::default(),
             parser: ParserConfig::default(),
+            sink: SinkConfig::default(),
+            recommend: RecommendConfig::default(),
             schedules: Vec::new(),
             source: "(defaults)".into(),
         }
@@ -467,6 +536,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STARROCKS_USER", "mysql.user"),
     ("STARROCKS_PASSWORD", "mysql.password"),
     ("STARROCKS_DATABASE", "mysql.database"),
+    (
+        "ALERTFLOW_SINK_DIALECT",
+        "sink.dialect (starrocks or mysql)",
+    ),
 ];
 
 fn env_setter(var: &str) -> Option<EnvSetter> {
@@ -537,6 +610,14 @@ fn env_setter(var: &str) -> Option<EnvSetter> {
         },
         "STARROCKS_DATABASE" => |c, v| {
             c.mysql.database = v.to_string();
+            Ok(())
+        },
+        "ALERTFLOW_SINK_DIALECT" => |c, v| {
+            c.sink.dialect = match v {
+                "starrocks" => crate::sink::schema::Dialect::StarRocks,
+                "mysql" => crate::sink::schema::Dialect::Mysql,
+                _ => return Err("expected `starrocks` or `mysql`".into()),
+            };
             Ok(())
         },
         _ => return None,
@@ -666,6 +747,9 @@ impl Config {
                 crate::queue::topology::validate_queue_name(q)
                     .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
             }
+        }
+        if self.sink.batch_rows == 0 {
+            return Err(invalid("sink.batch_rows", "must be at least 1"));
         }
         self.parser
             .aliases()

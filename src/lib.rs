@@ -9,5 +9,6 @@ pub mod config;
 pub mod lark;
 pub mod queue;
 pub mod sandbox;
+pub mod sink;
 pub mod tasks;
 pub mod telemetry;

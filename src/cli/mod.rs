@@ -7,10 +7,12 @@
 pub mod beat;
 pub mod bench;
 pub mod dead;
+pub mod demo;
 pub mod enqueue;
 pub mod fetch;
 pub mod inspect;
 pub mod parse;
+pub mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod worker;
@@ -85,6 +87,9 @@ impl GlobalOpts {
 
 const AFTER_HELP: &str = "\
 Examples:
+  alertflow demo                                  the whole pipeline on this machine
+  alertflow run --backfill 7 --wait               fetch, parse, insert, recommend the last 7 days
+  alertflow report 2026-03-10                     a day's recommendations
   alertflow enqueue noop                          publish one no-op task, print its id
   alertflow enqueue sleep --args '{\"ms\":500}' --wait
   alertflow status 3f2a...                        show a task's state
@@ -137,6 +142,22 @@ pub enum Command {
         after_help = "Examples:\n  alertflow purge lark          (asks to type the queue name)\n  alertflow purge alertflow.db --yes"
     )]
     Purge(inspect::PurgeArgs),
+    /// Run the whole pipeline on this machine: sandbox Lark, RabbitMQ, a worker, MariaDB.
+    #[command(after_help = "Example:\n  alertflow demo\n  alertflow demo --days 5 --per-day 1000")]
+    Demo(demo::DemoArgs),
+    /// Process days (fetch → parse → insert → recommend) through the queue.
+    #[command(
+        after_help = "Examples:\n  alertflow run                        yesterday\n  alertflow run 2026-03-10             one day\n  alertflow run 2026-03-10 2026-03-11  several days\n  alertflow run --backfill 7 --wait    the last 7 days, with progress bars\n  alertflow run --catch-up             yesterday + today so far\n  alertflow run --today --local        today so far, in this process (no RabbitMQ)\n\nExit codes: 0 all days done, 2 bad arguments (nothing published), 3 a day failed, 4 timed out."
+    )]
+    Run(run::RunArgs),
+    /// A day's recommendations: severity, counts, noisy alerts, unmapped names.
+    #[command(after_help = "Examples:\n  alertflow report 2026-03-10\n  alertflow report --json")]
+    Report(run::ReportArgs),
+    /// Create the database and tables (StarRocks or MySQL dialect).
+    #[command(
+        after_help = "Examples:\n  alertflow migrate\n  alertflow migrate --dialect starrocks --print"
+    )]
+    Migrate(run::MigrateArgs),
     /// Parse a file of Lark messages into alert rows (JSON lines), offline.
     #[command(
         after_help = "Examples:\n  alertflow parse ../shared/fixtures/cards/keyed-en.json\n  alertflow fetch --date 2026-03-10 | alertflow parse -"
@@ -171,6 +192,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Purge(a) => inspect::purge(&cli.global, a).await,
         Command::Schedule(c) => schedule::run(&cli.global, c).await,
         Command::Parse(a) => parse::parse(&cli.global, a).await,
+        Command::Demo(a) => demo::demo(&cli.global, a).await,
+        Command::Run(a) => run::run(&cli.global, a).await,
+        Command::Report(a) => run::report(&cli.global, a).await,
+        Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
         Command::Sandbox(a) => sandbox::run(&cli.global, a).await,
         Command::Bench(c) => bench::run(&cli.global, c).await,

@@ -3,6 +3,7 @@
 
 pub mod beat;
 pub mod context;
+pub mod local;
 pub mod message;
 pub mod metrics;
 pub mod publisher;

@@ -62,12 +62,39 @@ impl From<PublishError> for TaskError {
     }
 }
 
-/// What a running task can reach: its envelope, shared services, and a
-/// publisher for children.
+/// Where a task's children go: the broker (with confirms), or the
+/// in-process queue of `alertflow run --local`.
+#[derive(Clone)]
+pub enum Outbox {
+    Broker(Publisher),
+    Local(tokio::sync::mpsc::UnboundedSender<Envelope>),
+}
+
+impl Outbox {
+    /// Publish (or enqueue) children; returns once they are safe.
+    pub async fn publish_many(&self, children: Vec<Envelope>) -> Result<(), TaskError> {
+        match self {
+            Outbox::Broker(p) => {
+                p.publish_many(children, |_| {}).await?;
+                Ok(())
+            }
+            Outbox::Local(tx) => {
+                for c in children {
+                    tx.send(c)
+                        .map_err(|_| TaskError::retry("the local queue is closed"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a running task can reach: its envelope, shared services, and an
+/// outbox for children.
 pub struct TaskContext {
     pub envelope: Envelope,
     pub services: Arc<Services>,
-    pub publisher: Publisher,
+    pub publisher: Outbox,
     pub registry: Arc<Registry>,
 }
 
@@ -94,8 +121,7 @@ impl TaskContext {
 
     /// Publish children with confirms; the worker acks this task only after.
     pub async fn publish_children(&self, children: Vec<Envelope>) -> Result<(), TaskError> {
-        self.publisher.publish_many(children, |_| {}).await?;
-        Ok(())
+        self.publisher.publish_many(children).await
     }
 }
 

@@ -521,7 +521,7 @@ impl SessionCtx {
         let tctx = TaskContext {
             envelope: env.clone(),
             services: s.clone(),
-            publisher: self.publisher.clone(),
+            publisher: crate::queue::task::Outbox::Broker(self.publisher.clone()),
             registry: self.registry.clone(),
         };
         let started = Instant::now();

@@ -21,6 +21,7 @@
 mod generator;
 mod lark;
 mod quota;
+pub mod stream_load;
 mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

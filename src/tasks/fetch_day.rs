@@ -148,6 +148,7 @@ impl Task for FetchDay {
             }
         }
         runs.fetch_done(&run_id, page_no).await?;
+        crate::tasks::run_state::complete_if_done(ctx, &runs, &run_id).await?;
         info!(date = %a.date, chat = %chat, pages = page_no, messages, run_id = %run_id, "day fetched");
         Ok(())
     }

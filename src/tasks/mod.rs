@@ -1,9 +1,13 @@
 //! The tasks, and the registry the worker dispatches from. A new task is a
 //! file here and one `.with(...)` line in [`registry`].
 
+pub mod catalogue;
 pub mod fetch_day;
+pub mod insert;
 pub mod noop;
 pub mod parse_batch;
+pub mod recommend;
+pub mod recommendation;
 pub mod run_state;
 pub mod sleep;
 
@@ -16,4 +20,6 @@ pub fn registry() -> Registry {
         .with(sleep::Sleep)
         .with(fetch_day::FetchDay::default())
         .with(parse_batch::ParseBatch)
+        .with(insert::Insert::default())
+        .with(recommend::Recommend::default())
 }

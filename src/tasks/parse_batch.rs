@@ -2,6 +2,8 @@
 //! one `insert` with the rows. A malformed card is a counted skip, never a
 //! failure of the batch.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
@@ -29,6 +31,9 @@ pub struct InsertArgs {
     pub date: String,
     pub page: u32,
     pub rows: Vec<AlertRow>,
+    /// The card content as read back, by Lark message id (`raw_content`).
+    #[serde(default)]
+    pub raw: BTreeMap<String, String>,
 }
 
 impl Task for ParseBatch {
@@ -63,6 +68,22 @@ impl Task for ParseBatch {
             config.state.ttl.0,
         );
         let rows = outcome.rows.len();
+        let wanted: std::collections::BTreeSet<&str> = outcome
+            .rows
+            .iter()
+            .map(|r| r.lark_message_id.as_str())
+            .collect();
+        let raw: BTreeMap<String, String> = a
+            .items
+            .iter()
+            .filter_map(|item| {
+                let id = item.get("message_id")?.as_str()?;
+                let content = item.get("body")?.get("content")?.as_str()?;
+                wanted
+                    .contains(id)
+                    .then(|| (id.to_string(), content.to_string()))
+            })
+            .collect();
         let insert = ctx.child(
             "insert",
             json!(InsertArgs {
@@ -70,6 +91,7 @@ impl Task for ParseBatch {
                 date: a.date.clone(),
                 page: a.page,
                 rows: outcome.rows,
+                raw,
             }),
             Some("insert"),
         );

@@ -222,3 +222,36 @@ impl RunState {
         Ok(Some(s))
     }
 }
+
+/// If every page of the run is written, publish the run's one `recommend`
+/// (for its date). Called by each `insert` and by `fetch-day` when it
+/// records the page total, so whichever finishes last triggers it; the
+/// claim in the run's hash makes it exactly one, across redeliveries and
+/// workers.
+pub async fn complete_if_done(
+    ctx: &crate::queue::task::TaskContext,
+    runs: &RunState,
+    run_id: &str,
+) -> Result<Option<uuid::Uuid>, TaskError> {
+    let Some(s) = runs.summary(run_id).await? else {
+        return Ok(None);
+    };
+    if !s.written_all() || s.recommend.is_some() {
+        return Ok(None);
+    }
+    let mut rec = ctx.child(
+        "recommend",
+        serde_json::json!({"date": s.date, "run_id": run_id}),
+        Some(&format!("recommend:{run_id}")),
+    );
+    rec.run_id = Some(run_id.to_string());
+    if !runs.claim_recommend(run_id, &rec.id.to_string()).await? {
+        return Ok(None);
+    }
+    if let Err(e) = ctx.publish_children(vec![rec.clone()]).await {
+        runs.release_recommend(run_id).await?;
+        return Err(e);
+    }
+    tracing::info!(run_id, date = %s.date, rows = s.rows_written, pages = s.pages_written, "run written; recommend published");
+    Ok(Some(rec.id))
+}

@@ -1,0 +1,655 @@
+//! `alertflow run` (the seed's usage, on the queue), `alertflow report` and
+//! `alertflow migrate`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as Days, NaiveDate, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::cli::{
+    CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
+    connect_redis, print_table,
+};
+use crate::config::Config;
+use crate::lark::window::pacific_date;
+use crate::queue::context::Services;
+use crate::queue::local::LocalRunner;
+use crate::queue::message::Envelope;
+use crate::queue::publisher::Publisher;
+use crate::queue::state::{StateStore, TaskState, TaskStatus};
+use crate::queue::topology::Topology;
+use crate::sink::schema::{self, Dialect, StarRocksOptions};
+use crate::sink::starrocks::SqlSink;
+use crate::tasks::recommendation::{Recommendation, severity_rank};
+use crate::tasks::run_state::{RunState, RunSummary};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Dates to process (YYYY-MM-DD, Pacific days); default: yesterday.
+    pub dates: Vec<String>,
+    /// The last N days, ending yesterday.
+    #[arg(long, value_name = "N", conflicts_with_all = ["dates", "catch_up", "today"])]
+    pub backfill: Option<u32>,
+    /// Yesterday, plus today so far.
+    #[arg(long, conflicts_with_all = ["dates", "today"])]
+    pub catch_up: bool,
+    /// Today so far.
+    #[arg(long, conflicts_with = "dates")]
+    pub today: bool,
+    /// Follow the runs with a progress bar per day and a summary table.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit code 4).
+    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Run the tasks in this process (no RabbitMQ), then print the summary.
+    #[arg(long, conflicts_with = "wait")]
+    pub local: bool,
+    /// Print the runs (and with --wait/--local the summaries) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One day to process: the date and whether it stops at "now".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayPlan {
+    pub date: NaiveDate,
+    pub until_now: bool,
+}
+
+/// Which days `alertflow run` processes, checked before anything is published.
+pub fn plan_days(a: &RunArgs, today: NaiveDate) -> Result<Vec<DayPlan>, String> {
+    let yesterday = today - Days::days(1);
+    let day = |d: NaiveDate, until_now: bool| DayPlan { date: d, until_now };
+    let plans: Vec<DayPlan> = if let Some(n) = a.backfill {
+        if n == 0 || n > 366 {
+            return Err(format!("--backfill {n}: give 1 to 366 days"));
+        }
+        (1..=n as i64)
+            .rev()
+            .map(|k| day(today - Days::days(k), false))
+            .collect()
+    } else if a.catch_up {
+        vec![day(yesterday, false), day(today, true)]
+    } else if a.today {
+        vec![day(today, true)]
+    } else if a.dates.is_empty() {
+        vec![day(yesterday, false)]
+    } else {
+        let mut v = Vec::new();
+        for s in &a.dates {
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|e| format!("{s:?} is not a date (YYYY-MM-DD): {e}"))?;
+            if d > today {
+                return Err(format!(
+                    "{d} is in the future (today is {today} in America/Los_Angeles)"
+                ));
+            }
+            v.push(day(d, d == today));
+        }
+        v.sort_by_key(|p| p.date);
+        v.dedup();
+        v
+    };
+    let first = plans.first().map(|p| p.date).expect("at least one day");
+    let last = plans.last().map(|p| p.date).expect("at least one day");
+    if (last - first).num_days() > 366 {
+        return Err(format!(
+            "{first} .. {last} spans more than a year; split the backfill"
+        ));
+    }
+    Ok(plans)
+}
+
+/// A published day.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishedRun {
+    pub date: String,
+    pub run_id: String,
+    pub task_id: Uuid,
+}
+
+fn fetch_envelope(config: &Config, plan: &DayPlan) -> (Envelope, String) {
+    let run_id = Uuid::new_v4().to_string();
+    let mut args = json!({"date": plan.date.format("%Y-%m-%d").to_string()});
+    if plan.until_now {
+        args["until"] = json!("now");
+    }
+    let mut env = Envelope::new("fetch-day", args);
+    env.run_id = Some(run_id.clone());
+    crate::tasks::registry().apply_policy(&mut env, config, None);
+    (env, run_id)
+}
+
+/// Publish one `fetch-day` per day (with confirms) and record them queued.
+pub async fn publish_days(
+    config: &Arc<Config>,
+    plans: &[DayPlan],
+) -> Result<Vec<PublishedRun>, CliError> {
+    let pool = connect_redis(config).await?;
+    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let conn = connect_broker(config, "cli").await?;
+    let topology = Arc::new(Topology::from_config(config));
+    let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
+        .await
+        .map_err(CliError::failure)?;
+    let mut out = Vec::new();
+    let mut envs = Vec::new();
+    for p in plans {
+        let (env, run_id) = fetch_envelope(config, p);
+        out.push(PublishedRun {
+            date: p.date.format("%Y-%m-%d").to_string(),
+            run_id,
+            task_id: env.id,
+        });
+        envs.push(env);
+    }
+    let mut families: Vec<String> = envs.iter().map(|e| e.queue.clone()).collect();
+    families.dedup();
+    topology
+        .declare(publisher.channel(), &families)
+        .await
+        .map_err(CliError::failure)?;
+    let queued: Vec<TaskState> = envs
+        .iter()
+        .map(|e| TaskState::of(e, TaskStatus::Queued))
+        .collect();
+    states.put_many(&queued).await.map_err(CliError::failure)?;
+    publisher
+        .publish_many(envs, |_| {})
+        .await
+        .map_err(CliError::failure)?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(out)
+}
+
+/// Where a day's run stands.
+#[derive(Clone, Debug, Serialize)]
+pub struct DayOutcome {
+    pub date: String,
+    pub run_id: String,
+    pub summary: RunSummary,
+    /// `done`, `failed: ...`, or `running`.
+    pub status: String,
+}
+
+async fn day_status(
+    runs: &RunState,
+    states: &StateStore,
+    r: &PublishedRun,
+) -> Result<DayOutcome, CliError> {
+    let summary = runs
+        .summary(&r.run_id)
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?
+        .unwrap_or_else(|| RunSummary {
+            run_id: r.run_id.clone(),
+            date: r.date.clone(),
+            ..Default::default()
+        });
+    let fetch = states.get(&r.task_id).await.map_err(CliError::failure)?;
+    let mut status = "running".to_string();
+    if let Some(f) = &fetch
+        && matches!(f.status, TaskStatus::Failed | TaskStatus::Dead)
+    {
+        status = format!("failed: fetch-day {}", f.error.clone().unwrap_or_default());
+    }
+    if let Some(rec) = summary
+        .recommend
+        .as_deref()
+        .and_then(|s| s.parse::<Uuid>().ok())
+    {
+        match states.get(&rec).await.map_err(CliError::failure)? {
+            Some(st) if st.status == TaskStatus::Succeeded => status = "done".into(),
+            Some(st) if matches!(st.status, TaskStatus::Failed | TaskStatus::Dead) => {
+                status = format!("failed: recommend {}", st.error.unwrap_or_default())
+            }
+            _ => {}
+        }
+    }
+    Ok(DayOutcome {
+        date: r.date.clone(),
+        run_id: r.run_id.clone(),
+        summary,
+        status,
+    })
+}
+
+/// Follow runs with a progress bar per day until each is done or failed.
+pub async fn wait_days(
+    config: &Arc<Config>,
+    runs_published: &[PublishedRun],
+    timeout: Duration,
+    quiet: bool,
+) -> Result<(Vec<DayOutcome>, bool), CliError> {
+    let pool = connect_redis(config).await?;
+    let runs = RunState::new(pool.clone(), &config.namespace, config.state.ttl.0);
+    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let multi = if quiet {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    } else {
+        MultiProgress::new()
+    };
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} pages  {msg}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = runs_published
+        .iter()
+        .map(|r| {
+            let b = multi.add(ProgressBar::new(1));
+            b.set_style(style.clone());
+            b.set_prefix(r.date.clone());
+            b
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut outcomes = Vec::new();
+        for (r, bar) in runs_published.iter().zip(&bars) {
+            let o = day_status(&runs, &states, r).await?;
+            let s = &o.summary;
+            bar.set_length(s.total_pages.unwrap_or(s.pages_fetched.max(1)));
+            bar.set_position(s.pages_written);
+            bar.set_message(format!(
+                "fetched {} ({} msgs), parsed {}, written {} rows, recommend: {}",
+                s.pages_fetched,
+                s.messages,
+                s.pages_parsed,
+                s.rows_written,
+                match o.status.as_str() {
+                    "done" => "done",
+                    st if st.starts_with("failed") => "FAILED",
+                    _ if s.recommend.is_some() => "running",
+                    _ => "waiting",
+                }
+            ));
+            if o.status != "running" {
+                bar.finish();
+            }
+            outcomes.push(o);
+        }
+        if outcomes.iter().all(|o| o.status != "running") {
+            return Ok((outcomes, true));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok((outcomes, false));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The summary table printed at the end of `run --wait` and `demo`.
+pub fn print_summary(outcomes: &[DayOutcome]) {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let s = &o.summary;
+            vec![
+                o.date.clone(),
+                format!("{}", s.total_pages.unwrap_or(s.pages_fetched)),
+                s.messages.to_string(),
+                s.rows_written.to_string(),
+                s.skips
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                o.status.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["DATE", "PAGES", "MESSAGES", "ROWS", "SKIPPED", "STATUS"],
+        &rows,
+    );
+}
+
+pub async fn run(g: &GlobalOpts, a: RunArgs) -> CliResult {
+    let config = g.load_config()?;
+    let plans = plan_days(&a, pacific_date(Utc::now())).map_err(CliError::usage)?;
+    if a.local {
+        return run_local(&config, &plans, a.json).await;
+    }
+    let published = publish_days(&config, &plans).await?;
+    if a.json && !a.wait {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&published).expect("serializes")
+        );
+    } else if !a.json {
+        for p in &published {
+            println!("{}  run {}  task {}", p.date, p.run_id, p.task_id);
+        }
+    }
+    if !a.wait {
+        return Ok(EXIT_OK);
+    }
+    let (outcomes, finished) = wait_days(
+        &config,
+        &published,
+        Duration::from_secs_f64(a.timeout.max(0.0)),
+        a.json,
+    )
+    .await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcomes).expect("serializes")
+        );
+    } else {
+        print_summary(&outcomes);
+    }
+    if !finished {
+        eprintln!("gave up waiting; the runs go on");
+        return Ok(EXIT_TIMEOUT);
+    }
+    Ok(if outcomes.iter().all(|o| o.status == "done") {
+        EXIT_OK
+    } else {
+        EXIT_TASK_FAILED
+    })
+}
+
+async fn run_local(config: &Arc<Config>, plans: &[DayPlan], json: bool) -> CliResult {
+    connect_redis(config).await?;
+    let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
+    let registry = Arc::new(crate::tasks::registry());
+    let mut published = Vec::new();
+    let mut envs = Vec::new();
+    for p in plans {
+        let (env, run_id) = fetch_envelope(config, p);
+        published.push(PublishedRun {
+            date: p.date.format("%Y-%m-%d").to_string(),
+            run_id,
+            task_id: env.id,
+        });
+        envs.push(env);
+    }
+    let report = LocalRunner::new(services.clone(), registry, config.worker.concurrency)
+        .run(envs)
+        .await;
+    drop(services);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let pool = connect_redis(config).await?;
+    let runs = RunState::new(pool.clone(), &config.namespace, config.state.ttl.0);
+    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let mut outcomes = Vec::new();
+    for r in &published {
+        outcomes.push(day_status(&runs, &states, r).await?);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcomes).expect("serializes")
+        );
+    } else {
+        print_summary(&outcomes);
+        for (env, e) in &report.failed {
+            eprintln!("failed: {} {} ({}): {e}", env.task, env.id, env.args);
+        }
+    }
+    Ok(
+        if report.failed.is_empty() && outcomes.iter().all(|o| o.status == "done") {
+            EXIT_OK
+        } else {
+            EXIT_TASK_FAILED
+        },
+    )
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Pacific date, YYYY-MM-DD (default: yesterday).
+    pub date: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Recommendations sorted as the report shows them: severity, then fired count.
+pub fn sort_report(recs: &mut [Recommendation]) {
+    recs.sort_by(|a, b| {
+        severity_rank(&a.severity)
+            .cmp(&severity_rank(&b.severity))
+            .then(b.fired_count.cmp(&a.fired_count))
+            .then(a.alert_name.cmp(&b.alert_name))
+    });
+}
+
+/// Print a day's report as a table (used by `report` and `demo`).
+pub fn print_report(date: &str, recs: &[Recommendation]) {
+    println!(
+        "Alert recommendations for {date} ({} alert names)",
+        recs.len()
+    );
+    let rows: Vec<Vec<String>> = recs
+        .iter()
+        .map(|r| {
+            vec![
+                r.severity.clone(),
+                format!(
+                    "{}{}",
+                    r.alert_name,
+                    if r.is_noisy { " [noisy]" } else { "" }
+                ),
+                r.fired_count.to_string(),
+                r.resolved_count.to_string(),
+                r.cluster_count.to_string(),
+                truncate(&r.recommendation, 70),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SEVERITY",
+            "ALERT",
+            "FIRED",
+            "RESOLVED",
+            "CLUSTERS",
+            "RECOMMENDATION",
+        ],
+        &rows,
+    );
+    let unmapped: Vec<&str> = recs
+        .iter()
+        .filter(|r| !r.in_catalogue)
+        .map(|r| r.alert_name.as_str())
+        .collect();
+    if !unmapped.is_empty() {
+        println!(
+            "Not in the catalogue (add them to recommend.catalogue): {}",
+            unmapped.join(", ")
+        );
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
+    let config = g.load_config()?;
+    let date = match &a.date {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|e| CliError::usage(format!("{d:?} is not a date (YYYY-MM-DD): {e}")))?,
+        None => pacific_date(Utc::now()) - Days::days(1),
+    };
+    let date = date.format("%Y-%m-%d").to_string();
+    let sink = SqlSink::new(&config);
+    let mut recs = sink.recommendations(&date).await.map_err(|e| {
+        CliError::failure(format!(
+            "reading {}.alert_recommendations on {}:{}: {e}",
+            config.mysql.database, config.mysql.host, config.mysql.port
+        ))
+    })?;
+    sink.close().await;
+    sort_report(&mut recs);
+    if a.json {
+        let unmapped: Vec<&str> = recs
+            .iter()
+            .filter(|r| !r.in_catalogue)
+            .map(|r| r.alert_name.as_str())
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"date": date, "recommendations": recs, "unmapped": unmapped})
+            )
+            .expect("serializes")
+        );
+    } else {
+        print_report(&date, &recs);
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// SQL dialect (default: sink.dialect).
+    #[arg(long, value_enum)]
+    pub dialect: Option<Dialect>,
+    /// Print the statements instead of running them.
+    #[arg(long)]
+    pub print: bool,
+}
+
+pub async fn migrate(g: &GlobalOpts, a: MigrateArgs) -> CliResult {
+    let mut config = (*g.load_config()?).clone();
+    if let Some(d) = a.dialect {
+        config.sink.dialect = d;
+    }
+    if a.print {
+        let stmts = schema::migration(
+            &config.mysql.database,
+            config.sink.dialect,
+            &StarRocksOptions {
+                buckets: config.sink.buckets,
+                replication_num: config.sink.replication_num,
+            },
+        );
+        println!("{};", stmts.join(";\n\n"));
+        return Ok(EXIT_OK);
+    }
+    let sink = SqlSink::new(&config);
+    let stmts = sink.migrate().await.map_err(|e| {
+        CliError::failure(format!(
+            "migrating {} on {}:{} ({}): {e}",
+            config.mysql.database,
+            config.mysql.host,
+            config.mysql.port,
+            config.sink.dialect.as_str()
+        ))
+    })?;
+    sink.close().await;
+    println!(
+        "database {} ready ({} statements, dialect {}): lark_alerts, alert_recommendations",
+        config.mysql.database,
+        stmts.len(),
+        config.sink.dialect.as_str()
+    );
+    Ok(EXIT_OK)
+}
+
+/// Counts by date (for JSON output of a set of runs).
+pub fn by_date(outcomes: &[DayOutcome]) -> BTreeMap<String, &DayOutcome> {
+    outcomes.iter().map(|o| (o.date.clone(), o)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dates: &[&str]) -> RunArgs {
+        RunArgs {
+            dates: dates.iter().map(|s| s.to_string()).collect(),
+            backfill: None,
+            catch_up: false,
+            today: false,
+            wait: false,
+            timeout: 1.0,
+            local: false,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn plans_follow_the_seed_usage() {
+        let today: NaiveDate = "2026-03-12".parse().unwrap();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            plan_days(&args(&[]), today).unwrap(),
+            vec![DayPlan {
+                date: d("2026-03-11"),
+                until_now: false
+            }]
+        );
+        let two = plan_days(&args(&["2026-03-11", "2026-03-10"]), today).unwrap();
+        assert_eq!(
+            two.iter().map(|p| p.date).collect::<Vec<_>>(),
+            vec![d("2026-03-10"), d("2026-03-11")]
+        );
+        let mut a = args(&[]);
+        a.backfill = Some(7);
+        let b = plan_days(&a, today).unwrap();
+        assert_eq!(b.len(), 7);
+        assert_eq!(b[0].date, d("2026-03-05"));
+        assert_eq!(b[6].date, d("2026-03-11"));
+        let mut a = args(&[]);
+        a.catch_up = true;
+        assert_eq!(
+            plan_days(&a, today).unwrap(),
+            vec![
+                DayPlan {
+                    date: d("2026-03-11"),
+                    until_now: false
+                },
+                DayPlan {
+                    date: d("2026-03-12"),
+                    until_now: true
+                }
+            ]
+        );
+        let mut a = args(&[]);
+        a.today = true;
+        assert_eq!(
+            plan_days(&a, today).unwrap(),
+            vec![DayPlan {
+                date: today,
+                until_now: true
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let today: NaiveDate = "2026-03-12".parse().unwrap();
+        assert!(
+            plan_days(&args(&["2026-13-01"]), today)
+                .unwrap_err()
+                .contains("not a date")
+        );
+        assert!(
+            plan_days(&args(&["2026-03-13"]), today)
+                .unwrap_err()
+                .contains("future")
+        );
+        assert!(
+            plan_days(&args(&["2024-01-01", "2026-03-01"]), today)
+                .unwrap_err()
+                .contains("more than a year")
+        );
+        let mut a = args(&[]);
+        a.backfill = Some(400);
+        assert!(plan_days(&a, today).is_err());
+        a.backfill = Some(0);
+        assert!(plan_days(&a, today).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+CREATE DATABASE IF NOT EXISTS `alerts`;
+
+CREATE TABLE IF NOT EXISTS `alerts`.`lark_alerts` (
+  `message_id` VARCHAR(96) NOT NULL COMMENT 'Lark message id + -f (firing) or -r (resolved)',
+  `lark_message_id` VARCHAR(64) NOT NULL COMMENT 'Lark message id',
+  `chat_id` VARCHAR(64) NOT NULL COMMENT 'Lark chat id',
+  `status` VARCHAR(16) NOT NULL COMMENT 'firing or resolved',
+  `alert_name` VARCHAR(512) NOT NULL COMMENT 'alert name',
+  `severity` VARCHAR(32) NOT NULL COMMENT 'critical, warning, info, other, or empty',
+  `clusters` TEXT NOT NULL COMMENT 'distinct clusters, sorted, comma-separated',
+  `regions` TEXT NOT NULL COMMENT 'distinct regions, sorted, comma-separated',
+  `alert_count` INT NOT NULL COMMENT 'sections with this status in the card',
+  `created_at` DATETIME NOT NULL COMMENT 'message time, UTC',
+  `alert_date` DATE NOT NULL COMMENT 'America/Los_Angeles date of created_at',
+  `title` TEXT NOT NULL COMMENT 'card title',
+  `summary` TEXT NOT NULL COMMENT 'summary of the first section',
+  `raw_content` MEDIUMTEXT NOT NULL COMMENT 'the card as read back from Lark',
+  `ingested_at` DATETIME NOT NULL COMMENT 'when alertflow wrote the row, UTC',
+  PRIMARY KEY (`message_id`),
+  KEY `idx_alert_date` (`alert_date`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Alert rows parsed from Lark alert cards (one per message and status)';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`alert_recommendations` (
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date',
+  `alert_name` VARCHAR(512) NOT NULL COMMENT 'alert name',
+  `severity` VARCHAR(32) NOT NULL COMMENT 'from the catalogue, else the highest seen, else unknown',
+  `fired_count` INT NOT NULL COMMENT 'firing rows that day',
+  `resolved_count` INT NOT NULL COMMENT 'resolved rows that day',
+  `cluster_count` INT NOT NULL COMMENT 'distinct clusters affected',
+  `clusters` TEXT NOT NULL COMMENT 'distinct clusters, sorted, comma-separated',
+  `regions` TEXT NOT NULL COMMENT 'distinct regions, sorted, comma-separated',
+  `is_noisy` TINYINT(1) NOT NULL COMMENT 'fired >= 10 times or on >= 3 clusters (configurable)',
+  `in_catalogue` TINYINT(1) NOT NULL COMMENT 'whether the catalogue knows the alert',
+  `recommendation` TEXT NOT NULL COMMENT 'what to do about it',
+  `generated_at` DATETIME NOT NULL COMMENT 'when the recommendation was computed, UTC',
+  PRIMARY KEY (`report_date`, `alert_name`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Daily recommendation per alert name';

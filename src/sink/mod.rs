@@ -1,0 +1,4 @@
+//! Writing alert rows and recommendations to StarRocks (or MariaDB).
+pub mod schema;
+pub mod starrocks;
+pub mod stream_load;

@@ -1,0 +1,325 @@
+//! The two tables, defined once and rendered in two SQL dialects:
+//! `starrocks` (Primary Key tables, `DISTRIBUTED BY HASH`, `PROPERTIES`,
+//! VARCHAR lengths in bytes) and `mysql` (what MariaDB and MySQL accept;
+//! long text becomes TEXT/MEDIUMTEXT to stay under the 64 KB row limit).
+
+use std::fmt::Write;
+
+/// SQL dialect of the target database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    #[value(name = "starrocks")]
+    StarRocks,
+    #[default]
+    Mysql,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::StarRocks => "starrocks",
+            Dialect::Mysql => "mysql",
+        }
+    }
+}
+
+/// Column types of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColType {
+    /// A short string; the length is in bytes (StarRocks) and used as
+    /// characters in MySQL, where these columns stay small.
+    Varchar(u32),
+    /// A long string of up to this many bytes.
+    Text(u32),
+    Int,
+    Bool,
+    Date,
+    DateTime,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub comment: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub comment: &'static str,
+    /// Key columns; they come first in `columns` (StarRocks requires it).
+    pub key: &'static [&'static str],
+    pub columns: &'static [Column],
+    /// Secondary index for MySQL (StarRocks uses its own zone maps).
+    pub index: Option<&'static str>,
+}
+
+const fn col(name: &'static str, ty: ColType, comment: &'static str) -> Column {
+    Column { name, ty, comment }
+}
+
+/// `lark_alerts`: one row per (Lark message, status); columns of cards.md §6
+/// plus `raw_content` and `ingested_at`.
+pub const LARK_ALERTS: Table = Table {
+    name: "lark_alerts",
+    comment: "Alert rows parsed from Lark alert cards (one per message and status)",
+    key: &["message_id"],
+    columns: &[
+        col(
+            "message_id",
+            ColType::Varchar(96),
+            "Lark message id + -f (firing) or -r (resolved)",
+        ),
+        col("lark_message_id", ColType::Varchar(64), "Lark message id"),
+        col("chat_id", ColType::Varchar(64), "Lark chat id"),
+        col("status", ColType::Varchar(16), "firing or resolved"),
+        col("alert_name", ColType::Varchar(512), "alert name"),
+        col(
+            "severity",
+            ColType::Varchar(32),
+            "critical, warning, info, other, or empty",
+        ),
+        col(
+            "clusters",
+            ColType::Text(65533),
+            "distinct clusters, sorted, comma-separated",
+        ),
+        col(
+            "regions",
+            ColType::Text(65533),
+            "distinct regions, sorted, comma-separated",
+        ),
+        col(
+            "alert_count",
+            ColType::Int,
+            "sections with this status in the card",
+        ),
+        col("created_at", ColType::DateTime, "message time, UTC"),
+        col(
+            "alert_date",
+            ColType::Date,
+            "America/Los_Angeles date of created_at",
+        ),
+        col("title", ColType::Text(65533), "card title"),
+        col(
+            "summary",
+            ColType::Text(65533),
+            "summary of the first section",
+        ),
+        col(
+            "raw_content",
+            ColType::Text(1_048_576),
+            "the card as read back from Lark",
+        ),
+        col(
+            "ingested_at",
+            ColType::DateTime,
+            "when alertflow wrote the row, UTC",
+        ),
+    ],
+    index: Some("alert_date"),
+};
+
+/// `alert_recommendations`: one row per (report_date, alert_name).
+pub const ALERT_RECOMMENDATIONS: Table = Table {
+    name: "alert_recommendations",
+    comment: "Daily recommendation per alert name",
+    key: &["report_date", "alert_name"],
+    columns: &[
+        col("report_date", ColType::Date, "America/Los_Angeles date"),
+        col("alert_name", ColType::Varchar(512), "alert name"),
+        col(
+            "severity",
+            ColType::Varchar(32),
+            "from the catalogue, else the highest seen, else unknown",
+        ),
+        col("fired_count", ColType::Int, "firing rows that day"),
+        col("resolved_count", ColType::Int, "resolved rows that day"),
+        col("cluster_count", ColType::Int, "distinct clusters affected"),
+        col(
+            "clusters",
+            ColType::Text(65533),
+            "distinct clusters, sorted, comma-separated",
+        ),
+        col(
+            "regions",
+            ColType::Text(65533),
+            "distinct regions, sorted, comma-separated",
+        ),
+        col(
+            "is_noisy",
+            ColType::Bool,
+            "fired >= 10 times or on >= 3 clusters (configurable)",
+        ),
+        col(
+            "in_catalogue",
+            ColType::Bool,
+            "whether the catalogue knows the alert",
+        ),
+        col(
+            "recommendation",
+            ColType::Text(65533),
+            "what to do about it",
+        ),
+        col(
+            "generated_at",
+            ColType::DateTime,
+            "when the recommendation was computed, UTC",
+        ),
+    ],
+    index: None,
+};
+
+pub const TABLES: [&Table; 2] = [&LARK_ALERTS, &ALERT_RECOMMENDATIONS];
+
+/// StarRocks table properties.
+#[derive(Clone, Debug)]
+pub struct StarRocksOptions {
+    pub buckets: u32,
+    pub replication_num: u32,
+}
+
+impl Default for StarRocksOptions {
+    fn default() -> Self {
+        StarRocksOptions {
+            buckets: 8,
+            replication_num: 3,
+        }
+    }
+}
+
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn sql_type(ty: ColType, d: Dialect) -> String {
+    match (ty, d) {
+        (ColType::Varchar(n), _) => format!("VARCHAR({n})"),
+        (ColType::Text(n), Dialect::StarRocks) => format!("VARCHAR({n})"),
+        (ColType::Text(n), Dialect::Mysql) if n <= 65_535 => "TEXT".into(),
+        (ColType::Text(_), Dialect::Mysql) => "MEDIUMTEXT".into(),
+        (ColType::Int, _) => "INT".into(),
+        (ColType::Bool, Dialect::StarRocks) => "BOOLEAN".into(),
+        (ColType::Bool, Dialect::Mysql) => "TINYINT(1)".into(),
+        (ColType::Date, _) => "DATE".into(),
+        (ColType::DateTime, _) => "DATETIME".into(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// `CREATE DATABASE IF NOT EXISTS`.
+pub fn create_database(db: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {}", ident(db))
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a table in a dialect.
+pub fn create_table(t: &Table, db: &str, d: Dialect, sr: &StarRocksOptions) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "CREATE TABLE IF NOT EXISTS {}.{} (",
+        ident(db),
+        ident(t.name)
+    );
+    let mut lines: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "  {} {} NOT NULL COMMENT {}",
+                ident(c.name),
+                sql_type(c.ty, d),
+                quote(c.comment)
+            )
+        })
+        .collect();
+    let key = t
+        .key
+        .iter()
+        .map(|k| ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match d {
+        Dialect::Mysql => {
+            lines.push(format!("  PRIMARY KEY ({key})"));
+            if let Some(ix) = t.index {
+                lines.push(format!(
+                    "  KEY {} ({})",
+                    ident(&format!("idx_{ix}")),
+                    ident(ix)
+                ));
+            }
+            let _ = writeln!(s, "{}", lines.join(",\n"));
+            let _ = write!(
+                s,
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT={}",
+                quote(t.comment)
+            );
+        }
+        Dialect::StarRocks => {
+            let _ = writeln!(s, "{}", lines.join(",\n"));
+            let _ = writeln!(s, ") ENGINE=OLAP");
+            let _ = writeln!(s, "PRIMARY KEY ({key})");
+            let _ = writeln!(s, "COMMENT {}", quote(t.comment));
+            let _ = writeln!(s, "DISTRIBUTED BY HASH({key}) BUCKETS {}", sr.buckets);
+            let _ = write!(
+                s,
+                "PROPERTIES (\n  \"replication_num\" = \"{}\",\n  \"enable_persistent_index\" = \"true\"\n)",
+                sr.replication_num
+            );
+        }
+    }
+    s
+}
+
+/// Every statement `alertflow migrate` runs, in order.
+pub fn migration(db: &str, d: Dialect, sr: &StarRocksOptions) -> Vec<String> {
+    let mut v = vec![create_database(db)];
+    v.extend(TABLES.iter().map(|t| create_table(t, db, d, sr)));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_first() {
+        for t in TABLES {
+            for (i, k) in t.key.iter().enumerate() {
+                assert_eq!(t.columns[i].name, *k, "{}: key columns lead", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn golden_mysql() {
+        let got = format!(
+            "{};",
+            migration("alerts", Dialect::Mysql, &StarRocksOptions::default()).join(";\n\n")
+        );
+        let want = include_str!("golden/schema.mysql.sql");
+        assert_eq!(
+            got.trim(),
+            want.trim(),
+            "regenerate with `alertflow migrate --dialect mysql --print`"
+        );
+    }
+
+    #[test]
+    fn golden_starrocks() {
+        let got =
+            migration("alerts", Dialect::StarRocks, &StarRocksOptions::default()).join(";\n\n");
+        let want = include_str!("golden/schema.starrocks.sql");
+        assert_eq!(
+            got.trim(),
+            want.trim(),
+            "regenerate with `alertflow migrate --dialect starrocks --print`"
+        );
+    }
+}

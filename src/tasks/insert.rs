@@ -1,0 +1,205 @@
+//! `insert`: writes a page's rows into `lark_alerts`, idempotently.
+//!
+//! StarRocks wants few, large loads, so a worker coalesces: every `insert`
+//! hands its rows to the worker's one [`Coalescer`] and waits; the coalescer
+//! writes the rows of several messages in one load when it holds
+//! `sink.batch_rows` rows, when the oldest waited `sink.batch_interval`, when
+//! no more arrive for a moment, or when every task slot of the worker is
+//! waiting on it. Only then do those tasks return, so their messages are
+//! acked after the write. A failed write fails every task of the batch,
+//! which retries with backoff; the upsert makes replays harmless.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::config::{Config, SinkMode};
+use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::sink::starrocks::{SinkError, SqlSink, StoredAlert};
+use crate::sink::stream_load::{LoadOutcome, StreamLoadConfig, StreamLoader, batch_label};
+use crate::tasks::parse_batch::InsertArgs;
+use crate::tasks::run_state::{RunState, complete_if_done};
+
+/// With nothing new for this long, a partial batch is written.
+const IDLE_FLUSH: Duration = Duration::from_millis(150);
+
+struct Submission {
+    rows: Vec<StoredAlert>,
+    label_part: String,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+enum Writer {
+    Sql(SqlSink),
+    StreamLoad { loader: StreamLoader, db: String },
+}
+
+impl Writer {
+    async fn write(
+        &self,
+        rows: &[StoredAlert],
+        label_parts: &[String],
+    ) -> Result<(), (bool, String)> {
+        match self {
+            Writer::Sql(sink) => sink
+                .write_alerts(rows)
+                .await
+                .map(|_| ())
+                .map_err(|e: SinkError| (e.is_retryable(), e.to_string())),
+            Writer::StreamLoad { loader, db } => {
+                let parts: Vec<&str> = label_parts.iter().map(String::as_str).collect();
+                let label = batch_label("alertflow_lark_alerts", &parts);
+                let body =
+                    serde_json::to_vec(&rows.iter().map(stream_load_row).collect::<Vec<_>>())
+                        .expect("rows serialize");
+                match loader.load(db, "lark_alerts", &label, body, None).await {
+                    Ok(LoadOutcome::Loaded { .. }) | Ok(LoadOutcome::AlreadyLoaded) => Ok(()),
+                    Err(e) => Err((e.is_retryable(), e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+fn stream_load_row(a: &StoredAlert) -> serde_json::Value {
+    let mut v = serde_json::to_value(&a.row).expect("row serializes");
+    v["raw_content"] = serde_json::Value::String(a.raw_content.clone());
+    v["ingested_at"] =
+        serde_json::Value::String(a.ingested_at.format("%Y-%m-%d %H:%M:%S").to_string());
+    v
+}
+
+/// Collects the rows of concurrent `insert` tasks into large writes.
+struct Coalescer {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl Coalescer {
+    fn start(config: &Config) -> Result<Coalescer, TaskError> {
+        let writer = match config.sink.mode {
+            SinkMode::Sql => Writer::Sql(SqlSink::new(config)),
+            SinkMode::StreamLoad => Writer::StreamLoad {
+                loader: StreamLoader::new(StreamLoadConfig {
+                    fe_url: config.sink.stream_load_url.clone(),
+                    user: config.mysql.user.clone(),
+                    password: config.mysql.password.clone(),
+                    timeout: Duration::from_secs(120),
+                })
+                .map_err(|e| TaskError::fatal(format!("sink.stream_load_url: {e}")))?,
+                db: config.mysql.database.clone(),
+            },
+        };
+        let batch_rows = config.sink.batch_rows;
+        let interval = config.sink.batch_interval.0;
+        let max_waiting = config.worker.concurrency.max(1);
+        let (tx, mut rx) = mpsc::channel::<Submission>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let deadline = Instant::now() + interval;
+                let mut batch = vec![first];
+                let mut rows: usize = batch[0].rows.len();
+                while rows < batch_rows && batch.len() < max_waiting {
+                    let idle = (Instant::now() + IDLE_FLUSH).min(deadline);
+                    match tokio::time::timeout_at(idle, rx.recv()).await {
+                        Ok(Some(s)) => {
+                            rows += s.rows.len();
+                            batch.push(s);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let mut all = Vec::with_capacity(rows);
+                let mut labels = Vec::with_capacity(batch.len());
+                let mut waiters = Vec::with_capacity(batch.len());
+                for s in batch {
+                    all.extend(s.rows);
+                    labels.push(s.label_part);
+                    waiters.push(s.done);
+                }
+                let started = std::time::Instant::now();
+                let result = writer.write(&all, &labels).await;
+                match &result {
+                    Ok(()) => {
+                        debug!(rows = all.len(), messages = waiters.len(), elapsed = ?started.elapsed(), "batch written")
+                    }
+                    Err((_, e)) => {
+                        warn!(rows = all.len(), messages = waiters.len(), error = %e, "batch write failed; its messages will retry")
+                    }
+                }
+                for w in waiters {
+                    let _ = w.send(
+                        result.clone().map_err(
+                            |(retry, e)| {
+                                if retry { e } else { format!("fatal: {e}") }
+                            },
+                        ),
+                    );
+                }
+            }
+        });
+        Ok(Coalescer { tx })
+    }
+}
+
+/// The worker's `insert` task; holds its one coalescer.
+#[derive(Default)]
+pub struct Insert {
+    coalescer: OnceCell<Coalescer>,
+}
+
+impl Task for Insert {
+    const NAME: &'static str = "insert";
+    type Args = InsertArgs;
+
+    fn queue(&self) -> &'static str {
+        "db"
+    }
+
+    async fn run(&self, ctx: &TaskContext, a: InsertArgs) -> Result<(), TaskError> {
+        let config = &ctx.services.config;
+        let coalescer = self
+            .coalescer
+            .get_or_try_init(|| async { Coalescer::start(config) })
+            .await?;
+        let now = Utc::now();
+        let n = a.rows.len();
+        let rows: Vec<StoredAlert> = a
+            .rows
+            .into_iter()
+            .map(|row| StoredAlert {
+                raw_content: a.raw.get(&row.lark_message_id).cloned().unwrap_or_default(),
+                row,
+                ingested_at: now,
+            })
+            .collect();
+        if n > 0 {
+            let (done, wait) = oneshot::channel();
+            coalescer
+                .tx
+                .send(Submission {
+                    rows,
+                    label_part: format!("{}:{}", a.run_id, a.page),
+                    done,
+                })
+                .await
+                .map_err(|_| TaskError::retry("the insert coalescer stopped"))?;
+            match wait.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.starts_with("fatal: ") => return Err(TaskError::fatal(&e[7..])),
+                Ok(Err(e)) => return Err(TaskError::retry(e)),
+                Err(_) => return Err(TaskError::retry("the insert coalescer stopped")),
+            }
+        }
+        let runs = RunState::new(
+            ctx.services.redis.clone(),
+            &config.namespace,
+            config.state.ttl.0,
+        );
+        runs.page_written(&a.run_id, a.page, n).await?;
+        complete_if_done(ctx, &runs, &a.run_id).await?;
+        Ok(())
+    }
+}
