@@ -313,8 +313,10 @@ mod tests {
 
     #[test]
     fn golden_starrocks() {
-        let got =
-            migration("alerts", Dialect::StarRocks, &StarRocksOptions::default()).join(";\n\n");
+        let got = format!(
+            "{};",
+            migration("alerts", Dialect::StarRocks, &StarRocksOptions::default()).join(";\n\n")
+        );
         let want = include_str!("golden/schema.starrocks.sql");
         assert_eq!(
             got.trim(),

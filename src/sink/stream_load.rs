@@ -1,4 +1,4 @@
-//! StarRocks Stream Load over HTTP (`docs/starrocks-influx.md` §1.3–§1.5).
+//! StarRocks Stream Load over HTTP (StarRocks `docs/en/loading/StreamLoad.md`).
 //!
 //! One [`StreamLoader::load`] call is one load job: an HTTP `PUT
 //! /api/{db}/{table}/_stream_load` of a JSON array (`format: json`,
