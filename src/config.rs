@@ -903,7 +903,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            unknown.contains("colour") && unknown.contains("line 4"),
+            unknown.contains("colour") && unknown.contains("line 5"),
             "{unknown}"
         );
     }

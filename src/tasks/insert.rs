@@ -158,6 +158,12 @@ impl Task for Insert {
         "db"
     }
 
+    /// Database outages are ridden out: with the default backoff (1 s
+    /// doubling, capped at 10 min) twelve retries cover well over an hour.
+    fn max_retries(&self) -> Option<u32> {
+        Some(12)
+    }
+
     async fn run(&self, ctx: &TaskContext, a: InsertArgs) -> Result<(), TaskError> {
         let config = &ctx.services.config;
         let coalescer = self

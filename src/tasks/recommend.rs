@@ -34,6 +34,12 @@ impl Task for Recommend {
         "db"
     }
 
+    /// Database outages are ridden out: with the default backoff (1 s
+    /// doubling, capped at 10 min) twelve retries cover well over an hour.
+    fn max_retries(&self) -> Option<u32> {
+        Some(12)
+    }
+
     async fn run(&self, ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
         let config = &ctx.services.config;
         chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")

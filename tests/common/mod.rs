@@ -51,6 +51,8 @@ impl TestEnv {
         c.worker.heartbeat_interval = ms(500);
         c.worker.shutdown_timeout = HumanDuration(Duration::from_secs(10));
         c.worker.queues = vec!["default".into()];
+        // A database of its own, dropped at the end (only used by tests that write rows).
+        c.mysql.database = format!("t_{}", c.namespace.replace('-', "_"));
         tweak(&mut c);
         c.validate().expect("test config is valid");
         TestEnv {
@@ -219,6 +221,11 @@ impl Drop for TestEnv {
                         let _ = t.delete(&ch, &families).await;
                     }
                     let _ = conn.close(200, "".into()).await;
+                }
+                if config.mysql.database.starts_with("t_") {
+                    let sink = alertflow::sink::starrocks::SqlSink::new(&config);
+                    let _ = sink.drop_database().await;
+                    sink.close().await;
                 }
                 if let Ok(pool) = alertflow::queue::context::redis_pool(&config) {
                     let _ = alertflow::cli::bench::delete_namespace_keys(&pool, &config.namespace)

@@ -1,0 +1,288 @@
+//! The whole pipeline through RabbitMQ into MariaDB: rows equal the
+//! sandbox's expected rows, recommendations equal an independent
+//! computation, `--local` gives the same tables, a day run twice changes
+//! nothing, and every completed run gets exactly one `recommend`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertflow::cli::run::{DayPlan, publish_days, wait_days};
+use alertflow::config::Config;
+use alertflow::lark::card::AlertRow;
+use alertflow::queue::context::Services;
+use alertflow::queue::local::LocalRunner;
+use alertflow::queue::message::Envelope;
+use alertflow::sandbox::{SandboxConfig, SandboxHandle, expected_range};
+use alertflow::sink::starrocks::SqlSink;
+use alertflow::tasks::catalogue::Catalogue;
+use alertflow::tasks::recommendation::Recommendation;
+use alertflow::tasks::run_state::RunState;
+use chrono::NaiveDate;
+use common::TestEnv;
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+
+const CHAT: &str = "oc_sandbox_alerts";
+
+fn db_env(name: &str, sandbox: &SandboxHandle) -> TestEnv {
+    let base = sandbox.base_url.clone();
+    TestEnv::with(name, move |c| {
+        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
+        c.worker.concurrency = 16;
+        c.lark.base_url = base;
+        c.lark.app_id = "cli_sandbox".into();
+        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
+        c.lark.chat_id = CHAT.into();
+        c.sink.batch_interval = common::ms(300);
+    })
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+async fn migrate(config: &Config) -> SqlSink {
+    let sink = SqlSink::new(config);
+    sink.migrate().await.expect("migrate the test database");
+    sink
+}
+
+async fn all_rows(sink: &SqlSink, dates: &[&str]) -> Vec<AlertRow> {
+    let mut rows = Vec::new();
+    for d in dates {
+        rows.extend(sink.alerts_for_date(d).await.unwrap());
+    }
+    rows.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    rows
+}
+
+fn sorted(mut rows: Vec<AlertRow>) -> Vec<AlertRow> {
+    rows.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    rows
+}
+
+async fn recs(sink: &SqlSink, date: &str) -> Vec<Recommendation> {
+    let mut r = sink.recommendations(date).await.unwrap();
+    r.sort_by(|a, b| a.alert_name.cmp(&b.alert_name));
+    r
+}
+
+/// Recompute the day's recommendations from the rows with SQL aggregates
+/// and set arithmetic, independently of `tasks::recommendation`.
+async fn check_recommendations(
+    config: &Config,
+    sink: &SqlSink,
+    date: &str,
+    expected_rows: &[AlertRow],
+) {
+    let stored = recs(sink, date).await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(config.mysql.host.clone())
+        .tcp_port(config.mysql.port)
+        .user(Some(config.mysql.user.clone()))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+    let counts: Vec<(String, i64, i64)> = conn
+        .query(format!(
+            "SELECT alert_name, SUM(status = 'firing'), SUM(status = 'resolved') FROM `{}`.lark_alerts \
+             WHERE alert_date = '{date}' AND alert_name <> '' GROUP BY alert_name ORDER BY alert_name",
+            config.mysql.database
+        ))
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    assert_eq!(
+        stored.len(),
+        counts.len(),
+        "one recommendation per alert name"
+    );
+    let catalogue = Catalogue::builtin();
+    for (rec, (name, fired, resolved)) in stored.iter().zip(&counts) {
+        assert_eq!(&rec.alert_name, name);
+        assert_eq!(i64::from(rec.fired_count), *fired, "{name}");
+        assert_eq!(i64::from(rec.resolved_count), *resolved, "{name}");
+        let mine: Vec<&AlertRow> = expected_rows
+            .iter()
+            .filter(|r| &r.alert_name == name && r.alert_date == date)
+            .collect();
+        let clusters: BTreeSet<&str> = mine
+            .iter()
+            .flat_map(|r| r.clusters.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let regions: BTreeSet<&str> = mine
+            .iter()
+            .flat_map(|r| r.regions.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(rec.cluster_count as usize, clusters.len(), "{name}");
+        assert_eq!(
+            rec.clusters,
+            clusters.iter().copied().collect::<Vec<_>>().join(","),
+            "{name}"
+        );
+        assert_eq!(
+            rec.regions,
+            regions.iter().copied().collect::<Vec<_>>().join(","),
+            "{name}"
+        );
+        assert_eq!(rec.is_noisy, *fired >= 10 || clusters.len() >= 3, "{name}");
+        match catalogue.get(name) {
+            Some(entry) => {
+                assert_eq!(rec.severity, entry.severity, "{name}");
+                assert_eq!(rec.recommendation, entry.recommendation, "{name}");
+                assert!(rec.in_catalogue);
+            }
+            None => assert!(!rec.in_catalogue, "{name}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
+    let cfg = SandboxConfig {
+        seed: 11,
+        per_day: 600,
+        ..SandboxConfig::default()
+    };
+    let sandbox = alertflow::sandbox::spawn(cfg.clone()).await.unwrap();
+    let env = db_env("pipe", &sandbox);
+    let sink = migrate(&env.config).await;
+    let dates = ["2026-03-08", "2026-03-09"];
+    let expected = expected_range(&cfg, CHAT, day(dates[0]), day(dates[1]));
+
+    let w = env.start_worker(alertflow::tasks::registry());
+    let plans: Vec<DayPlan> = dates
+        .iter()
+        .map(|d| DayPlan {
+            date: day(d),
+            until_now: false,
+        })
+        .collect();
+    let published = publish_days(&env.config, &plans).await.unwrap();
+    let (outcomes, finished) = wait_days(&env.config, &published, Duration::from_secs(120), true)
+        .await
+        .unwrap();
+    assert!(
+        finished && outcomes.iter().all(|o| o.status == "done"),
+        "{outcomes:#?}"
+    );
+    let m = &w.services.metrics;
+    let recommends: u64 = ["db"]
+        .iter()
+        .map(|q| {
+            m.received
+                .with_label_values(&["recommend", q, m.hostname.as_str()])
+                .get()
+        })
+        .sum();
+    assert_eq!(recommends, 2, "exactly one recommend per run");
+
+    let rows = all_rows(&sink, &dates).await;
+    assert_eq!(rows.len(), expected.rows.len());
+    assert_eq!(
+        rows,
+        sorted(expected.rows.clone()),
+        "rows in MariaDB equal the sandbox's expected rows"
+    );
+    for d in dates {
+        check_recommendations(&env.config, &sink, d, &expected.rows).await;
+    }
+
+    // The same day again (a new run): nothing doubles, the tables stay the same.
+    let before = recs(&sink, dates[1]).await;
+    let again = publish_days(&env.config, &plans[1..]).await.unwrap();
+    let (o, finished) = wait_days(&env.config, &again, Duration::from_secs(120), true)
+        .await
+        .unwrap();
+    assert!(finished && o[0].status == "done", "{o:#?}");
+    assert_eq!(
+        all_rows(&sink, &dates).await,
+        rows,
+        "a replayed day leaves one copy of each row"
+    );
+    let after = recs(&sink, dates[1]).await;
+    assert_eq!(before, after);
+    w.stop().await;
+
+    // --local: the same tasks in this process, into a second database.
+    let mut local_cfg = (*env.config).clone();
+    local_cfg.mysql.database = format!("{}_local", env.config.mysql.database);
+    let local_cfg = Arc::new(local_cfg);
+    let local_sink = migrate(&local_cfg).await;
+    let (services, _writer) = Services::new(local_cfg.clone()).unwrap();
+    let registry = Arc::new(alertflow::tasks::registry());
+    let envs: Vec<Envelope> = dates
+        .iter()
+        .map(|d| {
+            let mut e = Envelope::new("fetch-day", json!({"date": d}));
+            e.run_id = Some(format!("local-{d}"));
+            registry.apply_policy(&mut e, &local_cfg, None);
+            e
+        })
+        .collect();
+    let report = LocalRunner::new(services, registry, 16).run(envs).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(
+        all_rows(&local_sink, &dates).await,
+        rows,
+        "--local gives the same lark_alerts"
+    );
+    for d in dates {
+        assert_eq!(
+            recs(&local_sink, d).await,
+            recs(&sink, d).await,
+            "--local gives the same recommendations"
+        );
+    }
+    let pool = alertflow::queue::context::redis_pool(&local_cfg).unwrap();
+    let runs = RunState::new(pool, &local_cfg.namespace, Duration::from_secs(60));
+    assert!(
+        runs.summary(&format!("local-{}", dates[0]))
+            .await
+            .unwrap()
+            .unwrap()
+            .recommend
+            .is_some()
+    );
+    local_sink.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn run_command_refuses_bad_arguments_and_publishes_nothing() {
+    let env = TestEnv::new("runargs");
+    let cfg = env.config_file("");
+    let (_c, _p) = env.publisher().await;
+    let lark_queue = env.topology().queue("lark");
+    env.topology()
+        .declare_family(_p.channel(), "lark")
+        .await
+        .unwrap();
+    for args in [
+        vec!["run", "2099-01-01"],
+        vec!["run", "2026-02-30"],
+        vec!["run", "yesterday"],
+        vec!["run", "2024-01-01", "2026-03-01"],
+        vec!["run", "--backfill", "400"],
+        vec!["run", "--backfill", "3", "2026-03-01"],
+    ] {
+        let out = std::process::Command::new(common::bin("alertflow"))
+            .args(&args)
+            .env("ALERTFLOW_CONFIG", &cfg)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty());
+    }
+    assert_eq!(env.ready(&lark_queue).await, 0, "nothing was published");
+}
