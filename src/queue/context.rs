@@ -36,6 +36,28 @@ pub fn redis_pool(config: &Config) -> Result<Pool, RedisSetupError> {
         .map_err(|e| err(e.to_string()))
 }
 
+/// How a task's execution ended, as reported to observers.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    Succeeded,
+    /// Failed and will be retried.
+    Retrying {
+        error: &'a str,
+    },
+    /// Sent to the dead-letter queue.
+    DeadLettered {
+        reason: &'a str,
+        error: &'a str,
+    },
+}
+
+/// Something told about every task outcome (pipeline health notifications).
+/// Called on the worker's hot path: an implementation must return at once
+/// and do its I/O in the background, and must never fail the task.
+pub trait OutcomeObserver: Send + Sync {
+    fn on_outcome(&self, envelope: &crate::queue::message::Envelope, outcome: Outcome<'_>);
+}
+
 /// What every task and the worker runtime share.
 pub struct Services {
     pub config: Arc<Config>,
@@ -48,6 +70,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// `host:pid:short-uuid`, unique per process.
     pub worker_id: String,
+    /// Told about every outcome (see [`OutcomeObserver`]).
+    pub observers: std::sync::RwLock<Vec<Arc<dyn OutcomeObserver>>>,
 }
 
 impl Services {
@@ -79,7 +103,35 @@ impl Services {
             redis,
             config,
             worker_id,
+            observers: std::sync::RwLock::new(Vec::new()),
         };
         Ok((Arc::new(services), writer_task))
+    }
+}
+
+impl Services {
+    /// Add an observer of task outcomes.
+    pub fn observe(&self, o: Arc<dyn OutcomeObserver>) {
+        self.observers
+            .write()
+            .expect("observer list lock is never poisoned")
+            .push(o);
+    }
+
+    /// Tell every observer; an observer that panics is not allowed to fail the task.
+    pub fn notify(&self, envelope: &crate::queue::message::Envelope, outcome: Outcome<'_>) {
+        let list = self
+            .observers
+            .read()
+            .expect("observer list lock is never poisoned")
+            .clone();
+        for o in list {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                o.on_outcome(envelope, outcome)
+            }));
+            if r.is_err() {
+                tracing::error!("an outcome observer panicked; ignored");
+            }
+        }
     }
 }

@@ -413,6 +413,13 @@ impl SessionCtx {
             .await?;
         self.state(env, status, Some(error.to_string()));
         error!(reason = reason.as_str(), error, "task dead-lettered");
+        self.services.notify(
+            env,
+            crate::queue::context::Outcome::DeadLettered {
+                reason: reason.as_str(),
+                error,
+            },
+        );
         Ok(())
     }
 
@@ -540,6 +547,7 @@ impl SessionCtx {
             Ok(()) => {
                 m.succeeded.with_label_values(&labels).inc();
                 self.state(&env, TaskStatus::Succeeded, None);
+                s.notify(&env, crate::queue::context::Outcome::Succeeded);
                 debug!(?elapsed, "task succeeded");
                 Ok(())
             }
@@ -578,6 +586,10 @@ impl SessionCtx {
                 st.error = Some(message.clone());
                 s.state_writer.record(st);
                 warn!(error = %message, ?delay, next_attempt = next.attempt, "task failed; will retry");
+                s.notify(
+                    &env,
+                    crate::queue::context::Outcome::Retrying { error: &message },
+                );
                 Ok(())
             }
         }
