@@ -286,3 +286,89 @@ async fn run_command_refuses_bad_arguments_and_publishes_nothing() {
     }
     assert_eq!(env.ready(&lark_queue).await, 0, "nothing was published");
 }
+
+#[tokio::test]
+async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
+    use alertflow::sandbox::stream_load::{
+        FakeFailure, FakeStreamLoadOptions, spawn_fake_stream_load,
+    };
+    use alertflow::tasks::parse_batch::InsertArgs;
+    let fake = spawn_fake_stream_load(FakeStreamLoadOptions::default())
+        .await
+        .unwrap();
+    let fe = fake.fe_url();
+    let env = TestEnv::with("streamload", move |c| {
+        c.worker.queues = vec!["db".into()];
+        c.worker.concurrency = 1; // one message per load, so labels are per page
+        c.sink.mode = alertflow::config::SinkMode::StreamLoad;
+        c.sink.stream_load_url = fe;
+        c.mysql.user = "root".into();
+        c.mysql.password = alertflow::config::Secret::new("sandbox-starrocks");
+        c.sink.batch_interval = common::ms(100);
+    });
+    let cfg = SandboxConfig {
+        seed: 3,
+        per_day: 100,
+        ..SandboxConfig::default()
+    };
+    let rows = expected_range(&cfg, CHAT, day("2026-03-02"), day("2026-03-02")).rows;
+    let registry = alertflow::tasks::registry();
+    let (_c, publisher) = env.publisher().await;
+    let env_page = |page: u32, rows: Vec<AlertRow>| {
+        env.envelope(
+            &registry,
+            "insert",
+            json!(InsertArgs {
+                run_id: "r1".into(),
+                date: "2026-03-02".into(),
+                page,
+                rows,
+                raw: Default::default()
+            }),
+        )
+    };
+    let half = rows.len() / 2;
+    let p1 = env_page(1, rows[..half].to_vec());
+    let p2 = env_page(2, rows[half..].to_vec());
+    // The first load of page 2 fails once: retried with the same label.
+    fake.fail_next(1, FakeFailure::Fail);
+    publisher.publish(&p1).await.unwrap();
+    let w = env.start_worker(alertflow::tasks::registry());
+    env.wait_status(
+        &p1.id,
+        alertflow::queue::state::TaskStatus::Succeeded,
+        Duration::from_secs(10),
+    )
+    .await;
+    publisher.publish(&p2).await.unwrap();
+    env.wait_status(
+        &p2.id,
+        alertflow::queue::state::TaskStatus::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let db = env.config.mysql.database.clone();
+    assert_eq!(fake.rows(&db, "lark_alerts").len(), rows.len());
+    // A redelivered page (same run and page → same label) loads nothing twice.
+    let mut again = p1.clone();
+    again.id = uuid::Uuid::new_v4();
+    publisher.publish(&again).await.unwrap();
+    env.wait_status(
+        &again.id,
+        alertflow::queue::state::TaskStatus::Succeeded,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        fake.rows(&db, "lark_alerts").len(),
+        rows.len(),
+        "label reuse: no doubled rows"
+    );
+    assert_eq!(fake.labels().len(), 2, "one label per page");
+    let (fe_requests, be_requests) = fake.requests();
+    assert!(
+        fe_requests >= 4 && be_requests >= 4,
+        "every load went FE → BE: {fe_requests}/{be_requests}"
+    );
+    w.stop().await;
+}

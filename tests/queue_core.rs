@@ -399,3 +399,48 @@ async fn worker_recovers_after_the_broker_closes_its_connection() {
             .await;
     }
 }
+
+#[tokio::test]
+async fn quorum_queues_work_with_retries_and_dead_letters() {
+    let env = TestEnv::with("quorum", |c| {
+        c.broker.queue_type = alertflow::config::QueueType::Quorum;
+        c.worker.max_retries = 1;
+    });
+    let s = Scripted::default();
+    let reg = registry(&s);
+    let (_conn, publisher) = env.publisher().await;
+    let ok = env.envelope(&reg, "scripted", json!({"key": "q", "fail_times": 1}));
+    let bad = env.envelope(&reg, "scripted", json!({"key": "d", "fail_times": 5}));
+    publisher.publish(&ok).await.unwrap();
+    publisher.publish(&bad).await.unwrap();
+    let w = env.start_worker(reg);
+    env.wait_status(&ok.id, TaskStatus::Succeeded, Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        s.times("q").len(),
+        2,
+        "retried once through a quorum delay tier"
+    );
+    env.wait_status(&bad.id, TaskStatus::Dead, Duration::from_secs(15))
+        .await;
+    let dead = env.wait_dead(1, Duration::from_secs(5)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "retries-exhausted");
+    w.stop().await;
+    // The queues really are quorum queues: redeclaring one as classic fails.
+    let conn = alertflow::queue::publisher::connect(&env.config, "test")
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let classic = ch
+        .queue_declare(
+            env.topology().queue("default").into(),
+            lapin::options::QueueDeclareOptions::durable(),
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    assert!(
+        classic.is_err(),
+        "alertflow.default was declared as a quorum queue"
+    );
+}

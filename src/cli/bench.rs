@@ -35,6 +35,12 @@ pub enum BenchCommand {
         after_help = "Examples:\n  alertflow bench noop --tasks 50000 --concurrency 256\n  alertflow bench noop --tasks 20000 --rounds 3 --json"
     )]
     Noop(NoopArgs),
+    /// A backfill against the sandbox (50 requests/s quota) into MariaDB,
+    /// beside the quota floor and a bare multi-row INSERT.
+    #[command(
+        after_help = "Examples:\n  alertflow bench pipeline --days 3 --per-day 2000\n  alertflow bench pipeline --days 30 --per-day 1000 --json"
+    )]
+    Pipeline(crate::cli::bench_pipeline::PipelineArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -71,6 +77,7 @@ pub async fn run(g: &GlobalOpts, cmd: BenchCommand) -> CliResult {
             print_report(&report, a.json);
             Ok(EXIT_OK)
         }
+        BenchCommand::Pipeline(a) => crate::cli::bench_pipeline::run(g, a).await,
     }
 }
 

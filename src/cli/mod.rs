@@ -6,6 +6,7 @@
 
 pub mod beat;
 pub mod bench;
+pub mod bench_pipeline;
 pub mod dead;
 pub mod demo;
 pub mod enqueue;

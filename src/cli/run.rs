@@ -279,7 +279,7 @@ pub async fn wait_days(
         if tokio::time::Instant::now() >= deadline {
             return Ok((outcomes, false));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -24,7 +24,7 @@ use crate::tasks::parse_batch::InsertArgs;
 use crate::tasks::run_state::{RunState, complete_if_done};
 
 /// With nothing new for this long, a partial batch is written.
-const IDLE_FLUSH: Duration = Duration::from_millis(150);
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 struct Submission {
     rows: Vec<StoredAlert>,
