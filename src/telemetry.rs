@@ -12,13 +12,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter when neither `ALERTFLOW_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_FILTER: &str = "info,lapin=warn,amq_protocol=warn";
+
 /// Install the global subscriber; logs go to standard error.
 pub fn init(format: LogFormat) {
+    init_with_default(format, DEFAULT_FILTER)
+}
+
+/// [`init`] with another default filter (interactive commands that draw
+/// progress bars default to `warn`).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
     let filter = std::env::var("ALERTFLOW_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .map(EnvFilter::new)
-        .unwrap_or_else(|| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

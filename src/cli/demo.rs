@@ -127,7 +127,7 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
     sink.close().await;
     println!(
         "\nWhat to try next:\n  \
-         alertflow report {last} --config <file>   (with [mysql] database = \"alertflow_demo\")\n  \
+         alertflow report {last} --database alertflow_demo\n  \
          alertflow sandbox                          a Lark stand-in you can point workers at\n  \
          alertflow-worker & alertflow run --backfill 3 --wait   the same pipeline with your own worker\n  \
          alertflow queues / workers / dead list     what the queue is doing\n  \

@@ -406,6 +406,9 @@ async fn run_local(config: &Arc<Config>, plans: &[DayPlan], json: bool) -> CliRe
 pub struct ReportArgs {
     /// Pacific date, YYYY-MM-DD (default: yesterday).
     pub date: Option<String>,
+    /// Database to read (default: mysql.database), e.g. `alertflow_demo`.
+    #[arg(long)]
+    pub database: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -476,7 +479,10 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
-    let config = g.load_config()?;
+    let mut config = (*g.load_config()?).clone();
+    if let Some(db) = &a.database {
+        config.mysql.database = db.clone();
+    }
     let date = match &a.date {
         Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map_err(|e| CliError::usage(format!("{d:?} is not a date (YYYY-MM-DD): {e}")))?,
