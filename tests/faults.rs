@@ -237,7 +237,10 @@ where
         + got.iter().filter(|(k, r)| want.get(*k).is_some_and(|w| w != *r)).count();
     let recommends = outcomes.iter().filter(|o| o.summary.recommend.is_some()).count();
     let done = outcomes.iter().filter(|o| o.status == "done").count();
-    assert_eq!(done, outcomes.len(), "{name}: every day done: {outcomes:#?}");
+    if done != outcomes.len() {
+        let dead = ctx.env.dead_letters().await;
+        panic!("{name}: every day done: {outcomes:#?}\ndead letters: {dead:#?}");
+    }
     Accounting {
         scenario: name,
         expected: expected.len(),

@@ -248,10 +248,35 @@ pub async fn wait_days(
         })
         .collect();
     let deadline = tokio::time::Instant::now() + timeout;
+    // A Redis blip must not end the watch: keep the last view and retry,
+    // giving up only when Redis stays unreachable for a minute.
+    let mut last: Vec<Option<DayOutcome>> = vec![None; runs_published.len()];
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let mut outcomes = Vec::new();
-        for (r, bar) in runs_published.iter().zip(&bars) {
-            let o = day_status(&runs, &states, r).await?;
+        for (i, (r, bar)) in runs_published.iter().zip(&bars).enumerate() {
+            let o = match day_status(&runs, &states, r).await {
+                Ok(o) => {
+                    failing_since = None;
+                    last[i] = Some(o.clone());
+                    o
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(e);
+                    }
+                    match &last[i] {
+                        Some(o) => o.clone(),
+                        None => DayOutcome {
+                            date: r.date.clone(),
+                            run_id: r.run_id.clone(),
+                            summary: RunSummary::default(),
+                            status: "running".into(),
+                        },
+                    }
+                }
+            };
             let s = &o.summary;
             bar.set_length(s.total_pages.unwrap_or(s.pages_fetched.max(1)));
             bar.set_position(s.pages_written);
