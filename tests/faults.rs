@@ -198,6 +198,17 @@ where
         c.lark.app_id = "cli_sandbox".into();
         c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
         c.lark.chat_id = CHAT.into();
+        // The envelopes this process publishes carry the same retry budget
+        // as the workers' config file below.
+        for task in ["fetch-day", "parse-batch", "insert", "recommend"] {
+            c.tasks.insert(
+                task.into(),
+                alertflow::config::TaskOverride {
+                    max_retries: Some(30),
+                    ..Default::default()
+                },
+            );
+        }
     });
     SqlSink::new(&env.config).migrate().await.unwrap();
     let extra = format!(
