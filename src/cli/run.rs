@@ -126,6 +126,22 @@ fn fetch_envelope(config: &Config, plan: &DayPlan) -> (Envelope, String) {
     (env, run_id)
 }
 
+/// One `fetch-day` envelope (with a fresh run id) per day.
+fn plan_runs(config: &Config, plans: &[DayPlan]) -> (Vec<PublishedRun>, Vec<Envelope>) {
+    plans
+        .iter()
+        .map(|p| {
+            let (env, run_id) = fetch_envelope(config, p);
+            let run = PublishedRun {
+                date: p.date.format("%Y-%m-%d").to_string(),
+                run_id,
+                task_id: env.id,
+            };
+            (run, env)
+        })
+        .unzip()
+}
+
 /// Publish one `fetch-day` per day (with confirms) and record them queued.
 pub async fn publish_days(
     config: &Arc<Config>,
@@ -138,17 +154,7 @@ pub async fn publish_days(
     let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
         .await
         .map_err(CliError::failure)?;
-    let mut out = Vec::new();
-    let mut envs = Vec::new();
-    for p in plans {
-        let (env, run_id) = fetch_envelope(config, p);
-        out.push(PublishedRun {
-            date: p.date.format("%Y-%m-%d").to_string(),
-            run_id,
-            task_id: env.id,
-        });
-        envs.push(env);
-    }
+    let (out, envs) = plan_runs(config, plans);
     let mut families: Vec<String> = envs.iter().map(|e| e.queue.clone()).collect();
     families.dedup();
     topology
@@ -384,17 +390,7 @@ async fn run_local(config: &Arc<Config>, plans: &[DayPlan], json: bool) -> CliRe
     connect_redis(config).await?;
     let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
     let registry = Arc::new(crate::tasks::registry());
-    let mut published = Vec::new();
-    let mut envs = Vec::new();
-    for p in plans {
-        let (env, run_id) = fetch_envelope(config, p);
-        published.push(PublishedRun {
-            date: p.date.format("%Y-%m-%d").to_string(),
-            run_id,
-            task_id: env.id,
-        });
-        envs.push(env);
-    }
+    let (published, envs) = plan_runs(config, plans);
     let report = LocalRunner::new(services.clone(), registry, config.worker.concurrency)
         .run(envs)
         .await;
