@@ -227,6 +227,9 @@ pub struct MysqlConfig {
     pub user: String,
     pub password: Secret,
     pub database: String,
+    /// Require TLS (certificate verified against the system roots plus
+    /// `tls.ca_file`; the server's name must match `host`).
+    pub tls: bool,
 }
 
 impl Default for MysqlConfig {
@@ -237,6 +240,7 @@ impl Default for MysqlConfig {
             user: "root".into(),
             password: Secret::default(),
             database: "alerts".into(),
+            tls: false,
         }
     }
 }
@@ -320,6 +324,14 @@ impl Default for StateConfig {
             ttl: HumanDuration(Duration::from_secs(7 * 86400)),
         }
     }
+}
+
+/// `[tls]`: trust for `amqps://`, `rediss://` and `mysql.tls`. Certificates
+/// are always verified; `ca_file` adds a private CA (PEM).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -464,11 +476,20 @@ pub struct Config {
     pub tasks: BTreeMap<String, TaskOverride>,
     pub rate_limits: BTreeMap<String, Vec<LimitSpec>>,
     pub beat: BeatConfig,
+    pub tls: TlsConfig,
     pub parser: ParserConfig,
     pub sink: SinkConfig,
     pub recommend: RecommendConfig,
     /// `[[schedules]]`: what beat publishes, and when.
     pub schedules: Vec<crate::queue::schedule::ScheduleConfig>,
+    /// `[influx.sources.NAME]`: InfluxDB sources of the checks.
+    pub influx: crate::influx::InfluxConfig,
+    /// `[[checks]]`: InfluxDB threshold checks (`influx-check`).
+    pub checks: Vec<crate::notify::check::CheckConfig>,
+    /// `[receivers.NAME]`: Lark bots and Slack webhooks.
+    pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
+    /// `[notify]`: pipeline health notifications.
+    pub notify: crate::notify::NotifyConfig,
     /// Where this configuration came from (for error messages).
     #[serde(skip)]
     pub source: String,
@@ -496,6 +517,7 @@ impl Default for Config {
                 },
             ],
         );
+        rate_limits.extend(crate::notify::default_rate_limits());
         Config {
             namespace: "alertflow".into(),
             broker: BrokerConfig::default(),
@@ -507,10 +529,15 @@ impl Default for Config {
             tasks: BTreeMap::new(),
             rate_limits,
             beat: BeatConfig::default(),
+            tls: TlsConfig::default(),
             parser: ParserConfig::default(),
             sink: SinkConfig::default(),
             recommend: RecommendConfig::default(),
             schedules: Vec::new(),
+            influx: Default::default(),
+            checks: Vec::new(),
+            receivers: BTreeMap::new(),
+            notify: Default::default(),
             source: "(defaults)".into(),
         }
     }
@@ -524,6 +551,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ALERTFLOW_BROKER_URL", "broker.url"),
     ("ALERTFLOW_QUEUE_TYPE", "broker.queue_type"),
     ("ALERTFLOW_REDIS_URL", "redis.url"),
+    ("ALERTFLOW_TLS_CA_FILE", "tls.ca_file"),
     ("ALERTFLOW_WORKER_QUEUES", "worker.queues (comma separated)"),
     ("ALERTFLOW_WORKER_CONCURRENCY", "worker.concurrency"),
     ("ALERTFLOW_METRICS_LISTEN", "worker.metrics_listen"),
@@ -562,6 +590,10 @@ fn env_setter(var: &str) -> Option<EnvSetter> {
         },
         "ALERTFLOW_REDIS_URL" => |c, v| {
             c.redis.url = SecretUrl::new(v);
+            Ok(())
+        },
+        "ALERTFLOW_TLS_CA_FILE" => |c, v| {
+            c.tls.ca_file = (!v.is_empty()).then(|| PathBuf::from(v));
             Ok(())
         },
         "ALERTFLOW_WORKER_QUEUES" => |c, v| {
@@ -720,6 +752,14 @@ impl Config {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
+        if let Some(ca) = &self.tls.ca_file
+            && !ca.is_file()
+        {
+            return Err(invalid(
+                "tls.ca_file",
+                &format!("{} is not a readable file", ca.display()),
+            ));
+        }
         if self.broker.retry_tiers.is_empty() {
             return Err(invalid("broker.retry_tiers", "needs at least one tier"));
         }
@@ -779,6 +819,7 @@ impl Config {
                 }
             }
         }
+        crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
         Ok(())
     }
 

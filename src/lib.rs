@@ -6,9 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod influx;
 pub mod lark;
+pub mod notify;
 pub mod queue;
 pub mod sandbox;
 pub mod sink;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;

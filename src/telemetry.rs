@@ -1,6 +1,11 @@
 //! Logging set-up: `pretty` or `json` lines, filtered by `ALERTFLOW_LOG`
 //! (RUST_LOG syntax, default `info`). Under systemd (journald adds its own
 //! timestamps) the pretty format drops the timestamp.
+//!
+//! A JSON line is one object: `timestamp`, `level`, `message`, `target`, the
+//! event's fields, `span` (the innermost span's fields) and `spans` (every
+//! enclosing span, outermost first), so a task's lines carry `task.id`,
+//! `task.name`, `attempt`, `run_id` and `queue` even from inside a nested span.
 
 use tracing_subscriber::EnvFilter;
 
@@ -37,7 +42,7 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init(),
         (LogFormat::Pretty, true) => builder.without_time().with_ansi(false).try_init(),
         (LogFormat::Pretty, false) => builder.try_init(),

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use alertflow::cli::run::{DayPlan, DayOutcome, publish_days, wait_days};
+use alertflow::cli::run::{DayOutcome, DayPlan, publish_days, wait_days};
 use alertflow::lark::card::AlertRow;
 use alertflow::sandbox::{Endpoint, Fault, SandboxConfig, SandboxHandle, expected_range};
 use alertflow::sink::starrocks::SqlSink;
@@ -35,7 +35,10 @@ use mysql_async::prelude::Queryable;
 const CHAT: &str = "oc_sandbox_alerts";
 
 fn env_num(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn sh(cmd: &str, args: &[&str]) -> bool {
@@ -49,7 +52,8 @@ fn sh(cmd: &str, args: &[&str]) -> bool {
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
 }
 
 fn wait_port(port: u16, open: bool, limit: Duration) {
@@ -77,20 +81,36 @@ impl Drop for RabbitDown {
 
 /// Redis shut down (after saving its data, as a persistent production
 /// Redis would keep it); started again with the same data on drop.
+/// (`dir` and `dbfilename` are protected configs in Redis 7: read, not set.)
 struct RedisDown {
     dir: String,
+    file: String,
 }
 impl RedisDown {
     fn begin() -> RedisDown {
-        let out = std::process::Command::new("redis-cli")
-            .args(["config", "get", "dir"])
-            .output()
-            .expect("redis-cli");
-        let dir = String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap_or("/tmp").to_string();
-        sh("redis-cli", &["config", "set", "dbfilename", "alertflow-faults.rdb"]);
-        sh("redis-cli", &["shutdown", "save"]);
+        let get = |key: &str| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["config", "get", key])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let dir = get("dir");
+        let file = get("dbfilename");
+        assert!(
+            !dir.is_empty() && !file.is_empty(),
+            "redis dir and dbfilename"
+        );
+        assert!(
+            sh("redis-cli", &["shutdown", "save"]),
+            "redis shutdown save"
+        );
         wait_port(6379, false, Duration::from_secs(20));
-        RedisDown { dir }
+        RedisDown { dir, file }
     }
 }
 impl Drop for RedisDown {
@@ -98,13 +118,38 @@ impl Drop for RedisDown {
         sh(
             "redis-server",
             &[
-                "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no",
-                "--dir", &self.dir, "--dbfilename", "alertflow-faults.rdb",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &self.dir,
+                "--dbfilename",
+                &self.file,
             ],
         );
         wait_port(6379, true, Duration::from_secs(30));
-        // The data is loaded; the snapshot file is ours to remove.
-        let _ = std::fs::remove_file(std::path::Path::new(&self.dir).join("alertflow-faults.rdb"));
+        // Wait for the snapshot to be loaded before removing it.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            let out = std::process::Command::new("redis-cli")
+                .args(["ping"])
+                .output();
+            if out
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+                .unwrap_or(false)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_file(std::path::Path::new(&self.dir).join(&self.file));
     }
 }
 
@@ -112,14 +157,29 @@ impl Drop for RedisDown {
 struct MariaDbDown;
 impl MariaDbDown {
     fn begin() -> MariaDbDown {
-        assert!(sh("mysqladmin", &["-uroot", "--protocol=tcp", "-h127.0.0.1", "shutdown"]), "mysqladmin shutdown");
+        assert!(
+            sh(
+                "mysqladmin",
+                &["-uroot", "--protocol=tcp", "-h127.0.0.1", "shutdown"]
+            ),
+            "mysqladmin shutdown"
+        );
         wait_port(3306, false, Duration::from_secs(30));
         MariaDbDown
     }
 }
 impl Drop for MariaDbDown {
     fn drop(&mut self) {
-        sh("start-stop-daemon", &["--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"]);
+        sh(
+            "start-stop-daemon",
+            &[
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+            ],
+        );
         wait_port(3306, true, Duration::from_secs(60));
     }
 }
@@ -134,7 +194,11 @@ struct Ctx {
 
 impl Ctx {
     fn spawn_worker(&mut self) {
-        let w = Child::spawn("alertflow-worker", &["--concurrency", "8", "--queues", "default,lark,db"], &self.file);
+        let w = Child::spawn(
+            "alertflow-worker",
+            &["--concurrency", "8", "--queues", "default,lark,db"],
+            &self.file,
+        );
         self.workers.push(w);
     }
 }
@@ -153,11 +217,18 @@ struct Accounting {
     note: String,
 }
 
-async fn stored_rows(config: &alertflow::config::Config, dates: &[NaiveDate]) -> (Vec<AlertRow>, usize) {
+async fn stored_rows(
+    config: &alertflow::config::Config,
+    dates: &[NaiveDate],
+) -> (Vec<AlertRow>, usize) {
     let sink = SqlSink::new(config);
     let mut rows = Vec::new();
     for d in dates {
-        rows.extend(sink.alerts_for_date(&d.to_string()).await.expect("read rows"));
+        rows.extend(
+            sink.alerts_for_date(&d.to_string())
+                .await
+                .expect("read rows"),
+        );
     }
     sink.close().await;
     let opts = mysql_async::OptsBuilder::default()
@@ -190,7 +261,9 @@ where
         per_day,
         ..SandboxConfig::default()
     };
-    let sandbox = alertflow::sandbox::spawn(sandbox_cfg.clone()).await.unwrap();
+    let sandbox = alertflow::sandbox::spawn(sandbox_cfg.clone())
+        .await
+        .unwrap();
     let base = sandbox.base_url.clone();
     let env = TestEnv::with(name, move |c| {
         c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
@@ -230,23 +303,45 @@ where
     let dates: Vec<NaiveDate> = (1..=days)
         .map(|k| NaiveDate::from_ymd_opt(2026, 2, k).unwrap())
         .collect();
-    let plans: Vec<DayPlan> = dates.iter().map(|d| DayPlan { date: *d, until_now: false }).collect();
-    let published = publish_days(&ctx.env.config, &plans).await.expect("publish the backfill");
+    let plans: Vec<DayPlan> = dates
+        .iter()
+        .map(|d| DayPlan {
+            date: *d,
+            until_now: false,
+        })
+        .collect();
+    let published = publish_days(&ctx.env.config, &plans)
+        .await
+        .expect("publish the backfill");
     // The fault owns the context while the run goes on, then hands it back.
     let (ctx, note) = fault(ctx).await;
     let fault_end = Instant::now();
     let (outcomes, finished): (Vec<DayOutcome>, bool) =
-        wait_days(&ctx.env.config, &published, Duration::from_secs(300), true).await.expect("follow the runs");
+        wait_days(&ctx.env.config, &published, Duration::from_secs(300), true)
+            .await
+            .expect("follow the runs");
     let recover_s = fault_end.elapsed().as_secs_f64();
-    assert!(finished, "{name}: the backfill did not finish: {outcomes:#?}");
+    assert!(
+        finished,
+        "{name}: the backfill did not finish: {outcomes:#?}"
+    );
     let (rows, duplicated) = stored_rows(&ctx.env.config, &dates).await;
     let expected = expected_range(&sandbox_cfg, CHAT, dates[0], *dates.last().unwrap()).rows;
-    let want: BTreeMap<&str, &AlertRow> = expected.iter().map(|r| (r.message_id.as_str(), r)).collect();
+    let want: BTreeMap<&str, &AlertRow> = expected
+        .iter()
+        .map(|r| (r.message_id.as_str(), r))
+        .collect();
     let got: BTreeMap<&str, &AlertRow> = rows.iter().map(|r| (r.message_id.as_str(), r)).collect();
     let lost = want.keys().filter(|k| !got.contains_key(*k)).count();
     let unexpected = got.keys().filter(|k| !want.contains_key(*k)).count()
-        + got.iter().filter(|(k, r)| want.get(*k).is_some_and(|w| w != *r)).count();
-    let recommends = outcomes.iter().filter(|o| o.summary.recommend.is_some()).count();
+        + got
+            .iter()
+            .filter(|(k, r)| want.get(*k).is_some_and(|w| w != *r))
+            .count();
+    let recommends = outcomes
+        .iter()
+        .filter(|o| o.summary.recommend.is_some())
+        .count();
     let done = outcomes.iter().filter(|o| o.status == "done").count();
     if done != outcomes.len() {
         let dead = ctx.env.dead_letters().await;
@@ -298,9 +393,13 @@ async fn fault_suite_loses_nothing() {
         scenario("rabbitmq-restart", 2, |ctx| async move {
             running(&ctx, 0.8).await;
             {
-                let _down = tokio::task::spawn_blocking(RabbitDown::begin).await.unwrap();
+                let _down = tokio::task::spawn_blocking(RabbitDown::begin)
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                tokio::task::spawn_blocking(move || drop(_down)).await.unwrap();
+                tokio::task::spawn_blocking(move || drop(_down))
+                    .await
+                    .unwrap();
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
             let closed = sh("rabbitmqctl", &["close_all_connections", "fault suite"]);
@@ -315,7 +414,9 @@ async fn fault_suite_loses_nothing() {
             running(&ctx, 0.8).await;
             let down = tokio::task::spawn_blocking(RedisDown::begin).await.unwrap();
             tokio::time::sleep(Duration::from_secs(3)).await;
-            tokio::task::spawn_blocking(move || drop(down)).await.unwrap();
+            tokio::task::spawn_blocking(move || drop(down))
+                .await
+                .unwrap();
             (ctx, "redis shut down (state saved) for 3 s".to_string())
         })
         .await,
@@ -324,9 +425,13 @@ async fn fault_suite_loses_nothing() {
     table.push(
         scenario("mariadb-20s", 4, |ctx| async move {
             running(&ctx, 0.5).await;
-            let down = tokio::task::spawn_blocking(MariaDbDown::begin).await.unwrap();
+            let down = tokio::task::spawn_blocking(MariaDbDown::begin)
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_secs(20)).await;
-            tokio::task::spawn_blocking(move || drop(down)).await.unwrap();
+            tokio::task::spawn_blocking(move || drop(down))
+                .await
+                .unwrap();
             (ctx, "mariadb stopped for 20 s".to_string())
         })
         .await,
@@ -335,9 +440,11 @@ async fn fault_suite_loses_nothing() {
     table.push(
         scenario("lark-429-5xx-token", 5, |ctx| async move {
             for round in 0..4 {
-                ctx.sandbox.fail_next(Endpoint::ListMessages, 6, Fault::RateLimit429);
+                ctx.sandbox
+                    .fail_next(Endpoint::ListMessages, 6, Fault::RateLimit429);
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                ctx.sandbox.fail_next(Endpoint::ListMessages, 6, Fault::Http500);
+                ctx.sandbox
+                    .fail_next(Endpoint::ListMessages, 6, Fault::Http500);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 if round % 2 == 1 {
                     ctx.sandbox.revoke_tokens();
@@ -362,9 +469,19 @@ async fn fault_suite_loses_nothing() {
             for i in 0..1000 {
                 let (rk, body): (&str, Vec<u8>) = match i % 4 {
                     0 => ("default", b"{not json".to_vec()),
-                    1 => ("lark", serde_json::to_vec(&alertflow::queue::message::Envelope::new("no-such-task", serde_json::json!({}))).unwrap()),
+                    1 => (
+                        "lark",
+                        serde_json::to_vec(&alertflow::queue::message::Envelope::new(
+                            "no-such-task",
+                            serde_json::json!({}),
+                        ))
+                        .unwrap(),
+                    ),
                     2 => {
-                        let mut e = alertflow::queue::message::Envelope::new("fetch-day", serde_json::json!({"date": "not-a-date"}));
+                        let mut e = alertflow::queue::message::Envelope::new(
+                            "fetch-day",
+                            serde_json::json!({"date": "not-a-date"}),
+                        );
                         e.queue = "lark".into();
                         ("lark", serde_json::to_vec(&e).unwrap())
                     }
@@ -375,7 +492,10 @@ async fn fault_suite_loses_nothing() {
                     .basic_publish(
                         ns.as_str().into(),
                         rk.into(),
-                        BasicPublishOptions { mandatory: true, ..Default::default() },
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
                         &body,
                         BasicProperties::default().with_delivery_mode(2),
                     )
@@ -390,12 +510,19 @@ async fn fault_suite_loses_nothing() {
             for d in &dead {
                 *reasons.entry(d.reason.clone()).or_default() += 1;
             }
-            assert_eq!(dead.len(), 1000, "every poison message dead-lettered: {reasons:?}");
+            assert_eq!(
+                dead.len(),
+                1000,
+                "every poison message dead-lettered: {reasons:?}"
+            );
             assert_eq!(reasons.get("undecodable"), Some(&500), "{reasons:?}");
             assert_eq!(reasons.get("unknown-task"), Some(&250), "{reasons:?}");
             assert_eq!(reasons.get("fatal"), Some(&250), "{reasons:?}");
             for (w, pid) in ctx.workers.iter_mut().zip(&pids) {
-                assert!(w.0.try_wait().unwrap().is_none(), "worker {pid} still running, never restarted");
+                assert!(
+                    w.0.try_wait().unwrap().is_none(),
+                    "worker {pid} still running, never restarted"
+                );
             }
             let note = format!("{sent} poison messages: {reasons:?}, no worker restart");
             (ctx, note)
@@ -413,19 +540,45 @@ async fn fault_suite_loses_nothing() {
             for mut w in ctx.workers.drain(..) {
                 codes.push(w.wait_exit(Duration::from_secs(30)).map(|s| s.code()));
             }
-            assert!(codes.iter().all(|c| *c == Some(Some(0))), "clean exits: {codes:?}");
+            assert!(
+                codes.iter().all(|c| *c == Some(Some(0))),
+                "clean exits: {codes:?}"
+            );
             ctx.spawn_worker();
             ctx.spawn_worker();
-            (ctx, "SIGTERM to both workers mid-run (exit 0), then two new workers".to_string())
+            (
+                ctx,
+                "SIGTERM to both workers mid-run (exit 0), then two new workers".to_string(),
+            )
         })
         .await,
     );
 
-    println!("\n{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>9}  note", "scenario", "expected", "stored", "lost", "unexpected", "duplicated", "runs", "recommends", "recover_s");
+    println!(
+        "\n{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>9}  note",
+        "scenario",
+        "expected",
+        "stored",
+        "lost",
+        "unexpected",
+        "duplicated",
+        "runs",
+        "recommends",
+        "recover_s"
+    );
     for a in &table {
         println!(
             "{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>9.1}  {}",
-            a.scenario, a.expected, a.stored, a.lost, a.unexpected, a.duplicated, a.runs, a.recommends, a.recover_s, a.note
+            a.scenario,
+            a.expected,
+            a.stored,
+            a.lost,
+            a.unexpected,
+            a.duplicated,
+            a.runs,
+            a.recommends,
+            a.recover_s,
+            a.note
         );
     }
     for a in &table {
@@ -435,4 +588,3 @@ async fn fault_suite_loses_nothing() {
         assert_eq!(a.recommends, a.runs, "one recommend per run: {a:?}");
     }
 }
-

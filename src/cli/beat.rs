@@ -54,6 +54,7 @@ pub async fn run(cli: BeatCli) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     crate::cli::worker::install_signal_handlers(shutdown.clone());
+    crate::cli::worker::spawn_watchdog(beat.health(), shutdown.clone());
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     match beat.run(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

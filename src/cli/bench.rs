@@ -16,7 +16,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use serde::Serialize;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis};
@@ -41,6 +40,21 @@ pub enum BenchCommand {
         after_help = "Examples:\n  alertflow bench pipeline --days 3 --per-day 2000\n  alertflow bench pipeline --days 30 --per-day 1000 --json"
     )]
     Pipeline(crate::cli::bench_pipeline::PipelineArgs),
+    /// Enqueue → task start latency at a paced offered load (p50/p99/max).
+    #[command(
+        after_help = "Examples:\n  alertflow bench latency --rate 100,1000 --seconds 10\n  alertflow bench latency --rate 1000 --json"
+    )]
+    Latency(crate::cli::bench_more::LatencyArgs),
+    /// RSS of an `alertflow-worker` process, idle and draining N tasks.
+    #[command(after_help = "Example:\n  alertflow bench memory --tasks 20000 --json")]
+    Memory(crate::cli::bench_more::MemoryArgs),
+    /// Cards parsed per second on one core (parse_items over sandbox days).
+    #[command(after_help = "Example:\n  alertflow bench parser --days 10 --per-day 2000")]
+    Parser(crate::cli::bench_more::ParserArgs),
+    /// Rate limiter: decisions/s, Redis CPU per decision, admitted vs allowance.
+    /// Sends CONFIG RESETSTAT to Redis (resets its INFO statistics).
+    #[command(after_help = "Example:\n  alertflow bench ratelimit --clients 64 --seconds 5 --json")]
+    Ratelimit(crate::cli::bench_more::RatelimitArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -52,12 +66,16 @@ pub struct NoopArgs {
     /// Repeat each measurement and report medians.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// Task body: `noop`, or `incr` (`bench-incr`: one Redis INCR, as the Celery comparison).
+    #[arg(long, value_enum, default_value_t = crate::cli::bench_more::BenchTask::Noop)]
+    pub task: crate::cli::bench_more::BenchTask,
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
 pub struct NoopReport {
+    pub task: &'static str,
     pub tasks: usize,
     pub concurrency: usize,
     pub rounds: usize,
@@ -78,6 +96,10 @@ pub async fn run(g: &GlobalOpts, cmd: BenchCommand) -> CliResult {
             Ok(EXIT_OK)
         }
         BenchCommand::Pipeline(a) => crate::cli::bench_pipeline::run(g, a).await,
+        BenchCommand::Latency(a) => crate::cli::bench_more::latency(g, a).await,
+        BenchCommand::Memory(a) => crate::cli::bench_more::memory(g, a).await,
+        BenchCommand::Parser(a) => crate::cli::bench_more::parser(g, a).await,
+        BenchCommand::Ratelimit(a) => crate::cli::bench_more::ratelimit(g, a).await,
     }
 }
 
@@ -117,7 +139,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
     let conn = connect_broker(&config, "bench").await?;
     let prefetch =
         (a.concurrency * config.worker.prefetch_multiplier).min(u16::MAX as usize) as u16;
-    let sample = Envelope::new("noop", json!({})).to_json();
+    let sample = a.task.envelope(&config.namespace).to_json();
 
     let (mut pubs, mut cons, mut enqs, mut drains) = (vec![], vec![], vec![], vec![]);
     let outcome = async {
@@ -128,7 +150,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
                 raw_ceiling(&conn, &config, &sample, a.tasks, prefetch, &tag, quiet).await?;
             pubs.push(p);
             cons.push(c);
-            let (e, d) = alertflow_round(&config, a.tasks, &tag, quiet).await?;
+            let (e, d) = alertflow_round(&config, a.task, a.tasks, &tag, quiet).await?;
             enqs.push(e);
             drains.push(d);
         }
@@ -140,6 +162,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
     outcome?;
     let (p, c, e, d) = (median(pubs), median(cons), median(enqs), median(drains));
     Ok(NoopReport {
+        task: a.task.name(),
         tasks: a.tasks,
         concurrency: a.concurrency,
         rounds,
@@ -249,12 +272,17 @@ async fn raw_ceiling(
 /// states), then drain them with the normal worker runtime.
 async fn alertflow_round(
     config: &Arc<Config>,
+    task: crate::cli::bench_more::BenchTask,
     n: usize,
     tag: &str,
     quiet: bool,
 ) -> Result<(f64, f64), CliError> {
     let (services, state_task) = Services::new(config.clone()).map_err(CliError::failure)?;
-    let registry = Arc::new(Registry::new().with(crate::tasks::noop::Noop));
+    let registry = Arc::new(
+        Registry::new()
+            .with(crate::tasks::noop::Noop)
+            .with(crate::tasks::bench_incr::BenchIncr),
+    );
     let conn = connect_broker(config, "bench").await?;
     let publisher = Publisher::open(
         &conn,
@@ -270,7 +298,7 @@ async fn alertflow_round(
         .map_err(CliError::failure)?;
     let envs: Vec<Envelope> = (0..n)
         .map(|_| {
-            let mut e = Envelope::new("noop", json!({}));
+            let mut e = task.envelope(&config.namespace);
             registry.apply_policy(&mut e, config, Some("bench"));
             e
         })
@@ -309,7 +337,7 @@ async fn alertflow_round(
     loop {
         let done = metrics
             .succeeded
-            .with_label_values(&["noop", "bench", metrics.hostname.as_str()])
+            .with_label_values(&[task.name(), "bench", metrics.hostname.as_str()])
             .get() as usize;
         pb.set_position(done as u64);
         if done >= n {
@@ -384,8 +412,8 @@ fn print_report(r: &NoopReport, json: bool) {
         return;
     }
     println!(
-        "no-op benchmark: {} tasks, concurrency {}, {} round(s), medians",
-        r.tasks, r.concurrency, r.rounds
+        "no-op benchmark ({}): {} tasks, concurrency {}, {} round(s), medians",
+        r.task, r.tasks, r.concurrency, r.rounds
     );
     crate::cli::print_table(
         &["", "alertflow/s", "raw ceiling/s", "ratio"],

@@ -6,12 +6,17 @@
 
 pub mod beat;
 pub mod bench;
+pub mod bench_more;
 pub mod bench_pipeline;
+pub mod check;
+pub mod checks;
+pub mod completions;
 pub mod dead;
 pub mod demo;
 pub mod enqueue;
 pub mod fetch;
 pub mod inspect;
+pub mod notify;
 pub mod parse;
 pub mod run;
 pub mod sandbox;
@@ -101,10 +106,12 @@ Examples:
   alertflow purge lark --yes                      empty alertflow.lark
   alertflow schedule list --next 5                next fires of each schedule (local and UTC)
   alertflow bench noop --tasks 100000 --concurrency 256
+  alertflow check-config --connect                validate the config, reach every service
+  alertflow completions bash                      shell completions (also zsh, fish)
 
 Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 task failed, 4 timed out.
 Environment: ALERTFLOW_CONFIG, ALERTFLOW_BROKER_URL, ALERTFLOW_REDIS_URL, ALERTFLOW_NAMESPACE,
-ALERTFLOW_LOG (filter), ALERTFLOW_LOG_FORMAT, LARK_APP_ID, LARK_APP_SECRET, LARK_CHAT_ID,
+ALERTFLOW_TLS_CA_FILE, ALERTFLOW_LOG (filter), ALERTFLOW_LOG_FORMAT, LARK_APP_ID, LARK_APP_SECRET, LARK_CHAT_ID,
 STARROCKS_HOST/PORT/USER/PASSWORD.";
 
 /// alertflow: run and operate the alert pipeline's task queue.
@@ -180,6 +187,33 @@ pub enum Command {
     /// Benchmarks (they print figures; they are not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// InfluxDB checks: list them, or evaluate one now (`--dry-run` sends nothing).
+    #[command(subcommand)]
+    Checks(checks::ChecksCommand),
+    /// Notification receivers: send a test message, list them.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
+    /// Pipeline health per task (OK/ERROR); exit 0 all OK, 2 one ERROR, 3 unknown (Nagios).
+    #[command(
+        after_help = "Examples:\n  alertflow health                  every task's status\n  alertflow health influx-check     one task (exit 2 if ERROR: usable as a Nagios/Icinga check)\n  alertflow health --json"
+    )]
+    Health(notify::HealthArgs),
+    /// Validate the config file; with --connect, reach every service it names.
+    #[command(
+        name = "check-config",
+        after_help = "Examples:\n  alertflow check-config\n  alertflow check-config --connect\n  alertflow --config /etc/alertflow/alertflow.toml check-config --connect --json\n\nExit codes: 0 valid (and every service answered), 2 invalid config, 1 a service unreachable."
+    )]
+    CheckConfig(check::CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  alertflow completions bash > /usr/share/bash-completion/completions/alertflow\n  alertflow completions zsh > \"${fpath[1]}/_alertflow\"\n  alertflow completions fish --for alertflow-worker > ~/.config/fish/completions/alertflow-worker.fish"
+    )]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) of alertflow, alertflow-worker or alertflow-beat.
+    #[command(
+        after_help = "Examples:\n  alertflow man | man -l -\n  alertflow man --for alertflow-worker > /usr/local/share/man/man1/alertflow-worker.1"
+    )]
+    Man(completions::ManArgs),
 }
 
 /// Run a parsed command; returns the process exit code.
@@ -200,6 +234,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
         Command::Sandbox(a) => sandbox::run(&cli.global, a).await,
         Command::Bench(c) => bench::run(&cli.global, c).await,
+        Command::Checks(c) => checks::run(&cli.global, c).await,
+        Command::Notify(c) => notify::run(&cli.global, c).await,
+        Command::Health(a) => notify::health(&cli.global, a).await,
+        Command::CheckConfig(a) => check::check_config(&cli.global, a).await,
+        Command::Completions(a) => completions::completions(&cli.global, a).await,
+        Command::Man(a) => completions::man(&cli.global, a).await,
     };
     finish(result)
 }

@@ -67,6 +67,30 @@ pub fn install_signal_handlers(token: CancellationToken) {
     });
 }
 
+/// Under systemd with `WatchdogSec=` (`WATCHDOG_USEC` set), send `WATCHDOG=1`
+/// every half period while `health` is healthy (connected and consuming), so
+/// a wedged or disconnected process is restarted. Stops at `stop`.
+pub fn spawn_watchdog(
+    health: std::sync::Arc<crate::queue::metrics::Health>,
+    stop: CancellationToken,
+) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let every = period / 2;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if health.healthy() {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    });
+}
+
 pub async fn run(cli: WorkerCli) -> ExitCode {
     let mut config = match cli.global.load_config() {
         Ok(c) => (*c).clone(),
@@ -96,6 +120,11 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Pipeline health notifications, when `[notify]` has receivers.
+    if let Err(e) = crate::notify::health::HealthNotifier::attach(&services) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let shutdown = CancellationToken::new();
     install_signal_handlers(shutdown.clone());
     let worker = Worker::new(
@@ -106,22 +135,7 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
     .on_ready(|| {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     });
-    if let Some(period) = sd_notify::watchdog_enabled() {
-        let health = worker.health();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let every = period / 2;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if health.healthy() {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                }
-            }
-        });
-    }
+    spawn_watchdog(worker.health(), shutdown.clone());
     let result = worker.run(shutdown).await;
     drop(worker);
     drop(services);

@@ -24,9 +24,14 @@ pub fn redis_pool(config: &Config) -> Result<Pool, RedisSetupError> {
         message,
     };
     let timeout = Some(config.redis.timeout.0);
-    deadpool_redis::Config::from_url(config.redis.url.expose())
-        .builder()
-        .map_err(|e| err(e.to_string()))?
+    // rediss:// with a private CA needs a client built with it (crate::tls).
+    let builder = match crate::tls::redis_tls_manager(config).map_err(err)? {
+        Some(manager) => Pool::builder(manager),
+        None => deadpool_redis::Config::from_url(config.redis.url.expose())
+            .builder()
+            .map_err(|e| err(e.to_string()))?,
+    };
+    builder
         .max_size(config.redis.pool_size)
         .wait_timeout(timeout)
         .create_timeout(timeout)

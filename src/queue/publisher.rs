@@ -48,6 +48,16 @@ pub async fn connect(config: &Config, role: &str) -> Result<Connection, lapin::E
         config.namespace
     );
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    if crate::tls::amqp_uses_tls(config) && config.tls.ca_file.is_some() {
+        // amqps:// with a private CA ([tls] ca_file) as extra trusted roots.
+        let tls = crate::tls::amqp_tls_config(config)?;
+        return lapin::DefaultConnectionBuilder::new()?
+            .with_uri_str(config.amqp_url())
+            .with_properties(props)
+            .with_tls_config(tls)
+            .connect()
+            .await;
+    }
     Connection::connect(&config.amqp_url(), props).await
 }
 

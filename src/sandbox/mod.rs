@@ -19,6 +19,7 @@
 //!   sandbox clock are not listed yet, so "today" fills up as time passes.
 
 mod generator;
+pub mod influx_v2;
 mod lark;
 mod quota;
 pub mod stream_load;

@@ -146,6 +146,7 @@ impl SqlSink {
             .user(Some(m.user.clone()))
             .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
             .prefer_socket(false)
+            .ssl_opts(crate::tls::mysql_ssl_opts(config))
             .stmt_cache_size(0)
             .conn_ttl(std::time::Duration::from_secs(300))
             .pool_opts(pool_opts);

@@ -1,8 +1,10 @@
 //! The tasks, and the registry the worker dispatches from. A new task is a
 //! file here and one `.with(...)` line in [`registry`].
 
+pub mod bench_incr;
 pub mod catalogue;
 pub mod fetch_day;
+pub mod influx_check;
 pub mod insert;
 pub mod noop;
 pub mod parse_batch;
@@ -18,8 +20,10 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(noop::Noop)
         .with(sleep::Sleep)
+        .with(bench_incr::BenchIncr)
         .with(fetch_day::FetchDay::default())
         .with(parse_batch::ParseBatch)
         .with(insert::Insert::default())
         .with(recommend::Recommend::default())
+        .with(influx_check::InfluxCheck::default())
 }

@@ -1,0 +1,811 @@
+//! Pipeline health notifications (seed `001`): every task name has a status,
+//! OK or ERROR, kept in Redis so all workers share it, and a transition is
+//! notified by the seed's `should_send_alert` rules, exactly:
+//!
+//! 1. no previous status → notify;
+//! 2. status changed → notify;
+//! 3. same status, previous written less than `silent_seconds` ago → no;
+//! 4. ERROR again (after `silent_seconds`) → notify;
+//! 5. OK again, previous written more than `ok_silent_hours` ago → notify;
+//! 6. otherwise → no.
+//!
+//! As in the seed, the status is rewritten on every execution, so "age" is
+//! the time since the task's previous outcome. An execution is OK when it
+//! succeeds and ERROR when it is dead-lettered for one of `error_reasons`
+//! (like the seed's `exception_classes`; other dead letters count as OK, as
+//! the seed's bare `except:` does); a retry changes nothing unless
+//! `retries_count`.
+//!
+//! [`HealthNotifier`] is the worker's [`OutcomeObserver`]: `on_outcome`
+//! only queues an event (never blocks, never fails the task); a background
+//! task swaps the status in Redis, applies the rules, writes the optional
+//! status file (`notify.status_dir` or `$NOTIFYDIR`, the seed's format) and
+//! hands messages to one sender per receiver, whose failures are logged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use deadpool_redis::Pool;
+use deadpool_redis::redis;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Colour, Notification, Receiver, Receivers, Section};
+use crate::config::Config;
+use crate::queue::context::{Outcome, OutcomeObserver, Services};
+use crate::queue::message::Envelope;
+
+/// Dead-letter reasons (`DeadReason::as_str`).
+pub const DEAD_REASONS: [&str; 6] = [
+    "fatal",
+    "retries-exhausted",
+    "undecodable",
+    "unknown-task",
+    "expired",
+    "broker",
+];
+
+/// `[notify]`: pipeline health notifications.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `[receivers.NAME]`s told about health transitions (none: off).
+    pub receivers: Vec<String>,
+    /// Same status again within this many seconds: not notified.
+    pub silent_seconds: f64,
+    /// OK again: notified only if the previous OK is older than this many hours.
+    pub ok_silent_hours: f64,
+    /// Dead-letter reasons that make a task ERROR (default: all).
+    pub error_reasons: Vec<String>,
+    /// A failed attempt that will be retried makes the task ERROR too.
+    pub retries_count: bool,
+    /// Write a status file per task here (else `$NOTIFYDIR` if set).
+    pub status_dir: Option<PathBuf>,
+    /// Per-task overrides (`[notify.tasks.NAME]`).
+    pub tasks: BTreeMap<String, TaskHealthOverride>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            receivers: Vec::new(),
+            silent_seconds: 1.0,
+            ok_silent_hours: 0.99,
+            error_reasons: DEAD_REASONS.iter().map(|s| s.to_string()).collect(),
+            retries_count: false,
+            status_dir: None,
+            tasks: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[notify.tasks.NAME]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskHealthOverride {
+    /// `false`: no status and no notifications for this task.
+    pub enabled: Option<bool>,
+    pub silent_seconds: Option<f64>,
+    pub ok_silent_hours: Option<f64>,
+    pub receivers: Option<Vec<String>>,
+    pub error_reasons: Option<Vec<String>>,
+    pub retries_count: Option<bool>,
+}
+
+/// The effective policy of one task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskPolicy {
+    pub enabled: bool,
+    pub silent_seconds: f64,
+    pub ok_silent_hours: f64,
+    pub receivers: Vec<String>,
+    pub error_reasons: Vec<String>,
+    pub retries_count: bool,
+}
+
+impl NotifyConfig {
+    pub fn policy(&self, task: &str) -> TaskPolicy {
+        let o = self.tasks.get(task).cloned().unwrap_or_default();
+        TaskPolicy {
+            enabled: o.enabled.unwrap_or(true),
+            silent_seconds: o.silent_seconds.unwrap_or(self.silent_seconds),
+            ok_silent_hours: o.ok_silent_hours.unwrap_or(self.ok_silent_hours),
+            receivers: o.receivers.unwrap_or_else(|| self.receivers.clone()),
+            error_reasons: o
+                .error_reasons
+                .unwrap_or_else(|| self.error_reasons.clone()),
+            retries_count: o.retries_count.unwrap_or(self.retries_count),
+        }
+    }
+
+    /// The status directory: `status_dir`, else `$NOTIFYDIR`.
+    pub fn status_dir(&self) -> Option<PathBuf> {
+        self.status_dir.clone().or_else(|| {
+            std::env::var_os("NOTIFYDIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+
+    /// Whether a worker should attach a [`HealthNotifier`].
+    pub fn active(&self) -> bool {
+        !self.receivers.is_empty()
+            || self
+                .tasks
+                .values()
+                .any(|t| t.receivers.as_ref().is_some_and(|r| !r.is_empty()))
+            || self.status_dir().is_some()
+    }
+
+    pub(super) fn validate(&self, config: &Config) -> Result<(), (String, String)> {
+        let check = |prefix: &str,
+                     receivers: Option<&Vec<String>>,
+                     silent: Option<f64>,
+                     ok_hours: Option<f64>,
+                     reasons: Option<&Vec<String>>|
+         -> Result<(), (String, String)> {
+            for r in receivers.into_iter().flatten() {
+                if !config.receivers.contains_key(r) {
+                    return Err((
+                        format!("{prefix}receivers"),
+                        format!("no [receivers.{r}] is configured"),
+                    ));
+                }
+            }
+            if silent.is_some_and(|s| !s.is_finite() || s < 0.0) {
+                return Err((
+                    format!("{prefix}silent_seconds"),
+                    "must be a number ≥ 0".into(),
+                ));
+            }
+            if ok_hours.is_some_and(|s| !s.is_finite() || s < 0.0) {
+                return Err((
+                    format!("{prefix}ok_silent_hours"),
+                    "must be a number ≥ 0".into(),
+                ));
+            }
+            for r in reasons.into_iter().flatten() {
+                if !DEAD_REASONS.contains(&r.as_str()) {
+                    return Err((
+                        format!("{prefix}error_reasons"),
+                        format!("{r:?} is not one of {}", DEAD_REASONS.join(", ")),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check(
+            "notify.",
+            Some(&self.receivers),
+            Some(self.silent_seconds),
+            Some(self.ok_silent_hours),
+            Some(&self.error_reasons),
+        )?;
+        for (task, o) in &self.tasks {
+            check(
+                &format!("notify.tasks.{task}."),
+                o.receivers.as_ref(),
+                o.silent_seconds,
+                o.ok_silent_hours,
+                o.error_reasons.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A task's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    #[serde(rename = "OK")]
+    Ok,
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Error => "ERROR",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        match s.trim() {
+            "OK" => Some(Status::Ok),
+            "ERROR" => Some(Status::Error),
+            _ => None,
+        }
+    }
+}
+
+/// The previous status and when it was written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Previous {
+    pub status: Status,
+    pub at: DateTime<Utc>,
+}
+
+/// The seed's `should_send_alert`, as a pure function of the previous
+/// status, the new one and the (injected) time.
+pub fn should_send_alert(
+    status: Status,
+    previous: Option<Previous>,
+    now: DateTime<Utc>,
+    silent_seconds: f64,
+    ok_silent_hours: f64,
+) -> bool {
+    let Some(prev) = previous else {
+        return true;
+    };
+    if prev.status != status {
+        return true;
+    }
+    let lapse = (now - prev.at)
+        .num_microseconds()
+        .map_or(f64::MAX, |us| us as f64 / 1e6);
+    if lapse < silent_seconds {
+        return false;
+    }
+    if status != Status::Ok {
+        return true;
+    }
+    if lapse > ok_silent_hours * 3600.0 {
+        return true;
+    }
+    false
+}
+
+/// The seed's timestamp: `2026-03-10 12:00:00:123456`.
+const TS_FORMAT: &str = "%Y-%m-%d %H:%M:%S:%6f";
+
+/// One recorded outcome, in the seed's status-file format:
+/// `STATUS\n<UTC time> UTC\n<queue> :: <task>\n` and, for ERROR,
+/// `\n<error>\nattempts: N\n`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub task: String,
+    pub queue: String,
+    pub status: Status,
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl Record {
+    /// The text after the status line (the seed's `msg`).
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "{} UTC\n{} :: {}\n",
+            self.at.format(TS_FORMAT),
+            self.queue,
+            self.task
+        );
+        if self.status == Status::Error {
+            m.push_str(&format!(
+                "\n{}\nattempts: {}\n",
+                self.error.as_deref().unwrap_or("(no error message)"),
+                self.attempts.unwrap_or(1)
+            ));
+        }
+        m
+    }
+
+    /// The whole status file.
+    pub fn to_file(&self) -> String {
+        format!("{}\n{}", self.status.as_str(), self.message())
+    }
+
+    /// Parse a status file (tolerant: missing parts become empty).
+    pub fn parse(task: &str, text: &str) -> Option<Record> {
+        let mut lines = text.split('\n');
+        let status = Status::parse(lines.next()?)?;
+        let ts = lines.next()?.trim().trim_end_matches("UTC").trim();
+        let at = NaiveDateTime::parse_from_str(ts, TS_FORMAT).ok()?.and_utc();
+        let loc = lines.next().unwrap_or("");
+        let queue = loc.split(" :: ").next().unwrap_or("").to_string();
+        let rest: Vec<&str> = lines.collect();
+        let (error, attempts) = if status == Status::Error {
+            let body: Vec<&str> = rest.iter().copied().filter(|l| !l.is_empty()).collect();
+            let attempts = body
+                .last()
+                .and_then(|l| l.strip_prefix("attempts: "))
+                .and_then(|n| n.trim().parse().ok());
+            let err_lines = if attempts.is_some() {
+                &body[..body.len() - 1]
+            } else {
+                &body[..]
+            };
+            (Some(err_lines.join("\n")), attempts)
+        } else {
+            (None, None)
+        };
+        Some(Record {
+            task: task.to_string(),
+            queue,
+            status,
+            at,
+            error,
+            attempts,
+        })
+    }
+
+    pub fn previous(&self) -> Previous {
+        Previous {
+            status: self.status,
+            at: self.at,
+        }
+    }
+
+    /// The notification: `--- STATUS ---` + the message as text (the seed's
+    /// Slack text), and the same as fields.
+    pub fn notification(&self) -> Notification {
+        let mut fields = vec![
+            ("Status".to_string(), self.status.as_str().to_string()),
+            (
+                "Time".to_string(),
+                self.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            ),
+            ("Task".to_string(), self.task.clone()),
+            ("Queue".to_string(), self.queue.clone()),
+        ];
+        if self.status == Status::Error {
+            fields.push((
+                "Error".to_string(),
+                super::truncate(self.error.as_deref().unwrap_or(""), 1500),
+            ));
+            fields.push((
+                "Attempts".to_string(),
+                self.attempts.unwrap_or(1).to_string(),
+            ));
+        }
+        Notification {
+            title: format!("{}: {}", self.status.as_str(), self.task),
+            colour: match self.status {
+                Status::Ok => Colour::Green,
+                Status::Error => Colour::Red,
+            },
+            text: format!("--- {} ---\n{}", self.status.as_str(), self.message()),
+            sections: vec![Section {
+                heading: String::new(),
+                text: String::new(),
+                fields,
+            }],
+            note: Some("alertflow pipeline health".into()),
+        }
+    }
+}
+
+/// Task statuses in Redis: `{ns}:health:{task}` holds the status file's
+/// text; `{ns}:health:tasks` the set of task names.
+#[derive(Clone)]
+pub struct HealthStore {
+    pool: Pool,
+    ns: String,
+}
+
+impl HealthStore {
+    pub fn new(pool: Pool, namespace: &str) -> HealthStore {
+        HealthStore {
+            pool,
+            ns: namespace.to_string(),
+        }
+    }
+
+    fn key(&self, task: &str) -> String {
+        format!("{}:health:{task}", self.ns)
+    }
+    fn set_key(&self) -> String {
+        format!("{}:health:tasks", self.ns)
+    }
+
+    /// Write `record`, returning the previous text (atomic: `SET … GET`).
+    pub async fn swap(&self, record: &Record) -> Result<Option<String>, String> {
+        let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let (old,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&record.task))
+            .arg(record.to_file())
+            .arg("GET")
+            .cmd("SADD")
+            .arg(self.set_key())
+            .arg(&record.task)
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(old)
+    }
+
+    /// Every recorded task, by name.
+    pub async fn all(&self) -> Result<BTreeMap<String, Option<Record>>, String> {
+        let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let mut tasks: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.set_key())
+            .query_async(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        tasks.sort();
+        if tasks.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for t in &tasks {
+            cmd.arg(self.key(t));
+        }
+        let texts: Vec<Option<String>> =
+            cmd.query_async(&mut c).await.map_err(|e| e.to_string())?;
+        Ok(tasks
+            .into_iter()
+            .zip(texts)
+            .map(|(t, text)| {
+                let r = text.and_then(|s| Record::parse(&t, &s));
+                (t, r)
+            })
+            .collect())
+    }
+}
+
+/// The clock the notifier reads (injected by tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+struct Event {
+    record: Record,
+    policy: TaskPolicy,
+}
+
+/// The worker's health observer. See the module docs.
+pub struct HealthNotifier {
+    config: Arc<Config>,
+    clock: Clock,
+    tx: mpsc::Sender<Event>,
+}
+
+/// Events waiting for the background task; beyond this they are dropped
+/// (and logged) rather than slow the worker.
+const EVENT_QUEUE: usize = 10_000;
+const SEND_QUEUE: usize = 1_000;
+
+impl HealthNotifier {
+    /// Start the background tasks (needs a Tokio runtime).
+    pub fn start(
+        config: Arc<Config>,
+        redis: Pool,
+        receivers: &Receivers,
+        clock: Clock,
+    ) -> Result<Arc<HealthNotifier>, String> {
+        let mut senders: BTreeMap<String, mpsc::Sender<Notification>> = BTreeMap::new();
+        let mut names: Vec<&String> = config.notify.receivers.iter().collect();
+        for o in config.notify.tasks.values() {
+            names.extend(o.receivers.iter().flatten());
+        }
+        for name in names {
+            if senders.contains_key(name) {
+                continue;
+            }
+            let r = receivers
+                .get(name)
+                .ok_or_else(|| format!("notify: no [receivers.{name}] is configured"))?
+                .clone();
+            senders.insert(name.clone(), spawn_sender(r));
+        }
+        let store = HealthStore::new(redis, &config.namespace);
+        let dir = config.notify.status_dir();
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(run_events(
+            rx,
+            store,
+            senders,
+            dir,
+            config.namespace.clone(),
+        ));
+        Ok(Arc::new(HealthNotifier { config, clock, tx }))
+    }
+
+    /// Build one from the services and add it as an observer, when `[notify]`
+    /// has receivers or a status directory; `None` otherwise.
+    pub fn attach(services: &Arc<Services>) -> Result<Option<Arc<HealthNotifier>>, String> {
+        Self::attach_with_clock(services, Arc::new(Utc::now))
+    }
+
+    pub fn attach_with_clock(
+        services: &Arc<Services>,
+        clock: Clock,
+    ) -> Result<Option<Arc<HealthNotifier>>, String> {
+        if !services.config.notify.active() {
+            return Ok(None);
+        }
+        let receivers = Receivers::from_config(&services.config, Some(services.limiter.clone()))?;
+        let n = HealthNotifier::start(
+            services.config.clone(),
+            services.redis.clone(),
+            &receivers,
+            clock,
+        )?;
+        services.observe(n.clone());
+        Ok(Some(n))
+    }
+}
+
+impl OutcomeObserver for HealthNotifier {
+    fn on_outcome(&self, envelope: &Envelope, outcome: Outcome<'_>) {
+        let policy = self.config.notify.policy(&envelope.task);
+        if !policy.enabled {
+            return;
+        }
+        let (status, error) = match outcome {
+            Outcome::Succeeded => (Status::Ok, None),
+            Outcome::Retrying { error } => {
+                if !policy.retries_count {
+                    return;
+                }
+                (Status::Error, Some(error.to_string()))
+            }
+            Outcome::DeadLettered { reason, error } => {
+                if policy.error_reasons.iter().any(|r| r == reason) {
+                    (Status::Error, Some(format!("{reason}: {error}")))
+                } else {
+                    (Status::Ok, None)
+                }
+            }
+        };
+        let queue = if envelope.queue.is_empty() {
+            self.config.namespace.clone()
+        } else {
+            format!("{}.{}", self.config.namespace, envelope.queue)
+        };
+        let record = Record {
+            task: envelope.task.clone(),
+            queue,
+            status,
+            at: (self.clock)(),
+            attempts: error.as_ref().map(|_| envelope.attempt + 1),
+            error,
+        };
+        if let Err(e) = self.tx.try_send(Event { record, policy }) {
+            tracing::warn!(task = %envelope.task, error = %e, "health event dropped");
+        }
+    }
+}
+
+fn spawn_sender(r: Receiver) -> mpsc::Sender<Notification> {
+    let (tx, mut rx) = mpsc::channel::<Notification>(SEND_QUEUE);
+    tokio::spawn(async move {
+        while let Some(n) = rx.recv().await {
+            match r.send(&n).await {
+                Ok(()) => {
+                    tracing::info!(receiver = r.name(), title = %n.title, "health notification sent")
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = r.name(), error = %e, title = %n.title, "health notification not delivered")
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Write the status file atomically (temp file + rename).
+async fn write_status_file(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    tokio::fs::write(&tmp, text).await?;
+    tokio::fs::rename(&tmp, &path).await
+}
+
+/// File name of a task's status file: `{namespace}.{task}`.
+pub fn status_file_name(namespace: &str, task: &str) -> String {
+    let safe: String = task
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+        .collect();
+    format!("{namespace}.{safe}")
+}
+
+async fn run_events(
+    mut rx: mpsc::Receiver<Event>,
+    store: HealthStore,
+    senders: BTreeMap<String, mpsc::Sender<Notification>>,
+    dir: Option<PathBuf>,
+    namespace: String,
+) {
+    while let Some(Event { record, policy }) = rx.recv().await {
+        let previous = match store.swap(&record).await {
+            Ok(old) => old
+                .and_then(|t| Record::parse(&record.task, &t))
+                .map(|r| r.previous()),
+            Err(e) => {
+                tracing::warn!(task = %record.task, error = %e, "health status not recorded (redis); not notified");
+                continue;
+            }
+        };
+        let notify = should_send_alert(
+            record.status,
+            previous,
+            record.at,
+            policy.silent_seconds,
+            policy.ok_silent_hours,
+        );
+        if let Some(dir) = &dir
+            && let Err(e) = write_status_file(
+                dir,
+                &status_file_name(&namespace, &record.task),
+                &record.to_file(),
+            )
+            .await
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "status file not written");
+        }
+        if !notify {
+            continue;
+        }
+        let n = record.notification();
+        for name in &policy.receivers {
+            if let Some(tx) = senders.get(name)
+                && tx.try_send(n.clone()).is_err()
+            {
+                tracing::warn!(receiver = %name, task = %record.task, "health notification dropped: the receiver's queue is full");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
+    }
+
+    /// (previous status, age of the previous status in seconds, new status) → notify?
+    #[test]
+    fn rules_table_with_injected_clock() {
+        use Status::{Error as E, Ok as O};
+        let table: &[(Option<Status>, f64, Status, bool, &str)] = &[
+            (None, 0.0, O, true, "no previous status, OK"),
+            (None, 0.0, E, true, "no previous status, ERROR"),
+            (Some(O), 0.1, E, true, "OK → ERROR at once"),
+            (Some(E), 0.1, O, true, "ERROR → OK at once"),
+            (Some(O), 3600.0 * 5.0, E, true, "OK → ERROR after long"),
+            (Some(E), 0.0, E, false, "ERROR again, same instant"),
+            (Some(E), 0.5, E, false, "ERROR again within silent_seconds"),
+            (
+                Some(E),
+                0.999,
+                E,
+                false,
+                "ERROR again just within silent_seconds",
+            ),
+            (
+                Some(E),
+                1.0,
+                E,
+                true,
+                "ERROR again at silent_seconds (lapse < 1 is false)",
+            ),
+            (Some(E), 30.0, E, true, "ERROR again after silent_seconds"),
+            (Some(O), 0.5, O, false, "OK again within silent_seconds"),
+            (Some(O), 60.0, O, false, "OK again within ok_silent_hours"),
+            (
+                Some(O),
+                3563.0,
+                O,
+                false,
+                "OK again just within ok_silent_hours (3564 s)",
+            ),
+            (Some(O), 3565.0, O, true, "OK again after ok_silent_hours"),
+            (Some(O), 86400.0, O, true, "OK again a day later"),
+            (
+                Some(E),
+                -5.0,
+                E,
+                false,
+                "previous in the future (clock skew): silent",
+            ),
+        ];
+        for (prev, age, new, want, why) in table {
+            let now = t0();
+            let previous = prev.map(|s| Previous {
+                status: s,
+                at: now - chrono::Duration::microseconds((age * 1e6) as i64),
+            });
+            let got = should_send_alert(*new, previous, now, 1.0, 0.99);
+            assert_eq!(got, *want, "{why}: prev {prev:?} age {age}s new {new:?}");
+        }
+        // Per-task values are honoured.
+        let prev = Some(Previous {
+            status: E,
+            at: t0() - chrono::Duration::seconds(30),
+        });
+        assert!(!should_send_alert(E, prev, t0(), 60.0, 0.99));
+        let prev_ok = Some(Previous {
+            status: O,
+            at: t0() - chrono::Duration::seconds(120),
+        });
+        assert!(should_send_alert(O, prev_ok, t0(), 1.0, 0.01));
+    }
+
+    #[test]
+    fn records_round_trip_in_the_seed_format() {
+        let r = Record {
+            task: "influx-check".into(),
+            queue: "alertflow.influx".into(),
+            status: Status::Error,
+            at: t0() + chrono::Duration::microseconds(123_456),
+            error: Some("fatal: boom\nline 2".into()),
+            attempts: Some(3),
+        };
+        let text = r.to_file();
+        assert_eq!(
+            text,
+            "ERROR\n2026-03-10 12:00:00:123456 UTC\nalertflow.influx :: influx-check\n\nfatal: boom\nline 2\nattempts: 3\n"
+        );
+        assert_eq!(Record::parse("influx-check", &text).unwrap(), r);
+        let ok = Record {
+            status: Status::Ok,
+            error: None,
+            attempts: None,
+            ..r.clone()
+        };
+        assert_eq!(
+            ok.to_file(),
+            "OK\n2026-03-10 12:00:00:123456 UTC\nalertflow.influx :: influx-check\n"
+        );
+        assert_eq!(Record::parse("influx-check", &ok.to_file()).unwrap(), ok);
+        assert!(Record::parse("x", "garbage").is_none());
+        let n = r.notification();
+        assert!(
+            n.text
+                .starts_with("--- ERROR ---\n2026-03-10 12:00:00:123456 UTC\n")
+        );
+        assert_eq!(n.colour, Colour::Red);
+        let fields: Vec<&str> = n.sections[0]
+            .fields
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            ["Status", "Time", "Task", "Queue", "Error", "Attempts"]
+        );
+    }
+
+    #[test]
+    fn policies_and_validation() {
+        let c = Config::from_toml(
+            "[receivers.s]\ntype = \"slack\"\nurl = \"http://127.0.0.1:1/services/T1/B1/x\"\n\
+             [notify]\nreceivers = [\"s\"]\nerror_reasons = [\"fatal\"]\n\
+             [notify.tasks.noop]\nenabled = false\n[notify.tasks.influx-check]\nsilent_seconds = 60\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert!(super::super::validate(&c).is_ok());
+        assert!(!c.notify.policy("noop").enabled);
+        assert_eq!(c.notify.policy("influx-check").silent_seconds, 60.0);
+        assert_eq!(c.notify.policy("influx-check").ok_silent_hours, 0.99);
+        assert_eq!(c.notify.policy("x").error_reasons, vec!["fatal"]);
+        let bad = Config::from_toml("[notify]\nreceivers = [\"nope\"]\n", "f.toml").unwrap();
+        assert_eq!(
+            super::super::validate(&bad).unwrap_err().0,
+            "notify.receivers"
+        );
+        let bad = Config::from_toml("[notify]\nerror_reasons = [\"oops\"]\n", "f.toml").unwrap();
+        assert_eq!(
+            super::super::validate(&bad).unwrap_err().0,
+            "notify.error_reasons"
+        );
+        let bad = Config::from_toml("[notify.tasks.x]\nsilent_seconds = -1\n", "f.toml").unwrap();
+        assert_eq!(
+            super::super::validate(&bad).unwrap_err().0,
+            "notify.tasks.x.silent_seconds"
+        );
+        assert!(Config::from_toml("[notify]\nsilent_secs = 1\n", "f.toml").is_err());
+    }
+}

@@ -1,0 +1,319 @@
+//! `influx-check` (queue `influx`, args `{"check": NAME}`, usually published
+//! by beat every minute): query the check's InfluxDB source, evaluate the
+//! rows into firing alarms, and send what the Redis dedup lets through
+//! (new or repeat-due firing alarms, and resolved ones) as ONE grouped
+//! message to the check's receiver. See `notify::alarm` for the dedup.
+//!
+//! Errors: an unknown check, a failing statement, a rejected signature or
+//! token are fatal (dead-lettered, and the health notifier says ERROR);
+//! network trouble, 5xx, the bot's 11232 and Redis trouble are retried, with
+//! every claim released first so nothing is lost or left behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use deadpool_redis::Pool;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tracing::info;
+
+use crate::config::Config;
+use crate::influx::InfluxClient;
+use crate::notify::alarm::{AlarmStore, FiringState};
+use crate::notify::check::{ActiveAlarm, Alarm, CheckConfig, evaluate, grouped_notification};
+use crate::notify::{Receivers, truncate};
+use crate::queue::ratelimit::RateLimiter;
+use crate::queue::task::{Task, TaskContext, TaskError};
+
+/// Holds the worker's one [`CheckRunner`] (HTTP pools, receivers).
+#[derive(Default)]
+pub struct InfluxCheck {
+    runner: OnceCell<CheckRunner>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxCheckArgs {
+    /// `[[checks]].name`.
+    pub check: String,
+}
+
+impl Task for InfluxCheck {
+    const NAME: &'static str = "influx-check";
+    type Args = InfluxCheckArgs;
+
+    fn queue(&self) -> &'static str {
+        "influx"
+    }
+
+    async fn run(&self, ctx: &TaskContext, a: InfluxCheckArgs) -> Result<(), TaskError> {
+        let s = &ctx.services;
+        let runner = self
+            .runner
+            .get_or_try_init(|| async {
+                CheckRunner::new(s.config.clone(), s.redis.clone(), Some(s.limiter.clone()))
+                    .map_err(TaskError::fatal)
+            })
+            .await?;
+        let report = runner.run(&a.check, false).await?;
+        info!(
+            check = %a.check,
+            rows = report.rows,
+            firing = report.firing.len(),
+            sent_firing = report.sent_firing.len(),
+            sent_resolved = report.sent_resolved.len(),
+            deduplicated = report.deduplicated.len(),
+            "check evaluated"
+        );
+        Ok(())
+    }
+}
+
+/// What one evaluation found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub check: String,
+    pub rows: usize,
+    /// Rows without a numeric value.
+    pub skipped: usize,
+    pub firing: Vec<Alarm>,
+    /// Firing alarm keys sent now (new, or repeat interval passed).
+    pub sent_firing: Vec<String>,
+    /// Firing alarm keys not sent: notified within the repeat interval, or
+    /// being sent by another worker.
+    pub deduplicated: Vec<String>,
+    /// Alarm keys resolved and notified now.
+    pub sent_resolved: Vec<String>,
+    /// Alarm keys resolved silently (`send_resolved = false`).
+    pub cleared: Vec<String>,
+    /// The title of the message sent, if one was.
+    pub message: Option<String>,
+    /// Dry run: what the dedup state says of each firing alarm, and which
+    /// active alarms would resolve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DryRun {
+    pub firing: BTreeMap<String, FiringState>,
+    pub would_resolve: Vec<String>,
+}
+
+/// Evaluates checks and sends their alarms; one per worker (or CLI run).
+pub struct CheckRunner {
+    config: Arc<Config>,
+    store: AlarmStore,
+    receivers: Receivers,
+    sources: BTreeMap<String, InfluxClient>,
+}
+
+impl CheckRunner {
+    pub fn new(
+        config: Arc<Config>,
+        redis: Pool,
+        limiter: Option<RateLimiter>,
+    ) -> Result<CheckRunner, String> {
+        let mut sources = BTreeMap::new();
+        for (name, src) in &config.influx.sources {
+            let client =
+                InfluxClient::new(src).map_err(|e| format!("influx.sources.{name}: {e}"))?;
+            sources.insert(name.clone(), client);
+        }
+        Ok(CheckRunner {
+            store: AlarmStore::new(redis, &config.namespace),
+            receivers: Receivers::from_config(&config, limiter)?,
+            sources,
+            config,
+        })
+    }
+
+    pub fn check(&self, name: &str) -> Result<&CheckConfig, TaskError> {
+        self.config
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.config.checks.iter().map(|c| c.name.as_str()).collect();
+                TaskError::fatal(format!(
+                    "no check named {name:?} in the config (checks: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+    }
+
+    /// Query, evaluate, dedup and (unless `dry_run`) send.
+    pub async fn run(&self, name: &str, dry_run: bool) -> Result<CheckReport, TaskError> {
+        let check = self.check(name)?;
+        let client = self.sources.get(&check.source).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "check {name}: no [influx.sources.{}] is configured",
+                check.source
+            ))
+        })?;
+        let receiver = self.receivers.get(&check.receiver).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "check {name}: no [receivers.{}] is configured",
+                check.receiver
+            ))
+        })?;
+        let rows = client
+            .query(&check.query)
+            .await
+            .map_err(|e| with_prefix(&format!("check {name}: "), e.into()))?;
+        let ev = evaluate(check, &rows);
+        let redis_err = |e: crate::notify::alarm::StoreError| TaskError::retry(e);
+        let active = self.store.active(name).await.map_err(redis_err)?;
+        let resolved_ids: Vec<&str> = active
+            .keys()
+            .filter(|k| !ev.firing.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        let firing_ids: Vec<&str> = ev.firing.keys().map(String::as_str).collect();
+        let mut report = CheckReport {
+            check: name.to_string(),
+            rows: ev.rows,
+            skipped: ev.skipped,
+            firing: ev.firing.values().cloned().collect(),
+            ..CheckReport::default()
+        };
+        if dry_run {
+            let states = self
+                .store
+                .peek(name, &firing_ids)
+                .await
+                .map_err(redis_err)?;
+            report.dry_run = Some(DryRun {
+                firing: firing_ids
+                    .iter()
+                    .map(|s| s.to_string())
+                    .zip(states)
+                    .collect(),
+                would_resolve: resolved_ids.iter().map(|s| s.to_string()).collect(),
+            });
+            return Ok(report);
+        }
+
+        let token = format!("claim:{}", uuid::Uuid::new_v4().simple());
+        let claim_ttl = receiver.config().max_send_time();
+        let got = self
+            .store
+            .claim_firing(name, &firing_ids, &token, claim_ttl)
+            .await
+            .map_err(redis_err)?;
+        let mut send_firing: Vec<&str> = Vec::new();
+        for (id, ok) in firing_ids.iter().zip(&got) {
+            if *ok {
+                send_firing.push(id);
+            } else {
+                report.deduplicated.push(id.to_string());
+            }
+        }
+        let claimed_firing_keys: Vec<String> = send_firing
+            .iter()
+            .map(|id| self.store.firing_key(name, id))
+            .collect();
+        let got = match self
+            .store
+            .claim_resolving(name, &resolved_ids, &token, claim_ttl)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.store.release(&claimed_firing_keys, &token).await;
+                return Err(redis_err(e));
+            }
+        };
+        let resolving: Vec<&str> = resolved_ids
+            .iter()
+            .zip(&got)
+            .filter(|(_, ok)| **ok)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut claimed_keys = claimed_firing_keys;
+        claimed_keys.extend(
+            resolving
+                .iter()
+                .map(|id| self.store.resolving_key(name, id)),
+        );
+
+        let send_resolved: Vec<&str> = if check.send_resolved {
+            resolving.clone()
+        } else {
+            if let Err(e) = self.store.finish_resolved(name, &resolving).await {
+                let _ = self.store.release(&claimed_keys, &token).await;
+                return Err(redis_err(e));
+            }
+            report.cleared = resolving.iter().map(|s| s.to_string()).collect();
+            Vec::new()
+        };
+        if send_firing.is_empty() && send_resolved.is_empty() {
+            return Ok(report);
+        }
+
+        let now = Utc::now();
+        let firing_alarms: Vec<&Alarm> = send_firing.iter().map(|id| &ev.firing[*id]).collect();
+        let resolved_alarms: Vec<&ActiveAlarm> =
+            send_resolved.iter().map(|id| &active[*id]).collect();
+        let n = grouped_notification(check, &firing_alarms, &resolved_alarms, now);
+        if let Err(e) = receiver.send(&n).await {
+            if let Err(re) = self.store.release(&claimed_keys, &token).await {
+                tracing::warn!(check = name, error = %re, "claims not released; they expire on their own");
+            }
+            return Err(with_prefix(&format!("check {name}: "), e.into()));
+        }
+        let confirmed: Vec<(&str, ActiveAlarm)> = send_firing
+            .iter()
+            .map(|id| {
+                let since = active.get(*id).map_or(now, |a| a.since);
+                (
+                    *id,
+                    ActiveAlarm {
+                        alarm: ev.firing[*id].clone(),
+                        since,
+                    },
+                )
+            })
+            .collect();
+        // Delivered: from here on a Redis failure must not make the task
+        // retry (that would send again); the claims expire on their own.
+        if let Err(e) = self
+            .store
+            .confirm_firing(
+                name,
+                &confirmed,
+                check.repeat_interval.0,
+                now.timestamp_millis(),
+            )
+            .await
+        {
+            tracing::warn!(check = name, error = %e, "alarms sent but not recorded; they may repeat once the claims expire");
+        }
+        if let Err(e) = self.store.finish_resolved(name, &send_resolved).await {
+            tracing::warn!(check = name, error = %e, "resolved alarms sent but not recorded");
+        }
+        report.sent_firing = send_firing.iter().map(|s| s.to_string()).collect();
+        report.sent_resolved = send_resolved.iter().map(|s| s.to_string()).collect();
+        report.message = Some(truncate(&n.title, 200));
+        Ok(report)
+    }
+}
+
+fn with_prefix(prefix: &str, e: TaskError) -> TaskError {
+    match e {
+        TaskError::Retry {
+            message,
+            retry_after,
+        } => TaskError::Retry {
+            message: format!("{prefix}{message}"),
+            retry_after,
+        },
+        TaskError::Fatal(m) => TaskError::Fatal(format!("{prefix}{m}")),
+        other => other,
+    }
+}

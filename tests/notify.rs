@@ -1,0 +1,671 @@
+//! Alarms and notifications end to end: `influx-check` through real workers
+//! (RabbitMQ, Redis), InfluxDB 1.x or the local v2 fake, and the sandbox's
+//! Lark bot and Slack webhooks (which verify signatures, enforce the real
+//! quotas and record what they received). Each test has its own namespace,
+//! sandbox and Influx database.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use alertflow::config::{Config, HumanDuration, Secret};
+use alertflow::influx::{InfluxClient, InfluxSource, InfluxVersion};
+use alertflow::notify::alarm::{AlarmStore, FiringState};
+use alertflow::notify::check::CheckConfig;
+use alertflow::notify::health::HealthNotifier;
+use alertflow::notify::{ReceiverConfig, ReceiverKind};
+use alertflow::queue::state::TaskStatus;
+use alertflow::queue::task::{Registry, Task, TaskContext, TaskError};
+use alertflow::sandbox::influx_v2::{self, FluxAnswer, FluxColumn, FluxTable, InfluxV2Config};
+use alertflow::sandbox::{Endpoint, Fault, SandboxConfig, SandboxHandle};
+use common::TestEnv;
+use serde_json::{Value, json};
+
+const SLACK_PATH: &str = "/services/T0TEST/B0TEST/alertflowtesthook";
+const FLUX_Q: &str = "from(bucket: \"m\") |> range(start: -5m) |> last()";
+
+fn influx_url() -> String {
+    std::env::var("INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
+}
+
+async fn sandbox() -> SandboxHandle {
+    alertflow::sandbox::spawn(SandboxConfig::default())
+        .await
+        .expect("sandbox")
+}
+
+fn lark(sb: &SandboxHandle, token: &str, secret: Option<&str>) -> ReceiverConfig {
+    let mut r = ReceiverConfig::new(
+        ReceiverKind::Lark,
+        format!("{}/open-apis/bot/v2/hook/{token}", sb.base_url),
+    );
+    r.secret = secret.map(Secret::new);
+    r
+}
+
+fn slack(sb: &SandboxHandle) -> ReceiverConfig {
+    ReceiverConfig::new(ReceiverKind::Slack, format!("{}{SLACK_PATH}", sb.base_url))
+}
+
+fn check(name: &str, source: &str, query: &str, value: &str, repeat: &str) -> CheckConfig {
+    toml::from_str(&format!(
+        "name = {name:?}\nsource = {source:?}\nquery = {query:?}\nvalue = {value:?}\n\
+         threshold = \"> 90\"\nlabels = [\"cluster\"]\nseverity = \"critical\"\n\
+         summary = \"CPU on {{cluster}} is {{value}}%\"\nrepeat_interval = {repeat:?}\nreceiver = \"ops\"\n"
+    ))
+    .expect("check config")
+}
+
+fn v1_source(c: &Config) -> InfluxSource {
+    InfluxSource {
+        url: influx_url(),
+        db: Some(format!("t_{}", c.namespace.replace('-', "_"))),
+        ..InfluxSource::default()
+    }
+}
+
+fn v2_source(fake: &influx_v2::InfluxV2Handle) -> InfluxSource {
+    InfluxSource {
+        version: InfluxVersion::V2,
+        url: fake.base_url.clone(),
+        org: Some("ops".into()),
+        token: Some(Secret::new("tok")),
+        ..InfluxSource::default()
+    }
+}
+
+/// The test's own InfluxDB 1.x database, dropped on drop.
+struct TestDb(InfluxSource);
+
+impl TestDb {
+    async fn create(source: InfluxSource) -> (TestDb, InfluxClient) {
+        let c = InfluxClient::new(&source).unwrap();
+        c.execute(&format!(
+            "CREATE DATABASE \"{}\"",
+            source.db.as_deref().unwrap()
+        ))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "InfluxDB 1.x must run at {} (./scripts/services starts it): {e}",
+                influx_url()
+            )
+        });
+        (TestDb(source), c)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let source = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(c) = InfluxClient::new(&source) {
+                    let db = source.db.clone().unwrap_or_default();
+                    let _ = c.execute(&format!("DROP DATABASE \"{db}\"")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A v2 fake answering [`FLUX_Q`] with one row per (cluster, value).
+async fn flux_fake(rows: &[(&str, f64)]) -> influx_v2::InfluxV2Handle {
+    influx_v2::spawn(InfluxV2Config {
+        org: "ops".into(),
+        token: "tok".into(),
+        answers: [(
+            FLUX_Q.to_string(),
+            FluxAnswer::Tables(vec![flux_table(rows)]),
+        )]
+        .into_iter()
+        .collect(),
+    })
+    .await
+    .unwrap()
+}
+
+fn flux_table(rows: &[(&str, f64)]) -> FluxTable {
+    FluxTable {
+        columns: vec![
+            FluxColumn::new("_value", "double", false),
+            FluxColumn::new("cluster", "string", true),
+        ],
+        rows: rows
+            .iter()
+            .map(|(c, v)| vec![v.to_string(), c.to_string()])
+            .collect(),
+    }
+}
+
+/// Poll until `get` returns at least `n` items (or the timeout passes).
+async fn wait_for(get: impl Fn() -> Vec<Value>, n: usize, timeout: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = get();
+        if v.len() >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn title(card: &Value) -> String {
+    card["card"]["header"]["title"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn divs(card: &Value) -> Vec<String> {
+    card["card"]["elements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["tag"] == "div")
+        .map(|e| e["text"]["content"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Publish one `influx-check` and wait until it succeeded.
+async fn run_check(
+    env: &TestEnv,
+    publisher: &alertflow::queue::publisher::Publisher,
+    reg: &Registry,
+    name: &str,
+) {
+    let e = env.envelope(reg, "influx-check", json!({"check": name}));
+    publisher.publish(&e).await.unwrap();
+    env.wait_status(&e.id, TaskStatus::Succeeded, Duration::from_secs(15))
+        .await;
+}
+
+fn queues(c: &mut Config) {
+    c.worker.queues = vec!["default".into(), "influx".into()];
+}
+
+#[tokio::test]
+async fn three_clusters_one_grouped_message_then_repeat_interval_then_resolved() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-group", |c| {
+        queues(c);
+        c.influx.sources.insert("metrics".into(), v1_source(c));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        c.checks.push(check(
+            "cpu-high",
+            "metrics",
+            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
+            "usage",
+            "2s",
+        ));
+    });
+    let (db, influx) = TestDb::create(v1_source(&env.config)).await;
+    influx
+        .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=93.5\ncpu,cluster=c usage=97\ncpu,cluster=d usage=10\n")
+        .await
+        .unwrap();
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let received = || sb.received_bot("sandbox");
+
+    // Three clusters over the threshold: one grouped card.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let first_sent = Instant::now();
+    let got = wait_for(received, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(title(&got[0]), "[FIRING:3] cpu-high");
+    assert_eq!(got[0]["card"]["header"]["template"], "red");
+    let d = divs(&got[0]);
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert!(
+        d[0].contains("CPU on a is 95%") && d[0].contains("cluster=a"),
+        "{}",
+        d[0]
+    );
+    assert!(d.iter().all(|s| !s.contains("cluster=d")));
+
+    // Within repeat_interval: nothing.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received().len(), 1, "deduplicated within repeat_interval");
+
+    // After it: the still-firing alarms once more, again as one message.
+    let wait = Duration::from_millis(2100).saturating_sub(first_sent.elapsed());
+    tokio::time::sleep(wait).await;
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(title(&got[1]), "[FIRING:3] cpu-high");
+
+    // Cluster b recovers: one resolved message, green, naming b only.
+    influx
+        .write_lines("cpu,cluster=b usage=40\n")
+        .await
+        .unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(title(&got[2]), "[RESOLVED:1] cpu-high");
+    assert_eq!(got[2]["card"]["header"]["template"], "green");
+    let d = divs(&got[2]);
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].contains("cluster=b") && d[0].contains("RESOLVED"),
+        "{}",
+        d[0]
+    );
+    // ...and only once.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received().len(), 3, "resolved is sent once");
+
+    // b fires again: a new alarm, notified at once (not held by the old key).
+    influx
+        .write_lines("cpu,cluster=b usage=99\n")
+        .await
+        .unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 4, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 4);
+    assert!(title(&got[3]).starts_with("[FIRING:"), "{}", title(&got[3]));
+    assert!(divs(&got[3]).iter().any(|s| s.contains("cluster=b")));
+    assert_eq!(sb.stats().lark_bot.rate_limited, 0);
+    w.stop().await;
+    drop(db);
+}
+
+#[tokio::test]
+async fn two_workers_running_the_same_check_at_once_send_one_message() {
+    let sb = sandbox().await;
+    let fake = flux_fake(&[("a", 95.0), ("b", 99.0), ("c", 3.0)]).await;
+    let env = TestEnv::with("notify-race", |c| {
+        queues(c);
+        c.influx.sources.insert("flux".into(), v2_source(&fake));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        c.checks.push(check("disk", "flux", FLUX_Q, "_value", "1h"));
+    });
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w1 = env.start_worker(reg.clone());
+    let w2 = env.start_worker(reg.clone());
+    let envelopes: Vec<_> = (0..6)
+        .map(|_| env.envelope(&reg, "influx-check", json!({"check": "disk"})))
+        .collect();
+    for e in &envelopes {
+        publisher.publish(e).await.unwrap();
+    }
+    for e in &envelopes {
+        env.wait_status(&e.id, TaskStatus::Succeeded, Duration::from_secs(15))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = sb.received_bot("sandbox");
+    assert_eq!(got.len(), 1, "six evaluations on two workers, one message");
+    assert_eq!(title(&got[0]), "[FIRING:2] disk");
+    assert_eq!(fake.requests().len(), 6, "every task evaluated the check");
+    w1.stop().await;
+    w2.stop().await;
+}
+
+#[tokio::test]
+async fn bot_frequency_limit_then_success_is_delivered_once_and_signed() {
+    let sb = sandbox().await;
+    let fake = flux_fake(&[("a", 95.0)]).await;
+    let env = TestEnv::with("notify-11232", |c| {
+        queues(c);
+        c.influx.sources.insert("flux".into(), v2_source(&fake));
+        c.receivers.insert(
+            "ops".into(),
+            lark(&sb, "sandbox-signed", Some("sandbox-sign-secret")),
+        );
+        c.checks.push(check("cpu", "flux", FLUX_Q, "_value", "1h"));
+    });
+    sb.fail_next(Endpoint::LarkBot, 1, Fault::BotFrequency11232);
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    run_check(&env, &publisher, &reg, "cpu").await;
+    let got = sb.received_bot("sandbox-signed");
+    assert_eq!(got.len(), 1, "delivered once after the 11232");
+    assert!(got[0]["sign"].is_string() && got[0]["timestamp"].is_string());
+    let stats = sb.stats().lark_bot;
+    assert_eq!((stats.rate_limited, stats.ok), (1, 1), "{stats:?}");
+    // The alarm is recorded once: the next run sends nothing.
+    run_check(&env, &publisher, &reg, "cpu").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sb.received_bot("sandbox-signed").len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_signing_secret_is_fatal_and_leaves_no_dedup_key() {
+    let sb = sandbox().await;
+    let fake = flux_fake(&[("a", 95.0)]).await;
+    let env = TestEnv::with("notify-19021", |c| {
+        queues(c);
+        c.influx.sources.insert("flux".into(), v2_source(&fake));
+        c.receivers.insert(
+            "ops".into(),
+            lark(&sb, "sandbox-signed", Some("not-the-secret")),
+        );
+        c.checks.push(check("cpu", "flux", FLUX_Q, "_value", "1h"));
+    });
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let e = env.envelope(&reg, "influx-check", json!({"check": "cpu"}));
+    publisher.publish(&e).await.unwrap();
+    let st = env
+        .wait_status(&e.id, TaskStatus::Failed, Duration::from_secs(10))
+        .await;
+    let err = st.error.unwrap_or_default();
+    assert!(
+        err.contains("19021") && err.contains("signing secret"),
+        "{err}"
+    );
+    let dead = env.wait_dead(1, Duration::from_secs(5)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "fatal");
+    assert_eq!(dead[0].attempts, 1, "not retried");
+    assert!(
+        dead[0].last_error.contains("signing secret"),
+        "{}",
+        dead[0].last_error
+    );
+    assert!(
+        !dead[0].last_error.contains("not-the-secret"),
+        "the secret is never shown"
+    );
+    assert!(sb.received_bot("sandbox-signed").is_empty());
+    // The claim was released: the alarm is still due.
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    let store = AlarmStore::new(pool, env.ns());
+    assert_eq!(
+        store.peek("cpu", &["cluster=a"]).await.unwrap(),
+        vec![FiringState::Due]
+    );
+    assert!(store.active("cpu").await.unwrap().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_alarms_at_once_never_exceed_the_bots_quota() {
+    let sb = sandbox().await;
+    let fake = flux_fake(&[("a", 95.0)]).await;
+    let env = TestEnv::with("notify-50", |c| {
+        queues(c);
+        c.worker.concurrency = 16;
+        c.influx.sources.insert("flux".into(), v2_source(&fake));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        for i in 0..50 {
+            c.checks
+                .push(check(&format!("c{i:02}"), "flux", FLUX_Q, "_value", "1h"));
+        }
+    });
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w1 = env.start_worker(reg.clone());
+    let w2 = env.start_worker(reg.clone());
+    let started = Instant::now();
+    let envelopes: Vec<_> = (0..50)
+        .map(|i| env.envelope(&reg, "influx-check", json!({"check": format!("c{i:02}")})))
+        .collect();
+    for e in &envelopes {
+        publisher.publish(e).await.unwrap();
+    }
+    // Record (approximately, by polling) when each message arrived.
+    let mut arrivals: Vec<Duration> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while arrivals.len() < 50 && Instant::now() < deadline {
+        let n = sb.received_bot("sandbox").len();
+        while arrivals.len() < n {
+            arrivals.push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    for e in &envelopes {
+        env.wait_status(&e.id, TaskStatus::Succeeded, Duration::from_secs(10))
+            .await;
+    }
+    let stats = sb.stats().lark_bot;
+    assert_eq!(arrivals.len(), 50, "{stats:?}");
+    assert_eq!(stats.rate_limited, 0, "the bot never throttled: {stats:?}");
+    assert_eq!(stats.requests, 50, "{stats:?}");
+    let max_in_1s = arrivals
+        .iter()
+        .map(|t| {
+            arrivals
+                .iter()
+                .filter(|u| **u >= *t && **u < *t + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let spread = arrivals[49] - arrivals[0];
+    println!(
+        "50 alarms: {:.1} s from publish to the last message, {:.2} msg/s over {:.1} s of sending, at most {max_in_1s} in any 1 s (polled), 0 throttled",
+        elapsed.as_secs_f64(),
+        49.0 / spread.as_secs_f64(),
+        spread.as_secs_f64()
+    );
+    assert!(
+        max_in_1s <= 6,
+        "{max_in_1s} in one second (polling jitter allows 1)"
+    );
+    w1.stop().await;
+    w2.stop().await;
+}
+
+/// A task that fails fatally when asked to.
+struct Flaky;
+
+#[derive(serde::Deserialize)]
+struct FlakyArgs {
+    fail: bool,
+}
+
+impl Task for Flaky {
+    const NAME: &'static str = "flaky";
+    type Args = FlakyArgs;
+    async fn run(&self, _ctx: &TaskContext, a: FlakyArgs) -> Result<(), TaskError> {
+        if a.fail {
+            Err(TaskError::fatal("flaky failed on purpose"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn run_flaky(
+    env: &TestEnv,
+    publisher: &alertflow::queue::publisher::Publisher,
+    reg: &Registry,
+    fail: bool,
+) -> Duration {
+    let e = env.envelope(reg, "flaky", json!({"fail": fail}));
+    let t = Instant::now();
+    publisher.publish(&e).await.unwrap();
+    let want = if fail {
+        TaskStatus::Failed
+    } else {
+        TaskStatus::Succeeded
+    };
+    env.wait_status(&e.id, want, Duration::from_secs(10)).await;
+    t.elapsed()
+}
+
+fn health_cli(env: &TestEnv, args: &[&str]) -> (i32, String) {
+    let cfg = env.config_file("");
+    let out = std::process::Command::new(common::bin("alertflow"))
+        .arg("health")
+        .args(args)
+        .env("ALERTFLOW_CONFIG", &cfg)
+        .output()
+        .expect("run alertflow health");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn dead_letter_notifies_error_once_and_the_next_success_ok_once() {
+    let sb = sandbox().await;
+    let status_dir = tempfile::tempdir().unwrap();
+    let dir = status_dir.path().to_path_buf();
+    let env = TestEnv::with("notify-health", |c| {
+        c.receivers.insert("slack".into(), slack(&sb));
+        c.notify.receivers = vec!["slack".into()];
+        c.notify.status_dir = Some(dir.clone());
+    });
+    let reg = Registry::new().with(Flaky);
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let notifier = HealthNotifier::attach(&w.services).unwrap();
+    assert!(notifier.is_some());
+    let received = || sb.received_slack(SLACK_PATH);
+
+    run_flaky(&env, &publisher, &reg, true).await;
+    let got = wait_for(received, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("--- ERROR ---\n"), "{text}");
+    assert!(
+        text.contains(&format!("{}.default :: flaky", env.ns())),
+        "{text}"
+    );
+    assert!(
+        text.contains("flaky failed on purpose") && text.contains("attempts: 1"),
+        "{text}"
+    );
+    assert!(got[0]["blocks"].as_array().is_some_and(|b| b.len() >= 2));
+    let (code, out) = health_cli(&env, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("HEALTH CRITICAL"), "{out}");
+
+    run_flaky(&env, &publisher, &reg, false).await;
+    let got = wait_for(received, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    assert!(got[1]["text"].as_str().unwrap().starts_with("--- OK ---\n"));
+    // OK again within ok_silent_hours: no message.
+    run_flaky(&env, &publisher, &reg, false).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(received().len(), 2, "OK again is not notified");
+
+    // The seed's status file, and the Nagios-style exit codes.
+    let file = std::fs::read_to_string(dir.join(format!("{}.flaky", env.ns()))).unwrap();
+    assert!(
+        file.starts_with("OK\n") && file.contains(" UTC\n"),
+        "{file}"
+    );
+    let (code, out) = health_cli(&env, &["flaky"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = health_cli(&env, &["no-such-task"]);
+    assert_eq!(code, 3);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-slackdown", |c| {
+        c.receivers.insert("slack".into(), slack(&sb));
+        c.notify.receivers = vec!["slack".into()];
+    });
+    sb.fail_next(Endpoint::Slack, 20, Fault::Http500);
+    let reg = Registry::new().with(Flaky);
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    HealthNotifier::attach(&w.services).unwrap();
+    let took = run_flaky(&env, &publisher, &reg, false).await;
+    assert!(
+        took < Duration::from_secs(2),
+        "the task waited for the notification: {took:?}"
+    );
+    // The notifier retried in the background (3 attempts) and gave up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sb.stats().slack.errors < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sb.stats().slack.errors, 3);
+    assert!(sb.received_slack(SLACK_PATH).is_empty());
+    assert!(env.dead_letters().await.is_empty());
+    // The worker is fine: the next task runs as usual.
+    run_flaky(&env, &publisher, &reg, false).await;
+    w.stop().await;
+}
+
+#[test]
+fn example_config_parses_and_validates() {
+    let text = r#"
+[influx.sources.metrics]
+version = 1
+url = "http://127.0.0.1:8086"
+db = "telegraf"
+username = "reader"
+password = "change-me"
+
+[[checks]]
+name = "cpu-high"
+source = "metrics"
+query = "SELECT last(usage_user) AS usage FROM cpu WHERE time > now() - 5m GROUP BY cluster"
+value = "usage"
+threshold = "> 90"
+labels = ["cluster"]
+severity = "critical"
+summary = "CPU on {cluster} is {value}% ({threshold})"
+repeat_interval = "4h"
+send_resolved = true
+receiver = "ops-lark"
+
+[receivers.ops-lark]
+type = "lark"
+url = "https://open.larksuite.com/open-apis/bot/v2/hook/xxxxxxxx"
+secret = "bot-signing-secret"
+
+[receivers.ops-slack]
+type = "slack"
+url = "https://hooks.slack.com/services/T000/B000/XXXX"
+
+[notify]
+receivers = ["ops-slack", "ops-lark"]
+silent_seconds = 1
+ok_silent_hours = 0.99
+error_reasons = ["fatal", "retries-exhausted"]
+status_dir = "/var/lib/alertflow/status"
+
+[notify.tasks.influx-check]
+silent_seconds = 300
+"#;
+    let c = Config::from_toml(text, "README.toml").unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.checks[0].threshold.to_string(), "> 90");
+    assert_eq!(
+        c.checks[0].repeat_interval,
+        HumanDuration(Duration::from_secs(4 * 3600))
+    );
+    assert!(c.rate_limits.contains_key("notify.lark"));
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains("xxxxxxxx")
+            && !dbg.contains("bot-signing-secret")
+            && !dbg.contains("change-me")
+    );
+    // A check naming a missing receiver is refused with the key.
+    let bad = Config::from_toml(
+        &text.replace("receiver = \"ops-lark\"", "receiver = \"nope\""),
+        "f.toml",
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("checks.cpu-high.receiver"), "{bad}");
+}
