@@ -91,6 +91,7 @@ async fn cleanup(config: &Config) {
             let _ = Topology::from_config(config)
                 .delete(&ch, &config.worker.queues)
                 .await;
+            let _ = ch.close(200, "bench done".into()).await;
         }
         let _ = conn.close(200, "bench done".into()).await;
     }
@@ -299,6 +300,7 @@ async fn measure_latency(config: &Arc<Config>, a: &LatencyArgs) -> Result<Latenc
     .await;
     shutdown.cancel();
     let _ = worker_task.await;
+    let _ = publisher.channel().close(200, "bench done".into()).await;
     let _ = conn.close(200, "bench done".into()).await;
     drop(services);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
@@ -611,6 +613,7 @@ async fn measure_memory(
     }
     .await;
     stop_child(&mut child).await;
+    let _ = publisher.channel().close(200, "bench done".into()).await;
     let _ = conn.close(200, "bench done".into()).await;
     outcome
 }
