@@ -831,7 +831,18 @@ impl<'a> DayContext<'a> {
         family: Family,
         create_ms: i64,
     ) -> Alert {
-        let (cluster, home) = pick(rng, CLUSTERS);
+        // Alerts have favourite clusters (a sick cluster keeps alerting),
+        // so a day's report has quiet and noisy alerts, as in real chats.
+        let seed = kind.name.bytes().fold(7usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        let (cluster, home) = if chance(rng, 0.85) {
+            CLUSTERS[seed % CLUSTERS.len()]
+        } else if chance(rng, 0.8) {
+            CLUSTERS[(seed + 1) % CLUSTERS.len()]
+        } else {
+            pick(rng, CLUSTERS)
+        };
         let region = if chance(rng, 0.08) {
             None
         } else if chance(rng, 0.8) {
