@@ -135,7 +135,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
     config.worker.metrics_listen = "off".into();
     config.worker.queues = vec!["bench".into()];
     let config = Arc::new(config);
-    let pool = connect_redis(&config).await?;
+    connect_redis(&config).await?;
     let conn = connect_broker(&config, "bench").await?;
     let prefetch =
         (a.concurrency * config.worker.prefetch_multiplier).min(u16::MAX as usize) as u16;
@@ -157,7 +157,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
         Ok::<(), CliError>(())
     }
     .await;
-    cleanup(&config, &conn, &pool).await;
+    delete_namespace(&config, &config.worker.queues).await;
     let _ = conn.close(200, "bench done".into()).await;
     outcome?;
     let (p, c, e, d) = (median(pubs), median(cons), median(enqs), median(drains));
@@ -358,12 +358,21 @@ async fn alertflow_round(
     Ok((enqueue_rate, drain_rate))
 }
 
-async fn cleanup(config: &Config, conn: &Connection, pool: &deadpool_redis::Pool) {
-    if let Ok(ch) = conn.create_channel().await {
-        let t = crate::queue::topology::Topology::from_config(config);
-        let _ = t.delete(&ch, &config.worker.queues).await;
+/// Delete a benchmark's namespace: its queues and exchanges (for
+/// `families`), and its Redis keys. Best effort: used after failures too.
+pub async fn delete_namespace(config: &Config, families: &[String]) {
+    if let Ok(conn) = crate::queue::publisher::connect(config, "cleanup").await {
+        if let Ok(ch) = conn.create_channel().await {
+            let _ = crate::queue::topology::Topology::from_config(config)
+                .delete(&ch, families)
+                .await;
+            let _ = ch.close(200, "cleanup".into()).await;
+        }
+        let _ = conn.close(200, "cleanup".into()).await;
     }
-    let _ = delete_namespace_keys(pool, &config.namespace).await;
+    if let Ok(pool) = crate::queue::context::redis_pool(config) {
+        let _ = delete_namespace_keys(&pool, &config.namespace).await;
+    }
 }
 
 /// Delete every Redis key of a namespace (benchmarks and tests clean up).

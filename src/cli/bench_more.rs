@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::bench::delete_namespace_keys;
+use crate::cli::bench::delete_namespace;
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, print_table};
 use crate::config::{Config, HumanDuration, LimitSpec};
 use crate::queue::context::Services;
@@ -82,22 +82,6 @@ fn bench_config(base: &Config, what: &str, concurrency: usize) -> Config {
     c.worker.concurrency = concurrency.clamp(1, 10_000);
     c.worker.metrics_listen = "off".into();
     c
-}
-
-/// Delete the namespace's queues and Redis keys (best effort).
-async fn cleanup(config: &Config) {
-    if let Ok(conn) = connect_broker(config, "bench").await {
-        if let Ok(ch) = conn.create_channel().await {
-            let _ = Topology::from_config(config)
-                .delete(&ch, &config.worker.queues)
-                .await;
-            let _ = ch.close(200, "bench done".into()).await;
-        }
-        let _ = conn.close(200, "bench done".into()).await;
-    }
-    if let Ok(pool) = crate::queue::context::redis_pool(config) {
-        let _ = delete_namespace_keys(&pool, &config.namespace).await;
-    }
 }
 
 fn emit<T: Serialize>(report: &T) {
@@ -199,7 +183,7 @@ pub async fn latency(g: &GlobalOpts, a: LatencyArgs) -> CliResult {
     let base = g.load_config()?;
     let config = Arc::new(bench_config(&base, "benchlat", a.concurrency));
     let result = measure_latency(&config, &a).await;
-    cleanup(&config).await;
+    delete_namespace(&config, &config.worker.queues).await;
     let report = result?;
     if a.json {
         emit(&report);
@@ -451,7 +435,7 @@ pub async fn memory(g: &GlobalOpts, a: MemoryArgs) -> CliResult {
     let config = Arc::new(bench_config(&base, "benchmem", a.concurrency));
     let bin = worker_binary(&a)?;
     let result = measure_memory(g, &config, &a, &bin).await;
-    cleanup(&config).await;
+    delete_namespace(&config, &config.worker.queues).await;
     let report = result?;
     if a.json {
         emit(&report);
@@ -792,7 +776,7 @@ pub async fn ratelimit(g: &GlobalOpts, a: RatelimitArgs) -> CliResult {
     ]);
     let config = Arc::new(c);
     let result = measure_ratelimit(&config, &a).await;
-    cleanup(&config).await;
+    delete_namespace(&config, &config.worker.queues).await;
     let r = result?;
     if a.json {
         emit(&r);

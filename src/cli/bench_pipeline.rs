@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::bench::delete_namespace_keys;
+use crate::cli::bench::delete_namespace;
 use crate::cli::run::{DayPlan, publish_days, wait_days};
 use crate::cli::{
     CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis, print_table,
@@ -24,7 +24,6 @@ use crate::lark::window::pacific_date;
 use crate::queue::context::Services;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
-use crate::queue::topology::Topology;
 use crate::queue::worker::{Worker, WorkerOptions};
 use crate::sandbox::{QuotaConfig, SandboxConfig, expected_range};
 use crate::sink::starrocks::{SqlSink, StoredAlert};
@@ -100,7 +99,7 @@ pub async fn run(g: &GlobalOpts, a: PipelineArgs) -> CliResult {
     c.lark.app_secret = Secret::new(sandbox_cfg.app_secret.clone());
     c.lark.chat_id = sandbox_cfg.chats[0].clone();
     let config = Arc::new(c);
-    let pool = connect_redis(&config).await?;
+    connect_redis(&config).await?;
     let sink = SqlSink::new(&config);
     sink.migrate()
         .await
@@ -111,15 +110,7 @@ pub async fn run(g: &GlobalOpts, a: PipelineArgs) -> CliResult {
     // Clean up whatever happened.
     let _ = sink.drop_database().await;
     sink.close().await;
-    if let Ok(conn) = connect_broker(&config, "bench").await {
-        if let Ok(ch) = conn.create_channel().await {
-            let _ = Topology::from_config(&config)
-                .delete(&ch, &config.worker.queues)
-                .await;
-        }
-        let _ = conn.close(200, "done".into()).await;
-    }
-    let _ = delete_namespace_keys(&pool, &config.namespace).await;
+    delete_namespace(&config, &config.worker.queues).await;
     let report = result?;
     if a.json {
         println!("{}", serde_json::to_string(&report).expect("serializes"));

@@ -208,28 +208,18 @@ impl Drop for TestEnv {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                if let Ok(conn) = connect(&config, "cleanup").await {
-                    if let Ok(ch) = conn.create_channel().await {
-                        let t = Topology::from_config(&config);
-                        let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect();
-                        families.extend(config.worker.queues.iter().cloned());
-                        families.sort();
-                        families.dedup();
-                        let _ = t.delete(&ch, &families).await;
-                    }
-                    let _ = conn.close(200, "".into()).await;
-                }
+                let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                families.extend(config.worker.queues.iter().cloned());
+                families.sort();
+                families.dedup();
+                alertflow::cli::bench::delete_namespace(&config, &families).await;
                 if config.mysql.database.starts_with("t_") {
                     let sink = alertflow::sink::starrocks::SqlSink::new(&config);
                     let _ = sink.drop_database().await;
                     sink.close().await;
-                }
-                if let Ok(pool) = alertflow::queue::context::redis_pool(&config) {
-                    let _ = alertflow::cli::bench::delete_namespace_keys(&pool, &config.namespace)
-                        .await;
                 }
             });
         })
