@@ -316,37 +316,13 @@ async fn check_database(config: &Config) -> Result<String, String> {
     ))
 }
 
-/// `[influx.sources.NAME]` tables of the config file: (name, url). Read from
-/// the file itself, so this works whatever shape the typed config takes.
+/// The configured InfluxDB sources: (name, base URL).
 pub fn influx_sources(config: &Config) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(&config.source) else {
-        return Vec::new();
-    };
-    influx_sources_in(&text)
-}
-
-fn influx_sources_in(text: &str) -> Vec<(String, String)> {
-    let Ok(doc) = text.parse::<toml::Table>() else {
-        return Vec::new();
-    };
-    let Some(sources) = doc
-        .get("influx")
-        .and_then(|i| i.get("sources"))
-        .and_then(|s| s.as_table())
-    else {
-        return Vec::new();
-    };
-    sources
+    config
+        .influx
+        .sources
         .iter()
-        .map(|(name, t)| {
-            let url = t
-                .get("url")
-                .and_then(|u| u.as_str())
-                .unwrap_or("http://127.0.0.1:8086")
-                .trim_end_matches('/')
-                .to_string();
-            (name.clone(), url)
-        })
+        .map(|(name, src)| (name.clone(), src.url.trim_end_matches('/').to_string()))
         .collect()
 }
 
@@ -461,17 +437,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn influx_sources_are_read_from_the_file_text() {
-        assert!(influx_sources_in("namespace = \"x\"\n").is_empty());
-        let s = influx_sources_in(
-            "[influx.sources.main]\nurl = \"http://influx:8086/\"\n[influx.sources.v2]\nversion = 2\n",
-        );
+    fn influx_sources_come_from_the_typed_config() {
+        let c = Config::from_toml(
+            "[influx.sources.main]\nurl = \"http://influx:8086/\"\ndb = \"telegraf\"\n",
+            "f.toml",
+        )
+        .unwrap();
         assert_eq!(
-            s,
-            vec![
-                ("main".to_string(), "http://influx:8086".to_string()),
-                ("v2".to_string(), "http://127.0.0.1:8086".to_string()),
-            ]
+            influx_sources(&c),
+            vec![("main".to_string(), "http://influx:8086".to_string())]
         );
+        assert!(influx_sources(&Config::default()).is_empty());
     }
 }
