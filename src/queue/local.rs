@@ -14,7 +14,7 @@ use crate::queue::context::Services;
 use crate::queue::message::Envelope;
 use crate::queue::state::{TaskState, TaskStatus};
 use crate::queue::task::{Outbox, Registry, TaskContext, TaskError};
-use crate::queue::worker::backoff;
+use crate::queue::worker::next_attempt;
 
 /// How a local run ended.
 #[derive(Debug, Default, Clone)]
@@ -152,21 +152,8 @@ async fn run_one(
                 Outcome::Failed(env.clone(), msg)
             }
             Err(e) => {
-                let delay = match &e {
-                    TaskError::Retry {
-                        retry_after: Some(d),
-                        ..
-                    } => *d,
-                    _ => backoff(
-                        env.attempt,
-                        s.config.worker.retry_backoff_base.0,
-                        s.config.worker.retry_backoff_max.0,
-                    ),
-                };
+                let (next, delay) = next_attempt(&env, &e, &s.config.worker);
                 warn!(error = %e, ?delay, "task failed; will retry");
-                let mut next = env.clone();
-                next.attempt += 1;
-                next.eta = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
                 record(&next, TaskStatus::Retrying, Some(e.to_string()));
                 Outcome::Again(next)
             }

@@ -368,6 +368,30 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     d / 2 + d.mul_f64(fastrand::f64() / 2.0)
 }
 
+/// The envelope of the next attempt after a retryable failure, and how long
+/// it waits: the task's `retry_after`, else [`backoff`].
+pub fn next_attempt(
+    env: &Envelope,
+    e: &TaskError,
+    worker: &crate::config::WorkerConfig,
+) -> (Envelope, Duration) {
+    let delay = match e {
+        TaskError::Retry {
+            retry_after: Some(after),
+            ..
+        } => *after,
+        _ => backoff(
+            env.attempt,
+            worker.retry_backoff_base.0,
+            worker.retry_backoff_max.0,
+        ),
+    };
+    let mut next = env.clone();
+    next.attempt += 1;
+    next.eta = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+    (next, delay)
+}
+
 impl SessionCtx {
     fn dead(
         &self,
@@ -565,20 +589,7 @@ impl SessionCtx {
                         .dead_letter(&env, DeadReason::RetriesExhausted, &msg, TaskStatus::Dead)
                         .await;
                 }
-                let delay = match &e {
-                    TaskError::Retry {
-                        retry_after: Some(after),
-                        ..
-                    } => *after,
-                    _ => backoff(
-                        env.attempt,
-                        s.config.worker.retry_backoff_base.0,
-                        s.config.worker.retry_backoff_max.0,
-                    ),
-                };
-                let mut next = env.clone();
-                next.attempt += 1;
-                next.eta = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+                let (next, delay) = next_attempt(&env, &e, &s.config.worker);
                 self.publisher.publish_delayed(&next, delay).await?;
                 m.retried.with_label_values(&labels).inc();
                 let mut st = TaskState::of(&next, TaskStatus::Retrying);
