@@ -614,14 +614,62 @@ async fn run_events(
     dir: Option<PathBuf>,
     namespace: String,
 ) {
-    while let Some(Event { record, policy }) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        for event in coalesce(batch) {
+            handle_event(event, &store, &senders, dir.as_deref(), &namespace).await;
+        }
+    }
+}
+
+/// Collapse a burst of outcomes: per task, every status change is kept in
+/// order, and a run of equal statuses keeps its first (which the rules
+/// judge) and its last (which refreshes the stored time). The outcomes in
+/// between would only rewrite the status with the same value, so a busy
+/// task costs a few Redis round trips per burst instead of one per run.
+fn coalesce(batch: Vec<Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::with_capacity(batch.len().min(64));
+    // task → (status of its last kept event, the newest equal one not yet kept)
+    let mut open: BTreeMap<String, (Status, Option<Event>)> = BTreeMap::new();
+    for e in batch {
+        match open.get_mut(&e.record.task) {
+            Some((status, tail)) if *status == e.record.status => *tail = Some(e),
+            _ => {
+                let task = e.record.task.clone();
+                let status = e.record.status;
+                if let Some((_, Some(tail))) = open.remove(&task) {
+                    out.push(tail);
+                }
+                out.push(e);
+                open.insert(task, (status, None));
+            }
+        }
+    }
+    out.extend(open.into_values().filter_map(|(_, tail)| tail));
+    out
+}
+
+async fn handle_event(
+    Event { record, policy }: Event,
+    store: &HealthStore,
+    senders: &BTreeMap<String, mpsc::Sender<Notification>>,
+    dir: Option<&std::path::Path>,
+    namespace: &str,
+) {
+    {
         let previous = match store.swap(&record).await {
             Ok(old) => old
                 .and_then(|t| Record::parse(&record.task, &t))
                 .map(|r| r.previous()),
             Err(e) => {
                 tracing::warn!(task = %record.task, error = %e, "health status not recorded (redis); not notified");
-                continue;
+                return;
             }
         };
         let notify = should_send_alert(
@@ -631,10 +679,10 @@ async fn run_events(
             policy.silent_seconds,
             policy.ok_silent_hours,
         );
-        if let Some(dir) = &dir
+        if let Some(dir) = dir
             && let Err(e) = write_status_file(
                 dir,
-                &status_file_name(&namespace, &record.task),
+                &status_file_name(namespace, &record.task),
                 &record.to_file(),
             )
             .await
@@ -642,7 +690,7 @@ async fn run_events(
             tracing::warn!(dir = %dir.display(), error = %e, "status file not written");
         }
         if !notify {
-            continue;
+            return;
         }
         let n = record.notification();
         for name in &policy.receivers {
@@ -662,6 +710,55 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_burst_keeps_every_change_and_the_ends_of_each_run() {
+        use Status::{Error as E, Ok as O};
+        let policy = NotifyConfig::default().policy("t");
+        let ev = |task: &str, status: Status, sec: i64| Event {
+            record: Record {
+                task: task.into(),
+                queue: "q".into(),
+                status,
+                at: t0() + chrono::Duration::seconds(sec),
+                error: None,
+                attempts: None,
+            },
+            policy: policy.clone(),
+        };
+        let batch = vec![
+            ev("a", O, 0),
+            ev("a", O, 1),
+            ev("b", E, 1),
+            ev("a", O, 2),
+            ev("a", E, 3),
+            ev("a", E, 4),
+            ev("b", E, 5),
+            ev("a", O, 6),
+        ];
+        let kept: Vec<(String, Status, i64)> = coalesce(batch)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.record.task,
+                    e.record.status,
+                    (e.record.at - t0()).num_seconds(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("a".into(), O, 0),
+                ("b".into(), E, 1),
+                ("a".into(), O, 2),
+                ("a".into(), E, 3),
+                ("a".into(), E, 4),
+                ("a".into(), O, 6),
+                ("b".into(), E, 5),
+            ]
+        );
     }
 
     /// (previous status, age of the previous status in seconds, new status) → notify?
