@@ -9,11 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::{
     Endpoint, Fault, Outcome, SandboxState, code_message, json_value, new_log_id, text_response,
@@ -24,20 +20,8 @@ const MAX_BOT_BODY: usize = 20 * 1024;
 /// How far a signed request's timestamp may be from the server's clock.
 const MAX_SIGN_SKEW_SECS: i64 = 3600;
 
-/// The custom-bot signature: base64(HMAC-SHA256(key = `"{timestamp}\n{secret}"`,
-/// message = empty)) — note the string is the KEY and the message is empty.
-pub fn lark_bot_sign(timestamp: i64, secret: &str) -> String {
-    sign_with(&timestamp.to_string(), secret)
-}
-
-fn sign_with(timestamp: &str, secret: &str) -> String {
-    let key = format!("{timestamp}\n{secret}");
-    match Hmac::<Sha256>::new_from_slice(key.as_bytes()) {
-        Ok(mac) => STANDARD.encode(mac.finalize().into_bytes()),
-        // HMAC accepts keys of any length; this arm is unreachable.
-        Err(_) => String::new(),
-    }
-}
+pub use crate::notify::lark_bot::lark_bot_sign;
+use crate::notify::lark_bot::sign_with;
 
 fn bot_reply(code: i64, log_id: &str) -> Response {
     json_value(
