@@ -123,14 +123,14 @@ impl Services {
             .push(o);
     }
 
-    /// Tell every observer; an observer that panics is not allowed to fail the task.
+    /// Tell every observer; an observer that panics is not allowed to fail
+    /// the task. Observers only enqueue, so the read lock is held briefly.
     pub fn notify(&self, envelope: &crate::queue::message::Envelope, outcome: Outcome<'_>) {
         let list = self
             .observers
             .read()
-            .expect("observer list lock is never poisoned")
-            .clone();
-        for o in list {
+            .expect("observer list lock is never poisoned");
+        for o in list.iter() {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 o.on_outcome(envelope, outcome)
             }));
