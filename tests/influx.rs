@@ -49,23 +49,16 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let source = self.source.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(c) = InfluxClient::new(&source) {
-                    let _ = c
-                        .execute(&format!(
-                            "DROP DATABASE \"{}\"",
-                            source.db.as_deref().unwrap_or("")
-                        ))
-                        .await;
-                }
-            });
-        })
-        .join();
+        common::cleanup_blocking(async move {
+            if let Ok(c) = InfluxClient::new(&source) {
+                let _ = c
+                    .execute(&format!(
+                        "DROP DATABASE \"{}\"",
+                        source.db.as_deref().unwrap_or("")
+                    ))
+                    .await;
+            }
+        });
     }
 }
 

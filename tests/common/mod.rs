@@ -201,30 +201,37 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let config = self.config.clone();
-        // Clean up on a runtime of its own: Drop may run inside a panicking test.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                families.extend(config.worker.queues.iter().cloned());
-                families.sort();
-                families.dedup();
-                alertflow::cli::bench::delete_namespace(&config, &families).await;
-                if config.mysql.database.starts_with("t_") {
-                    let sink = alertflow::sink::starrocks::SqlSink::new(&config);
-                    let _ = sink.drop_database().await;
-                    sink.close().await;
-                }
-            });
-        })
-        .join();
+        // Drop may run inside a panicking test: clean up on a runtime of its own.
+        cleanup_blocking(async move {
+            let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            families.extend(config.worker.queues.iter().cloned());
+            families.sort();
+            families.dedup();
+            alertflow::cli::bench::delete_namespace(&config, &families).await;
+            if config.mysql.database.starts_with("t_") {
+                let sink = alertflow::sink::starrocks::SqlSink::new(&config);
+                let _ = sink.drop_database().await;
+                sink.close().await;
+            }
+        });
     }
+}
+
+/// Run a cleanup future to completion from a `Drop` (which may run in a
+/// panicking test, inside or outside a runtime): on a thread with a runtime
+/// of its own.
+pub fn cleanup_blocking(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    })
+    .join();
 }
 
 pub struct RunningWorker {
