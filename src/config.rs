@@ -177,6 +177,10 @@ pub struct BrokerConfig {
     pub retry_tiers: Vec<HumanDuration>,
     /// RabbitMQ management API, used by `alertflow queues` for unacked counts.
     pub management_url: Option<SecretUrl>,
+    /// Bound on one connection attempt: TCP connect, TLS and the AMQP
+    /// handshake. A broker that accepts TCP and never answers is an error
+    /// after this long, not a hang.
+    pub connect_timeout: HumanDuration,
 }
 
 impl Default for BrokerConfig {
@@ -192,6 +196,7 @@ impl Default for BrokerConfig {
                 .map(|s| HumanDuration(parse_duration(s).expect("static duration")))
                 .collect(),
             management_url: None,
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -230,6 +235,8 @@ pub struct MysqlConfig {
     /// Require TLS (certificate verified against the system roots plus
     /// `tls.ca_file`; the server's name must match `host`).
     pub tls: bool,
+    /// Bound on getting a connection (TCP, TLS, handshake, login).
+    pub connect_timeout: HumanDuration,
 }
 
 impl Default for MysqlConfig {
@@ -241,6 +248,7 @@ impl Default for MysqlConfig {
             password: Secret::default(),
             database: "alerts".into(),
             tls: false,
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
         }
     }
 }

@@ -53,11 +53,15 @@ pub async fn run(cli: BeatCli) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let shutdown = CancellationToken::new();
-    crate::cli::worker::install_signal_handlers(shutdown.clone());
+    crate::cli::worker::install_signal_handlers(shutdown.clone(), "stopping between fires");
     crate::cli::worker::spawn_watchdog(beat.health(), shutdown.clone());
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     match beat.run(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_FAILURE)

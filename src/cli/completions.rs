@@ -63,7 +63,7 @@ pub async fn completions(_g: &GlobalOpts, a: CompletionsArgs) -> CliResult {
     let name = cmd.get_name().to_string();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(a.shell, &mut cmd, name, &mut out);
-    out.flush().map_err(CliError::failure)?;
+    out.flush().map_err(CliError::write)?;
     Ok(EXIT_OK)
 }
 
@@ -81,7 +81,7 @@ pub async fn man(_g: &GlobalOpts, a: ManArgs) -> CliResult {
         .section("1")
         .manual("alertflow manual")
         .render(&mut out)
-        .map_err(CliError::failure)?;
-    out.flush().map_err(CliError::failure)?;
+        .map_err(CliError::write)?;
+    out.flush().map_err(CliError::write)?;
     Ok(EXIT_OK)
 }

@@ -58,6 +58,41 @@ impl CliError {
             message: e.to_string(),
         }
     }
+    /// A failed write to standard output. A reader that went away (`alertflow
+    /// man | head`) ends the command quietly with 141, as `SIGPIPE` would.
+    pub fn write(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError {
+                code: EXIT_BROKEN_PIPE,
+                message: String::new(),
+            }
+        } else {
+            CliError::failure(format!("writing the output: {e}"))
+        }
+    }
+}
+
+/// Exit status of a process whose output pipe closed (128 + SIGPIPE).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Make a closed standard output or error end the process quietly with 141
+/// instead of a panic (exit 101): `println!` and `eprintln!` panic on a
+/// broken pipe, and ignoring `SIGPIPE` needs `unsafe`, which this crate
+/// forbids. Every binary installs it first.
+pub fn exit_quietly_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Broken pipe") {
+            std::process::exit(i32::from(EXIT_BROKEN_PIPE));
+        }
+        default_hook(info);
+    }));
 }
 
 impl From<ConfigError> for CliError {
@@ -216,6 +251,17 @@ pub enum Command {
     Man(completions::ManArgs),
 }
 
+/// The log filter of a command when `ALERTFLOW_LOG` is not set. Commands
+/// that draw progress bars run workers in-process and keep to warnings; the
+/// others log at `info`. lapin's own lines are off: every broker error
+/// reaches the command as an error and is reported once, in plain words.
+pub fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Demo(_) | Command::Bench(_) => "warn,lapin=off,amq_protocol=off",
+        _ => "info,lapin=off,amq_protocol=off",
+    }
+}
+
 /// Run a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -249,22 +295,35 @@ pub fn finish(result: CliResult) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("error: {}", e.message);
+            }
             ExitCode::from(e.code)
         }
     }
 }
 
-/// Connect to the broker, naming the URL (without password) on failure.
+/// Connect to the broker (bounded by `broker.connect_timeout`). A refused
+/// login, a missing vhost or a queue declared otherwise is a configuration
+/// error (exit 2); a broker that is down or silent is a failure (exit 1),
+/// with a hint to start it only when nothing listens at the address.
 pub async fn connect_broker(config: &Config, role: &str) -> Result<lapin::Connection, CliError> {
     crate::queue::publisher::connect(config, role)
         .await
-        .map_err(|e| {
-            CliError::failure(format!(
-                "cannot connect to RabbitMQ at {}: {e}\n  start it with `rabbitmq-server -detached` (or `docker compose up -d rabbitmq`)",
-                config.broker.url
-            ))
-        })
+        .map_err(broker_error)
+}
+
+/// The CLI's reading of a broker error: exit code and hint.
+pub fn broker_error(e: crate::queue::connect::BrokerError) -> CliError {
+    if e.is_config() {
+        CliError::usage(e)
+    } else if e.is_refused() {
+        CliError::failure(format!(
+            "{e}\n  start it with `rabbitmq-server -detached` (or `docker compose up -d rabbitmq`)"
+        ))
+    } else {
+        CliError::failure(e)
+    }
 }
 
 /// A Redis pool, checked with a PING so a dead Redis is named at once.

@@ -40,8 +40,9 @@ pub struct WorkerCli {
     pub metrics_listen: Option<String>,
 }
 
-/// Cancel `token` on the first SIGTERM/SIGINT; exit at once on the second.
-pub fn install_signal_handlers(token: CancellationToken) {
+/// Cancel `token` on the first SIGTERM/SIGINT, logging `stopping` (what the
+/// process does now); exit at once on the second.
+pub fn install_signal_handlers(token: CancellationToken, stopping: &'static str) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (
@@ -55,7 +56,7 @@ pub fn install_signal_handlers(token: CancellationToken) {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        info!("signal received: finishing in-flight work (send it again to exit at once)");
+        info!("signal received: {stopping} (send it again to exit at once)");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         token.cancel();
         tokio::select! {
@@ -126,7 +127,10 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let shutdown = CancellationToken::new();
-    install_signal_handlers(shutdown.clone());
+    install_signal_handlers(
+        shutdown.clone(),
+        "finishing in-flight tasks (or giving up connecting)",
+    );
     let worker = Worker::new(
         services.clone(),
         Arc::new(crate::tasks::registry()),
@@ -143,6 +147,10 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), state_task).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_FAILURE)

@@ -27,7 +27,7 @@ use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry as PromRegistry};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -48,6 +48,8 @@ pub enum BeatError {
     Config(String),
     #[error("redis: {0}")]
     Redis(String),
+    #[error(transparent)]
+    Connect(#[from] crate::queue::connect::BrokerError),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
     #[error("{0}")]
@@ -56,6 +58,23 @@ pub enum BeatError {
     Metrics(std::io::Error),
     #[error("the broker connection was lost")]
     ConnectionLost,
+}
+
+impl BeatError {
+    /// True when retrying cannot help (see [`WorkerError::is_config`]).
+    ///
+    /// [`WorkerError::is_config`]: crate::queue::worker::WorkerError::is_config
+    pub fn is_config(&self) -> bool {
+        use crate::queue::connect::is_precondition_failed;
+        match self {
+            BeatError::Config(_) => true,
+            BeatError::Connect(e) => e.is_config(),
+            BeatError::Broker(e) | BeatError::Publish(PublishError::Broker(e)) => {
+                is_precondition_failed(e)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<deadpool_redis::redis::RedisError> for BeatError {
@@ -517,6 +536,10 @@ impl Beat {
             let started = std::time::Instant::now();
             match self.session(&shutdown).await {
                 Ok(()) => break,
+                Err(e) if e.is_config() => {
+                    error!(error = %e, "configuration error: beat cannot run until it is fixed");
+                    return Err(e);
+                }
                 Err(e) => warn!(error = %e, "beat session failed; reconnecting and catching up"),
             }
             self.health.set_connected(false);
@@ -534,7 +557,10 @@ impl Beat {
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), BeatError> {
-        let conn = connect(&self.config, "beat").await?;
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            c = connect(&self.config, "beat") => c?,
+        };
         let publisher = Publisher::open(&conn, self.topology.clone(), 64).await?;
         let mut families: Vec<String> = self.schedules.iter().map(|s| self.family(s)).collect();
         families.sort();

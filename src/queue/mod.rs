@@ -2,6 +2,7 @@
 //! rate limits, state and scheduling. Nothing here knows about alerts.
 
 pub mod beat;
+pub mod connect;
 pub mod context;
 pub mod local;
 pub mod message;

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use crate::config::Config;
 use crate::queue::message::{DeadLetter, Envelope};
 use crate::queue::topology::Topology;
 
@@ -39,27 +38,7 @@ pub enum PublishError {
 /// How long to wait for one confirm before calling the publish failed.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Open an AMQP connection named after this process.
-pub async fn connect(config: &Config, role: &str) -> Result<Connection, lapin::Error> {
-    let name = format!(
-        "alertflow-{role}@{}:{}/{}",
-        gethostname::gethostname().to_string_lossy(),
-        std::process::id(),
-        config.namespace
-    );
-    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    if crate::tls::amqp_uses_tls(config) && config.tls.ca_file.is_some() {
-        // amqps:// with a private CA ([tls] ca_file) as extra trusted roots.
-        let tls = crate::tls::amqp_tls_config(config)?;
-        return lapin::DefaultConnectionBuilder::new()?
-            .with_uri_str(config.amqp_url())
-            .with_properties(props)
-            .with_tls_config(tls)
-            .connect()
-            .await;
-    }
-    Connection::connect(&config.amqp_url(), props).await
-}
+pub use crate::queue::connect::connect;
 
 /// A publisher on its own confirm-mode channel. Cheap to clone.
 #[derive(Clone)]

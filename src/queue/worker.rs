@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::queue::context::Services;
 use crate::queue::message::{DeadLetter, DeadReason, Envelope};
 use crate::queue::metrics::{self, Health};
+use crate::queue::connect::{BrokerError, is_precondition_failed};
 use crate::queue::publisher::{PublishError, Publisher, connect};
 use crate::queue::ratelimit::AcquireError;
 use crate::queue::state::{TaskState, TaskStatus, WorkerInfo};
@@ -47,12 +48,30 @@ use crate::queue::task::{Registry, TaskContext, TaskError};
 pub enum WorkerError {
     #[error("{0}")]
     Metrics(std::io::Error),
+    #[error(transparent)]
+    Connect(#[from] BrokerError),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
     #[error("{0}")]
     Publish(#[from] PublishError),
     #[error("unknown queue {0:?}")]
     Queue(String),
+}
+
+impl WorkerError {
+    /// True when retrying cannot help (refused login, missing vhost, a queue
+    /// declared with other arguments, an invalid queue name): the worker
+    /// says so once and stops instead of reconnecting forever.
+    pub fn is_config(&self) -> bool {
+        match self {
+            WorkerError::Connect(e) => e.is_config(),
+            WorkerError::Broker(e) | WorkerError::Publish(PublishError::Broker(e)) => {
+                is_precondition_failed(e)
+            }
+            WorkerError::Queue(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// How a worker runs.
@@ -172,6 +191,12 @@ impl Worker {
                 Ok(SessionEnd::Lost(why)) => {
                     warn!(reason = %why, "broker session lost; reconnecting")
                 }
+                Err(e) if e.is_config() => {
+                    error!(error = %e, "configuration error: the worker cannot run until it is fixed");
+                    heartbeat.abort();
+                    let _ = s.workers.deregister(&s.worker_id).await;
+                    return Err(e);
+                }
                 Err(e) => warn!(error = %e, "broker session failed; reconnecting"),
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -194,12 +219,30 @@ impl Worker {
 
     async fn session(&self, shutdown: &CancellationToken) -> Result<SessionEnd, WorkerError> {
         let s = &self.services;
-        let conn: Connection = connect(&s.config, "worker").await?;
-        let publisher =
-            Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
-        let setup = conn.create_channel().await?;
-        s.topology.declare(&setup, &self.opts.queues).await?;
-        let _ = setup.close(200, "declared".into()).await;
+        // SIGTERM ends a worker that is still connecting at once (the
+        // attempt itself is bounded by broker.connect_timeout).
+        let conn: Connection = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+            c = connect(&s.config, "worker") => c?,
+        };
+        let prepare = async {
+            let publisher =
+                Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
+            let setup = conn.create_channel().await?;
+            s.topology.declare(&setup, &self.opts.queues).await?;
+            let _ = setup.close(200, "declared".into()).await;
+            Ok::<_, WorkerError>(publisher)
+        };
+        let publisher = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+            p = tokio::time::timeout(s.config.broker.connect_timeout.0, prepare) => match p {
+                Ok(p) => p?,
+                Err(_) => return Ok(SessionEnd::Lost(format!(
+                    "declaring the queues took longer than broker.connect_timeout ({:?})",
+                    s.config.broker.connect_timeout.0
+                ))),
+            },
+        };
         self.health.set_connected(true);
 
         let ctx = Arc::new(SessionCtx {

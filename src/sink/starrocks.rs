@@ -121,6 +121,8 @@ pub struct SqlSink {
     db: String,
     dialect: Dialect,
     sr: StarRocksOptions,
+    /// Bound on getting a connection (`mysql.connect_timeout`).
+    connect_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for SqlSink {
@@ -154,6 +156,7 @@ impl SqlSink {
             pool: Pool::new(Opts::from(opts)),
             db: m.database.clone(),
             dialect: config.sink.dialect,
+            connect_timeout: m.connect_timeout.0,
             sr: StarRocksOptions {
                 buckets: config.sink.buckets,
                 replication_num: config.sink.replication_num,
@@ -166,7 +169,13 @@ impl SqlSink {
     }
 
     async fn conn(&self) -> Result<mysql_async::Conn, SinkError> {
-        self.pool.get_conn().await.map_err(classify)
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(c) => c.map_err(classify),
+            Err(_) => Err(SinkError::Unavailable(format!(
+                "no connection within {:?} (mysql.connect_timeout)",
+                self.connect_timeout
+            ))),
+        }
     }
 
     /// Create the database and both tables if missing.

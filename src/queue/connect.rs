@@ -1,0 +1,188 @@
+//! The one connection policy for the broker, used by every process (worker,
+//! beat, CLI, benchmarks):
+//!
+//! - every attempt (TCP connect, TLS, AMQP handshake, login) is bounded by
+//!   `broker.connect_timeout`, so a broker that accepts TCP and never speaks
+//!   AMQP is an error after that long, never a hang;
+//! - failures are classified: a refused login, a missing or forbidden virtual
+//!   host and a declare that contradicts an existing queue cannot fix
+//!   themselves, so they are configuration errors ([`BrokerError::is_config`])
+//!   that a worker or beat reports once and exits on (exit 2), instead of
+//!   retrying forever.
+
+use std::time::Duration;
+
+use lapin::types::LongString;
+use lapin::{Connection, ConnectionProperties, ErrorKind};
+
+use crate::config::Config;
+
+/// AMQP reply codes that mean the configuration is wrong.
+const ACCESS_REFUSED: u16 = 403;
+const NOT_FOUND: u16 = 404;
+const PRECONDITION_FAILED: u16 = 406;
+const NOT_ALLOWED: u16 = 530;
+
+/// Why the broker could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// TCP may have connected, but the handshake did not finish in time.
+    #[error(
+        "RabbitMQ at {url} did not complete the AMQP handshake within {timeout:?} \
+         (broker.connect_timeout): is that address a RabbitMQ server, and is it healthy?"
+    )]
+    Timeout { url: String, timeout: Duration },
+    /// The login was refused: user or password wrong (configuration).
+    #[error(
+        "RabbitMQ at {url} refused the login ({reply}): check the user and password in broker.url"
+    )]
+    AccessRefused { url: String, reply: String },
+    /// The virtual host is missing or the user may not use it (configuration).
+    #[error(
+        "RabbitMQ at {url} does not let this user use the virtual host ({reply}): check the vhost in broker.url and the user's permissions"
+    )]
+    Vhost { url: String, reply: String },
+    /// A queue exists with other arguments (configuration).
+    #[error(
+        "RabbitMQ refused to declare a queue ({reply}): an existing queue has other arguments; \
+         broker.queue_type or broker.delivery_limit differ from what the queues were created with \
+         (delete the namespace's queues, or set them back)"
+    )]
+    Precondition { reply: String },
+    /// Anything else: connection refused, reset, DNS, TLS, a lost connection.
+    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: lapin::Error,
+    },
+}
+
+impl BrokerError {
+    /// True when retrying cannot help: the configuration must change.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::AccessRefused { .. }
+                | BrokerError::Vhost { .. }
+                | BrokerError::Precondition { .. }
+        )
+    }
+
+    /// True when nothing listens at the address (the hint "start it" fits).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, BrokerError::Unreachable { source, .. }
+            if matches!(source.kind(), ErrorKind::IOError(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused))
+    }
+
+    /// Classify an error of a connection attempt to `url` (already redacted).
+    pub fn classify(url: &str, e: lapin::Error) -> BrokerError {
+        match reply_of(&e) {
+            Some((ACCESS_REFUSED, reply)) => BrokerError::AccessRefused {
+                url: url.to_string(),
+                reply,
+            },
+            Some((NOT_ALLOWED | NOT_FOUND, reply)) => BrokerError::Vhost {
+                url: url.to_string(),
+                reply,
+            },
+            Some((PRECONDITION_FAILED, reply)) => BrokerError::Precondition { reply },
+            _ => BrokerError::Unreachable {
+                url: url.to_string(),
+                source: e,
+            },
+        }
+    }
+}
+
+/// The AMQP reply code and text of a protocol error.
+fn reply_of(e: &lapin::Error) -> Option<(u16, String)> {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => Some((
+            amqp.get_id(),
+            format!("{} {}", amqp.get_id(), amqp.get_message()),
+        )),
+        _ => None,
+    }
+}
+
+/// True for `PRECONDITION_FAILED` (a declare with arguments that differ from
+/// the existing queue's): a configuration error, not a transient one.
+pub fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(reply_of(e), Some((PRECONDITION_FAILED, _)))
+}
+
+/// Open an AMQP connection named after this process, bounded by
+/// `broker.connect_timeout`.
+pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerError> {
+    let url = config.broker.url.redacted();
+    let timeout = config.broker.connect_timeout.0;
+    match tokio::time::timeout(timeout, open(config, role)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(BrokerError::classify(&url, e)),
+        Err(_) => Err(BrokerError::Timeout { url, timeout }),
+    }
+}
+
+async fn open(config: &Config, role: &str) -> Result<Connection, lapin::Error> {
+    let name = format!(
+        "alertflow-{role}@{}:{}/{}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id(),
+        config.namespace
+    );
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    if crate::tls::amqp_uses_tls(config) && config.tls.ca_file.is_some() {
+        // amqps:// with a private CA ([tls] ca_file) as extra trusted roots.
+        let tls = crate::tls::amqp_tls_config(config)?;
+        return lapin::DefaultConnectionBuilder::new()?
+            .with_uri_str(config.amqp_url())
+            .with_properties(props)
+            .with_tls_config(tls)
+            .connect()
+            .await;
+    }
+    Connection::connect(&config.amqp_url(), props).await
+}
+
+/// Close a connection in order, bounded, ignoring the outcome: the CLI's
+/// way to finish with the broker without lapin logging errors about
+/// channels closed under it.
+pub async fn close(conn: Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "done".into())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    fn protocol(kind: AMQPErrorKind) -> lapin::Error {
+        lapin::Error::from(ErrorKind::ProtocolError(AMQPError::new(
+            kind,
+            "refused".into(),
+        )))
+    }
+
+    #[test]
+    fn configuration_errors_are_told_apart_from_outages() {
+        let refused = BrokerError::classify(
+            "amqp://u:***@h/%2f",
+            protocol(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)),
+        );
+        assert!(matches!(refused, BrokerError::AccessRefused { .. }));
+        assert!(refused.is_config());
+        assert!(refused.to_string().contains("user and password"));
+        let vhost = BrokerError::classify(
+            "amqp://u:***@h/nope",
+            protocol(AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)),
+        );
+        assert!(matches!(vhost, BrokerError::Vhost { .. }) && vhost.is_config());
+        let pre = protocol(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED));
+        assert!(is_precondition_failed(&pre));
+        let io = lapin::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let down = BrokerError::classify("amqp://h/%2f", io);
+        assert!(!down.is_config() && down.is_refused());
+    }
+}
