@@ -501,6 +501,10 @@ pub struct Config {
     /// Where this configuration came from (for error messages).
     #[serde(skip)]
     pub source: String,
+    /// Keys set by environment variables, with the variable: a bad value
+    /// is blamed on the variable, not on the file.
+    #[serde(skip)]
+    pub from_env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -546,7 +550,8 @@ impl Default for Config {
             checks: Vec::new(),
             receivers: BTreeMap::new(),
             notify: Default::default(),
-            source: "(defaults)".into(),
+            source: "(none: built-in defaults)".into(),
+            from_env: BTreeMap::new(),
         }
     }
 }
@@ -713,8 +718,10 @@ impl Config {
 
     /// Apply environment overrides, reading variables through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        for (var, _) in ENV_OVERRIDES {
+        for (var, key) in ENV_OVERRIDES {
             if let Some(value) = get(var) {
+                let key = key.split_whitespace().next().unwrap_or(key);
+                self.from_env.insert(key.to_string(), var.to_string());
                 let set = env_setter(var).expect("every listed variable has a setter");
                 set(self, &value).map_err(|message| ConfigError::Env {
                     var: var.to_string(),
@@ -725,13 +732,25 @@ impl Config {
         Ok(())
     }
 
+    /// The error for a bad value of `key`: blamed on the environment
+    /// variable that set it, else on the config file.
+    pub fn invalid(&self, key: &str, message: &str) -> ConfigError {
+        match self.from_env.get(key) {
+            Some(var) => ConfigError::Env {
+                var: var.clone(),
+                message: format!("sets `{key}`: {message}"),
+            },
+            None => ConfigError::Invalid {
+                path: self.source.clone(),
+                key: key.to_string(),
+                message: message.to_string(),
+            },
+        }
+    }
+
     /// Check values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            path: self.source.clone(),
-            key: key.to_string(),
-            message: message.to_string(),
-        };
+        let invalid = |key: &str, message: &str| self.invalid(key, message);
         if self.namespace.is_empty()
             || !self
                 .namespace
@@ -773,6 +792,12 @@ impl Config {
         }
         if self.broker.retry_tiers.iter().any(|t| t.0.as_millis() < 1) {
             return Err(invalid("broker.retry_tiers", "tiers must be at least 1ms"));
+        }
+        if self.broker.connect_timeout.0.is_zero() {
+            return Err(invalid("broker.connect_timeout", "must be positive"));
+        }
+        if self.mysql.connect_timeout.0.is_zero() {
+            return Err(invalid("mysql.connect_timeout", "must be positive"));
         }
         if self.broker.publish_window == 0 {
             return Err(invalid("broker.publish_window", "must be at least 1"));

@@ -362,7 +362,7 @@ async fn wrong_signing_secret_is_fatal_and_leaves_no_dedup_key() {
     let e = env.envelope(&reg, "influx-check", json!({"check": "cpu"}));
     publisher.publish(&e).await.unwrap();
     let st = env
-        .wait_status(&e.id, TaskStatus::Failed, Duration::from_secs(10))
+        .wait_status(&e.id, TaskStatus::Dead, Duration::from_secs(10))
         .await;
     let err = st.error.unwrap_or_default();
     assert!(
@@ -493,7 +493,7 @@ async fn run_flaky(
     let t = Instant::now();
     publisher.publish(&e).await.unwrap();
     let want = if fail {
-        TaskStatus::Failed
+        TaskStatus::Dead
     } else {
         TaskStatus::Succeeded
     };

@@ -241,11 +241,11 @@ async fn poison_is_dead_lettered_at_once_and_the_worker_keeps_going() {
     assert_eq!(undecodable.raw_body.as_deref(), Some("{not json"));
     assert_eq!(s.times("f").len(), 1, "a fatal error is not retried");
     assert_eq!(
-        env.wait_status(&fatal.id, TaskStatus::Failed, Duration::from_secs(1))
+        env.wait_status(&fatal.id, TaskStatus::Dead, Duration::from_secs(1))
             .await
             .error
             .as_deref(),
-        Some("scripted fatal failure")
+        Some("fatal: scripted fatal failure")
     );
     w.stop().await;
 }

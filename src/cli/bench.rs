@@ -59,8 +59,10 @@ pub enum BenchCommand {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct NoopArgs {
+    /// Tasks to enqueue and drain per round.
     #[arg(long, default_value_t = 50_000)]
     pub tasks: usize,
+    /// Worker concurrency while draining.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Repeat each measurement and report medians.
@@ -69,6 +71,7 @@ pub struct NoopArgs {
     /// Task body: `noop`, or `incr` (`bench-incr`: one Redis INCR, as the Celery comparison).
     #[arg(long, value_enum, default_value_t = crate::cli::bench_more::BenchTask::Noop)]
     pub task: crate::cli::bench_more::BenchTask,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -130,6 +130,7 @@ pub struct LatencyArgs {
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -369,6 +370,7 @@ pub struct MemoryArgs {
     /// The worker binary (default: `alertflow-worker` beside this executable).
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -609,11 +611,13 @@ pub struct ParserArgs {
     /// Synthetic sandbox days parsed (generated before timing).
     #[arg(long, default_value_t = 10)]
     pub days: u32,
+    /// Sandbox messages per day.
     #[arg(long, default_value_t = 2000)]
     pub per_day: u32,
     /// Minimum seconds of parsing (whole passes over the days).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -724,6 +728,7 @@ pub struct RatelimitArgs {
     /// Admission phase: the burst.
     #[arg(long, default_value_t = 10)]
     pub burst: u32,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -34,13 +34,16 @@ const QUOTA_PER_SEC: u32 = 50;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PipelineArgs {
+    /// Days to backfill.
     #[arg(long, default_value_t = 3)]
     pub days: u32,
+    /// Sandbox messages per day.
     #[arg(long, default_value_t = 2000)]
     pub per_day: u32,
     /// Worker concurrency.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

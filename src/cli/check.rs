@@ -78,7 +78,9 @@ struct Report<'a> {
 }
 
 pub async fn check_config(g: &GlobalOpts, a: CheckArgs) -> CliResult {
-    let config = match Config::load(g.config.as_deref()) {
+    let loaded = Config::load(g.config.as_deref())
+        .and_then(|c| crate::tasks::validate_config(&c).map(|()| c));
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             let source = g

@@ -14,6 +14,7 @@ pub enum ChecksCommand {
     /// The `[[checks]]` of the config: source, threshold, labels, receiver.
     #[command(after_help = "Examples:\n  alertflow checks list\n  alertflow checks list --json")]
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -28,6 +29,7 @@ pub enum ChecksCommand {
         /// Evaluate and print the alarms; send nothing and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

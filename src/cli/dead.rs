@@ -26,14 +26,19 @@ pub enum DeadCommand {
     /// List dead letters (oldest first) without removing them.
     #[command(after_help = "Example:\n  alertflow dead list --limit 20 --json")]
     List {
+        /// Show at most this many (the total is counted either way).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print a JSON array of dead letters.
         #[arg(long)]
         json: bool,
     },
     /// Show one dead letter in full.
     #[command(after_help = "Example:\n  alertflow dead show 0b9c6f1e-8a3e-4a55-9d1f-2f1f0b2d3c4e")]
-    Show { id: String },
+    Show {
+        /// The dead letter's task id (as `dead list` shows it).
+        id: String,
+    },
     /// Send dead letters back to their queues as a fresh attempt.
     #[command(
         after_help = "Examples:\n  alertflow dead replay 0b9c6f1e-8a3e-4a55-9d1f-2f1f0b2d3c4e\n  alertflow dead replay --all"
@@ -48,6 +53,7 @@ pub enum DeadCommand {
     /// Delete every dead letter.
     #[command(after_help = "Example:\n  alertflow dead purge --yes")]
     Purge {
+        /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
     },
@@ -168,13 +174,10 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
     let ch = conn.create_channel().await.map_err(CliError::failure)?;
     let result = match cmd {
         DeadCommand::List { limit, json } => {
+            // Count before peeking: peeked messages are unacked, and the
+            // broker counts only ready ones.
+            let total = dead_count(&ch, &queue).await?;
             let entries = peek(&ch, &queue, limit).await?;
-            let total = dead_count(
-                &conn.create_channel().await.map_err(CliError::failure)?,
-                &queue,
-            )
-            .await
-            .unwrap_or(0);
             if json {
                 let list: Vec<&DeadEntry> = entries.iter().map(|(_, e)| e).collect();
                 println!(
@@ -209,7 +212,7 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
                     &rows,
                 );
                 let shown = entries.len();
-                println!("({shown} shown; {} in {queue})", total.max(shown));
+                println!("({shown} shown; {total} in {queue})");
             }
             Ok(EXIT_OK)
         }
@@ -273,6 +276,7 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
                 );
                 replayed += 1;
             }
+            let _ = publisher.channel().close(200, "done".into()).await;
             if replayed == 0 && id.is_some() && skipped == 0 {
                 Err(CliError::failure(format!(
                     "no dead letter with id {}",
@@ -298,7 +302,7 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
     };
     // Closing the channel returns every unacked (peeked) message to the queue.
     let _ = ch.close(200, "done".into()).await;
-    let _ = conn.close(200, "done".into()).await;
+    crate::queue::connect::close(conn).await;
     result
 }
 

@@ -13,17 +13,22 @@ use crate::cli::{
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
+use crate::config::Config;
+use crate::queue::task::Registry;
 use crate::queue::topology::{Topology, validate_queue_name};
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
     /// Task name (`noop`, `sleep`, `fetch-day`, ...).
     pub task: String,
-    /// Arguments as a JSON object.
-    #[arg(long, default_value = "{}")]
+    /// Arguments as a JSON object; `@FILE` reads them from a file, `-` from
+    /// standard input. Checked against the task's argument type before
+    /// anything is published.
+    #[arg(long, default_value = "{}", value_name = "JSON|@FILE|-")]
     pub args: String,
-    /// Queue family (default: the task's own, or `[tasks.NAME].queue`).
-    #[arg(long)]
+    /// Queue family (default: the task's own, or `[tasks.NAME].queue`); must
+    /// be one that workers consume (see `alertflow queues`).
+    #[arg(long, value_name = "FAMILY")]
     pub queue: Option<String>,
     /// Run no earlier than this many seconds from now.
     #[arg(long, value_name = "SECONDS")]
@@ -41,10 +46,26 @@ pub struct EnqueueArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// Task id, as printed by `enqueue`.
+    /// Task id, as printed by `enqueue` (a run id says how to follow the run).
     pub id: String,
+    /// Print the state as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Read `--args`: inline JSON, `@FILE` or `-` (standard input).
+fn read_args(spec: &str) -> Result<String, CliError> {
+    if spec == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| CliError::usage(format!("--args -: cannot read standard input: {e}")))?;
+        return Ok(text);
+    }
+    if let Some(path) = spec.strip_prefix('@') {
+        return std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("--args @{path}: {e}")));
+    }
+    Ok(spec.to_string())
 }
 
 fn parse_args(text: &str) -> Result<Value, CliError> {
@@ -58,12 +79,26 @@ fn parse_args(text: &str) -> Result<Value, CliError> {
     Ok(v)
 }
 
+/// A queue family workers consume (see [`Registry::families`]), or exit 2
+/// listing them: a typo must not create a queue nobody reads.
+pub fn check_family(registry: &Registry, config: &Config, family: &str) -> Result<(), CliError> {
+    let family = family
+        .strip_prefix(&format!("{}.", config.namespace))
+        .unwrap_or(family);
+    validate_queue_name(family).map_err(CliError::usage)?;
+    let known = registry.families(config);
+    if known.contains(family) {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "unknown queue family {family:?}; known: {} (add it to worker.queues or [tasks.NAME].queue to use another)",
+        known.into_iter().collect::<Vec<_>>().join(", ")
+    )))
+}
+
 pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
     let config = g.load_config()?;
-    let args = parse_args(&a.args)?;
-    if let Some(q) = &a.queue {
-        validate_queue_name(q).map_err(CliError::usage)?;
-    }
+    let args = parse_args(&read_args(&a.args)?)?;
     let countdown = match a.countdown {
         Some(c) if !(0.0..=86_400.0 * 365.0).contains(&c) => {
             return Err(CliError::usage(
@@ -74,21 +109,30 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
         None => None,
     };
     let registry = crate::tasks::registry();
-    if registry.get(&a.task).is_none() {
+    let Some(task) = registry.get(&a.task) else {
         let known: Vec<&str> = registry.names().collect();
         return Err(CliError::usage(format!(
             "unknown task {:?}; known tasks: {}",
             a.task,
             known.join(", ")
         )));
-    }
+    };
+    task.check_args(&args, &config)
+        .map_err(|e| CliError::usage(format!("bad --args for task {}: {e}", a.task)))?;
+    let queue = match &a.queue {
+        Some(q) => {
+            check_family(&registry, &config, q)?;
+            Some(q.strip_prefix(&format!("{}.", config.namespace)).unwrap_or(q))
+        }
+        None => None,
+    };
     let mut env = Envelope::new(&a.task, args);
-    registry.apply_policy(&mut env, &config, a.queue.as_deref());
+    registry.apply_policy(&mut env, &config, queue);
     if let Some(c) = countdown {
         env.eta = Some(Utc::now() + chrono::Duration::from_std(c).unwrap_or_default());
     }
     let pool = connect_redis(&config).await?;
-    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let states = StateStore::new(pool.clone(), &config.namespace, config.state.ttl.0);
     let conn = connect_broker(&config, "cli").await?;
     let topology = std::sync::Arc::new(Topology::from_config(&config));
     let publisher = Publisher::open(&conn, topology.clone(), 1)
@@ -98,6 +142,10 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
         .declare(publisher.channel(), std::slice::from_ref(&env.queue))
         .await
         .map_err(|e| CliError::failure(format!("declaring queues: {e}")))?;
+    crate::queue::state::WorkerRegistry::new(pool, &config.namespace)
+        .remember_families(std::slice::from_ref(&env.queue))
+        .await
+        .map_err(CliError::failure)?;
     // Record `queued` before publishing, so a fast worker's `started` wins.
     states
         .put(&TaskState::of(&env, TaskStatus::Queued))
@@ -108,7 +156,8 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
         _ => publisher.publish(&env).await,
     };
     published.map_err(CliError::failure)?;
-    let _ = conn.close(200, "done".into()).await;
+    drop(publisher);
+    crate::queue::connect::close(conn).await;
     if !a.wait {
         if a.json {
             println!(
@@ -169,7 +218,7 @@ fn print_transition(st: &TaskState) {
         "{}  {:<9} attempt {}",
         st.updated_at.format("%H:%M:%S%.3f"),
         st.status.as_str(),
-        st.attempt + 1
+        st.attempt
     );
     if let Some(w) = &st.worker {
         line.push_str(&format!("  on {w}"));
@@ -186,7 +235,7 @@ pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
         a.id.parse()
             .map_err(|_| CliError::usage(format!("{:?} is not a task id (a UUID)", a.id)))?;
     let pool = connect_redis(&config).await?;
-    let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let states = StateStore::new(pool.clone(), &config.namespace, config.state.ttl.0);
     match states.get(&id).await.map_err(CliError::failure)? {
         Some(st) if a.json => {
             println!(
@@ -199,7 +248,7 @@ pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
             println!("id:       {}", st.id);
             println!("task:     {}", st.task);
             println!("status:   {}", st.status.as_str());
-            println!("attempt:  {}", st.attempt + 1);
+            println!("attempt:  {} (0 is the first run)", st.attempt);
             println!("queue:    {}", st.queue);
             println!("updated:  {}", st.updated_at.to_rfc3339());
             if let Some(w) = st.worker {
@@ -216,8 +265,54 @@ pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
             }
             Ok(EXIT_OK)
         }
-        None => Err(CliError::failure(format!(
-            "no state for task {id} (unknown, or older than state.ttl)"
-        ))),
+        None => run_status(&config, pool, &a.id, a.json).await,
     }
+}
+
+/// `status` of an id that has no task state: it may be a run id (as `run`
+/// prints them); then show the run's progress and how to follow runs.
+async fn run_status(
+    config: &Config,
+    pool: deadpool_redis::Pool,
+    id: &str,
+    json: bool,
+) -> CliResult {
+    let runs = crate::tasks::run_state::RunState::new(
+        pool,
+        &config.namespace,
+        config.state.ttl.0,
+    );
+    let summary = runs
+        .summary(id)
+        .await
+        .map_err(|e| CliError::failure(format!("reading run {id}: {e}")))?;
+    let Some(r) = summary else {
+        return Err(CliError::failure(format!(
+            "no state for task or run {id} (unknown, or older than state.ttl)"
+        )));
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"run": r})).expect("run serializes")
+        );
+        return Ok(EXIT_OK);
+    }
+    let total = r
+        .total_pages
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "? (more to come)".into());
+    println!("run:      {} (a run id, not a task id)", r.run_id);
+    println!("date:     {}", r.date);
+    println!("fetched:  {} of {total} pages", r.pages_fetched);
+    println!("written:  {} pages, {} rows", r.pages_written, r.rows_written);
+    match &r.recommend {
+        Some(task) => println!("recommend: task {task} (alertflow status {task})"),
+        None => println!("recommend: not yet published"),
+    }
+    println!(
+        "follow a day's runs with `alertflow run {} --wait` (it starts a new, idempotent run)",
+        r.date
+    );
+    Ok(EXIT_OK)
 }

@@ -13,16 +13,18 @@ use crate::cli::{
 };
 use crate::config::Config;
 use crate::queue::state::WorkerRegistry;
-use crate::queue::topology::{FAMILIES, Topology};
+use crate::queue::topology::Topology;
 
 #[derive(clap::Args, Debug)]
 pub struct QueuesArgs {
+    /// Print a JSON array of queues.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct WorkersArgs {
+    /// Print a JSON array of workers.
     #[arg(long)]
     pub json: bool,
 }
@@ -44,19 +46,31 @@ pub struct QueueRow {
     /// Only known when `broker.management_url` is set.
     pub unacked: Option<u64>,
     pub consumers: Option<u64>,
+    /// True for a work queue that holds messages nobody consumes: they
+    /// wait until a worker with `-Q <family>` starts.
+    pub stranded: bool,
 }
 
-/// Every queue of the topology: families (standard and configured), delay
-/// tiers and the dead-letter queue.
-pub fn all_queues(config: &Config) -> Vec<(String, &'static str)> {
+/// Every queue of the namespace: the families tasks and config route to,
+/// the families any process declared (`extra`: remembered in Redis, listed
+/// by the management API), delay tiers and the dead-letter queue.
+pub fn all_queues(config: &Config, extra: &BTreeSet<String>) -> Vec<(String, &'static str)> {
     let t = Topology::from_config(config);
-    let mut families: BTreeSet<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
-    families.extend(config.worker.queues.iter().cloned());
+    let mut families = crate::tasks::registry().families(config);
+    families.extend(extra.iter().cloned());
     let mut out: Vec<(String, &'static str)> =
         families.iter().map(|f| (t.queue(f), "work")).collect();
     out.extend(t.tiers.iter().map(|d| (t.tier_queue(*d), "delay")));
     out.push((t.dead_queue(), "dead"));
     out
+}
+
+fn management_client() -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .ok()
 }
 
 async fn management_counts(config: &Config, queue: &str) -> Option<(u64, u64, u64)> {
@@ -65,11 +79,14 @@ async fn management_counts(config: &Config, queue: &str) -> Option<(u64, u64, u6
         "{}/api/queues/%2f/{queue}",
         base.expose().trim_end_matches('/')
     );
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(3))
-        .build()
+    let v: serde_json::Value = management_client()?
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
         .ok()?;
-    let v: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
     Some((
         v.get("messages_ready")?.as_u64()?,
         v.get("messages_unacknowledged")?.as_u64()?,
@@ -77,55 +94,108 @@ async fn management_counts(config: &Config, queue: &str) -> Option<(u64, u64, u6
     ))
 }
 
+/// Work-queue families of the namespace that the management API lists
+/// (when `broker.management_url` is set): queues no process remembers.
+async fn management_families(config: &Config) -> Vec<String> {
+    let Some(base) = config.broker.management_url.as_ref() else {
+        return Vec::new();
+    };
+    let url = format!(
+        "{}/api/queues/%2f?columns=name",
+        base.expose().trim_end_matches('/')
+    );
+    let Some(client) = management_client() else {
+        return Vec::new();
+    };
+    let Ok(resp) = client.get(url).send().await else {
+        return Vec::new();
+    };
+    let list: Vec<serde_json::Value> = resp.json().await.unwrap_or_default();
+    let prefix = format!("{}.", config.namespace);
+    list.iter()
+        .filter_map(|q| q.get("name")?.as_str())
+        .filter_map(|n| n.strip_prefix(&prefix))
+        .filter(|f| *f != "dead" && !f.starts_with("delay."))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Families declared in the namespace by any process: remembered in Redis
+/// and listed by the management API. Redis being down only narrows the
+/// list (said on stderr); it does not fail `alertflow queues`.
+pub async fn declared_families(config: &Config) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = management_families(config).await.into_iter().collect();
+    match connect_redis(config).await {
+        Ok(pool) => match WorkerRegistry::new(pool, &config.namespace).families().await {
+            Ok(f) => out.extend(f),
+            Err(e) => eprintln!("warning: cannot read declared queue families from Redis: {e}"),
+        },
+        Err(e) => eprintln!("warning: {}; queues declared elsewhere may be missing", e.message),
+    }
+    out
+}
+
 pub async fn queue_rows(
     config: &Config,
     conn: &lapin::Connection,
+    extra: &BTreeSet<String>,
 ) -> Result<Vec<QueueRow>, CliError> {
     let mut rows = Vec::new();
-    for (name, kind) in all_queues(config) {
-        if let Some((ready, unacked, consumers)) = management_counts(config, &name).await {
-            rows.push(QueueRow {
+    for (name, kind) in all_queues(config, extra) {
+        let counts = match management_counts(config, &name).await {
+            Some((ready, unacked, consumers)) => Some((ready, Some(unacked), consumers)),
+            None => passive_counts(conn, &name).await?,
+        };
+        rows.push(match counts {
+            Some((ready, unacked, consumers)) => QueueRow {
+                stranded: kind == "work" && consumers == 0 && ready > 0,
                 queue: name,
                 kind,
                 ready: Some(ready),
-                unacked: Some(unacked),
+                unacked,
                 consumers: Some(consumers),
-            });
-            continue;
-        }
-        // A passive declare of a missing queue closes the channel: one each.
-        let ch = conn.create_channel().await.map_err(CliError::failure)?;
-        let declared = ch
-            .queue_declare(
-                name.clone().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(q) => {
-                rows.push(QueueRow {
-                    queue: name,
-                    kind,
-                    ready: Some(u64::from(q.message_count())),
-                    unacked: None,
-                    consumers: Some(u64::from(q.consumer_count())),
-                });
-                let _ = ch.close(200, "ok".into()).await;
-            }
-            Err(_) => rows.push(QueueRow {
+            },
+            None => QueueRow {
                 queue: name,
                 kind,
                 ready: None,
                 unacked: None,
                 consumers: None,
-            }),
-        }
+                stranded: false,
+            },
+        });
     }
     Ok(rows)
+}
+
+/// Ready count and consumers of a queue by a passive declare; `None` when
+/// the queue does not exist (which closes the channel: one per queue).
+async fn passive_counts(
+    conn: &lapin::Connection,
+    name: &str,
+) -> Result<Option<(u64, Option<u64>, u64)>, CliError> {
+    let ch = conn.create_channel().await.map_err(CliError::failure)?;
+    let declared = ch
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(q) => {
+            let _ = ch.close(200, "ok".into()).await;
+            Ok(Some((
+                u64::from(q.message_count()),
+                None,
+                u64::from(q.consumer_count()),
+            )))
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -135,8 +205,9 @@ fn opt(v: Option<u64>) -> String {
 pub async fn queues(g: &GlobalOpts, a: QueuesArgs) -> CliResult {
     let config = g.load_config()?;
     let conn = connect_broker(&config, "cli").await?;
-    let rows = queue_rows(&config, &conn).await?;
-    let _ = conn.close(200, "done".into()).await;
+    let extra = declared_families(&config).await;
+    let rows = queue_rows(&config, &conn, &extra).await?;
+    crate::queue::connect::close(conn).await;
     if a.json {
         println!(
             "{}",
@@ -156,10 +227,18 @@ pub async fn queues(g: &GlobalOpts, a: QueuesArgs) -> CliResult {
                     },
                     opt(r.unacked),
                     opt(r.consumers),
+                    if r.stranded {
+                        "NO CONSUMER: messages wait for a worker on this queue".into()
+                    } else {
+                        String::new()
+                    },
                 ]
             })
             .collect();
-        print_table(&["QUEUE", "KIND", "READY", "UNACKED", "CONSUMERS"], &table);
+        print_table(
+            &["QUEUE", "KIND", "READY", "UNACKED", "CONSUMERS", "NOTE"],
+            &table,
+        );
         if config.broker.management_url.is_none() {
             println!("(unacked counts need broker.management_url, the RabbitMQ management API)");
         }
@@ -227,7 +306,7 @@ pub async fn purge(g: &GlobalOpts, a: PurgeArgs) -> CliResult {
         .queue_purge(name.clone().into(), QueuePurgeOptions::default())
         .await
         .map_err(|e| CliError::failure(format!("purging {name}: {e}")))?;
-    let _ = conn.close(200, "done".into()).await;
+    crate::queue::connect::close(conn).await;
     println!("purged {n} messages from {name}");
     Ok(EXIT_OK)
 }

@@ -121,8 +121,13 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
+    /// Load and validate the config: the file's own rules and what only the
+    /// task registry can check (see [`crate::tasks::validate_config`]). Every
+    /// binary starts with this, and `check-config` runs exactly this.
     pub fn load_config(&self) -> Result<Arc<Config>, CliError> {
-        Ok(Arc::new(Config::load(self.config.as_deref())?))
+        let config = Config::load(self.config.as_deref())?;
+        crate::tasks::validate_config(&config)?;
+        Ok(Arc::new(config))
     }
 }
 
@@ -393,5 +398,48 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     line(headers.to_vec());
     for r in rows {
         line(r.iter().map(|s| s.as_str()).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and positional argument of every command says what it
+    /// is for in `--help` (issue 11: `--json`, `--limit`, `--yes` and
+    /// positional arguments had none).
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), "alertflow", &mut missing);
+        undocumented(
+            &super::worker::WorkerCli::command(),
+            "alertflow-worker",
+            &mut missing,
+        );
+        undocumented(
+            &super::beat::BeatCli::command(),
+            "alertflow-beat",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

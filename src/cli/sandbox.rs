@@ -44,6 +44,19 @@ pub async fn run(_g: &GlobalOpts, a: SandboxArgs) -> CliResult {
         "expected rows of a day: curl 'http://{addr}/sandbox/expected?chat_id={}&date={to}'",
         a.chat
     );
+    // The sandbox's own, made-up credentials: printing them is the point.
+    println!("receivers for [receivers.NAME] (alertflow notify test NAME):");
+    for (token, secret) in &cfg.bot_hooks {
+        match secret {
+            Some(s) => println!(
+                "  type = \"lark\"   url = \"http://{addr}/open-apis/bot/v2/hook/{token}\"   secret = \"{s}\""
+            ),
+            None => println!(
+                "  type = \"lark\"   url = \"http://{addr}/open-apis/bot/v2/hook/{token}\""
+            ),
+        }
+    }
+    println!("  type = \"slack\"  url = \"http://{addr}/services/T0SANDBOX/B0SANDBOX/sandbox\"");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

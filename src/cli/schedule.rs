@@ -19,12 +19,16 @@ pub enum ScheduleCommand {
         /// How many upcoming fires to show.
         #[arg(long, default_value_t = 3)]
         next: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Publish one fire of a schedule now (outside its timetable).
     #[command(after_help = "Example:\n  alertflow schedule run daily-ingest")]
-    Run { name: String },
+    Run {
+        /// The schedule's `name` in `[[schedules]]`.
+        name: String,
+    },
 }
 
 #[derive(Serialize)]

@@ -238,10 +238,13 @@ impl Schedule {
             Some(tz) => tz
                 .trim()
                 .parse::<Tz>()
-                .map_err(|e| ScheduleError::InvalidTimezone {
+                .map_err(|_| ScheduleError::InvalidTimezone {
                     schedule: schedule(),
                     timezone: tz.clone(),
-                    reason: e.to_string(),
+                    reason: "not an IANA time zone name; use a name such as \
+                             \"America/Los_Angeles\", \"Europe/Berlin\" or \"UTC\" \
+                             (the list: `timedatectl list-timezones`)"
+                        .into(),
                 })?,
         };
 
@@ -507,6 +510,51 @@ fn gap_end(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
+/// The cron crate's message without the internal rewrite of the expression
+/// it quotes (the user never wrote that): its last line.
+fn cron_reason(message: &str) -> String {
+    message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && *l != "^")
+        .unwrap_or(message)
+        .to_string()
+}
+
+/// Check the numbers of each field against its range, naming the field as
+/// the user wrote it (5 fields: minute first; 6 or 7: second first).
+fn check_field_ranges(fields: &[&str]) -> Result<(), String> {
+    const FIVE: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    let ranges: Vec<(&str, u32, u32)> = match fields.len() {
+        5 => FIVE.to_vec(),
+        6 | 7 => std::iter::once(("second", 0, 59)).chain(FIVE).collect(),
+        _ => return Ok(()),
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(ranges) {
+        for part in field.split(',') {
+            // `a-b/step`: the step is a count, not a value of the field.
+            let values = part.split('/').next().unwrap_or(part);
+            for v in values.split('-') {
+                if let Ok(n) = v.parse::<u32>()
+                    && !(lo..=hi).contains(&n)
+                {
+                    return Err(format!(
+                        "{name} field {field:?}: {n} is out of range {lo}-{hi}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses a user cron expression into one or two `cron` crate schedules.
 fn parse_cron(expr: &str) -> Result<Vec<cron::Schedule>, String> {
     let trimmed = expr.trim();
@@ -531,6 +579,7 @@ fn parse_cron(expr: &str) -> Result<Vec<cron::Schedule>, String> {
     }
 
     let mut fields: Vec<&str> = trimmed.split_whitespace().collect();
+    check_field_ranges(&fields)?;
     match fields.len() {
         5 => fields.insert(0, "0"),
         6 | 7 => {}
@@ -550,7 +599,7 @@ fn parse_cron(expr: &str) -> Result<Vec<cron::Schedule>, String> {
         let mut f: Vec<&str> = fields.clone();
         f[3] = dom;
         f[5] = dow;
-        cron::Schedule::from_str(&f.join(" ")).map_err(|e| e.to_string())
+        cron::Schedule::from_str(&f.join(" ")).map_err(|e| cron_reason(&e.to_string()))
     };
 
     if restricted(dom) && restricted(dow_raw) {

@@ -35,10 +35,12 @@ pub enum TaskStatus {
     /// Failed transiently; waiting in a delay tier for the next attempt.
     Retrying,
     Succeeded,
-    /// A fatal error; the message is in the dead-letter queue.
+    /// A fatal error in `alertflow run --local`, which has no dead-letter
+    /// queue (also read from records written by older versions).
     Failed,
-    /// Dead-lettered for another reason (retries exhausted, undecodable,
-    /// unknown task, expired).
+    /// In the dead-letter queue, whatever the reason (fatal error, retries
+    /// exhausted, unknown task, bad arguments, expired); the record's error
+    /// starts with the reason.
     Dead,
 }
 
@@ -280,6 +282,36 @@ impl WorkerRegistry {
     fn key(&self, id: &str) -> String {
         format!("{}:worker:{id}", self.namespace)
     }
+    fn families_key(&self) -> String {
+        format!("{}:families", self.namespace)
+    }
+
+    /// Remember queue families declared in this namespace (workers in each
+    /// heartbeat, publishers when they declare), so `alertflow queues` lists
+    /// a queue even when nobody consumes it any more.
+    pub async fn remember_families(&self, families: &[String]) -> Result<(), StateError> {
+        if families.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        deadpool_redis::redis::cmd("SADD")
+            .arg(self.families_key())
+            .arg(families)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every family remembered by [`WorkerRegistry::remember_families`].
+    pub async fn families(&self) -> Result<Vec<String>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut v: Vec<String> = deadpool_redis::redis::cmd("SMEMBERS")
+            .arg(self.families_key())
+            .query_async(&mut conn)
+            .await?;
+        v.sort();
+        Ok(v)
+    }
 
     pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StateError> {
         let mut conn = self.pool.get().await?;
@@ -292,6 +324,9 @@ impl WorkerRegistry {
         .ignore()
         .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
         .ignore();
+        if !info.queues.is_empty() {
+            pipe.sadd(self.families_key(), &info.queues).ignore();
+        }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }

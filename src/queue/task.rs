@@ -150,6 +150,13 @@ pub trait Task: Send + Sync + 'static {
     fn rate_limit_keys(&self, _args: &Self::Args) -> Vec<String> {
         Vec::new()
     }
+    /// Checks beyond the argument type, run before anything is published
+    /// (`alertflow enqueue`, beat schedules, `check-config`): a date that
+    /// does not exist, a check the config does not name. The message names
+    /// the field.
+    fn validate(&self, _args: &Self::Args, _config: &crate::config::Config) -> Result<(), String> {
+        Ok(())
+    }
     fn run(
         &self,
         ctx: &TaskContext,
@@ -164,6 +171,10 @@ pub trait DynTask: Send + Sync {
     fn max_retries(&self) -> Option<u32>;
     fn time_limit(&self) -> Option<Duration>;
     fn rate_limit_keys(&self, args: &Value) -> Result<Vec<String>, TaskError>;
+    /// Decode `args` into the task's argument type and run its
+    /// [`Task::validate`]; the error names the field (`date: invalid type:
+    /// integer `5`, expected a string`).
+    fn check_args(&self, args: &Value, config: &crate::config::Config) -> Result<(), String>;
     fn call<'a>(
         &'a self,
         ctx: &'a TaskContext,
@@ -172,8 +183,20 @@ pub trait DynTask: Send + Sync {
 }
 
 fn decode_args<A: DeserializeOwned>(task: &str, args: &Value) -> Result<A, TaskError> {
-    serde_json::from_value(args.clone())
-        .map_err(|e| TaskError::Fatal(format!("bad arguments for task {task}: {e}")))
+    decode_named(args).map_err(|e| TaskError::Fatal(format!("bad arguments for task {task}: {e}")))
+}
+
+/// Decode, naming the path of the field that failed (`date: ...`,
+/// `items[3].id: ...`); serde alone says only what it expected.
+fn decode_named<A: DeserializeOwned>(args: &Value) -> Result<A, String> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
 }
 
 impl<T: Task> DynTask for T {
@@ -192,6 +215,10 @@ impl<T: Task> DynTask for T {
     fn rate_limit_keys(&self, args: &Value) -> Result<Vec<String>, TaskError> {
         let a: T::Args = decode_args(T::NAME, args)?;
         Ok(Task::rate_limit_keys(self, &a))
+    }
+    fn check_args(&self, args: &Value, config: &crate::config::Config) -> Result<(), String> {
+        let a: T::Args = decode_named(args)?;
+        Task::validate(self, &a, config)
     }
     fn call<'a>(
         &'a self,
@@ -228,6 +255,71 @@ impl Registry {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.tasks.keys().copied()
+    }
+
+    /// Every queue family a message can be routed to: the standard ones,
+    /// each task's own, `worker.queues`, `[tasks.NAME].queue` and the
+    /// schedules' `queue`. Anything else would be a queue nobody consumes.
+    pub fn families(&self, config: &crate::config::Config) -> std::collections::BTreeSet<String> {
+        let mut out: std::collections::BTreeSet<String> = crate::queue::topology::FAMILIES
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        out.extend(self.tasks.values().map(|t| t.queue().to_string()));
+        out.extend(config.worker.queues.iter().cloned());
+        out.extend(config.tasks.values().filter_map(|o| o.queue.clone()));
+        out
+    }
+
+    /// What only the registry can check in a config, run by every binary at
+    /// start and by `check-config`: each `[tasks.NAME]` names a task, each
+    /// schedule names a task, routes to a known family and has arguments
+    /// its task accepts (templates rendered as of now). The error names the
+    /// key (or the environment variable that set it).
+    pub fn validate_config(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<(), crate::config::ConfigError> {
+        let known = || self.names().collect::<Vec<_>>().join(", ");
+        for name in config.tasks.keys() {
+            if self.get(name).is_none() {
+                return Err(config.invalid(
+                    &format!("tasks.{name}"),
+                    &format!("no task is called {name:?} (known: {})", known()),
+                ));
+            }
+        }
+        let families = self.families(config);
+        let now = chrono::Utc::now();
+        for sc in &config.schedules {
+            let key = format!("schedules.{}", sc.name);
+            let schedule = crate::queue::schedule::Schedule::from_config(sc)
+                .map_err(|e| config.invalid(&key, &e.to_string()))?;
+            let Some(task) = self.get(schedule.task()) else {
+                return Err(config.invalid(
+                    &format!("{key}.task"),
+                    &format!(
+                        "no task is called {:?} (known: {})",
+                        schedule.task(),
+                        known()
+                    ),
+                ));
+            };
+            if let Some(q) = schedule.queue()
+                && !families.contains(q)
+            {
+                return Err(config.invalid(
+                    &format!("{key}.queue"),
+                    &format!(
+                        "{q:?} is not a queue family workers consume (known: {}; add it to worker.queues to use it)",
+                        families.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            task.check_args(&schedule.args_for(now), config)
+                .map_err(|e| config.invalid(&format!("{key}.args"), &e))?;
+        }
+        Ok(())
     }
 
     /// Fill in queue and retry policy for a new envelope: an explicit

@@ -469,7 +469,6 @@ impl SessionCtx {
         env: &Envelope,
         reason: DeadReason,
         error: &str,
-        status: TaskStatus,
     ) -> Result<(), PublishError> {
         let m = &self.services.metrics;
         m.dead_lettered
@@ -478,7 +477,13 @@ impl SessionCtx {
         self.publisher
             .publish_dead(&self.dead(Some(env), None, reason, error, &env.queue))
             .await?;
-        self.state(env, status, Some(error.to_string()));
+        // One word for "in the dead-letter queue", whatever the reason; the
+        // reason leads the error text.
+        self.state(
+            env,
+            TaskStatus::Dead,
+            Some(format!("{}: {error}", reason.as_str())),
+        );
         error!(reason = reason.as_str(), error, "task dead-lettered");
         self.services.notify(
             env,
@@ -532,7 +537,6 @@ impl SessionCtx {
                     &env,
                     DeadReason::Expired,
                     "expired before it could run",
-                    TaskStatus::Dead,
                 )
                 .await;
         }
@@ -548,14 +552,14 @@ impl SessionCtx {
         let Some(task) = self.registry.get(&env.task).cloned() else {
             let msg = format!("no task named {:?} is registered in this worker", env.task);
             return self
-                .dead_letter(&env, DeadReason::UnknownTask, &msg, TaskStatus::Dead)
+                .dead_letter(&env, DeadReason::UnknownTask, &msg)
                 .await;
         };
         let keys = match task.rate_limit_keys(&env.args) {
             Ok(k) => k,
             Err(e) => {
                 return self
-                    .dead_letter(&env, DeadReason::Fatal, &e.to_string(), TaskStatus::Failed)
+                    .dead_letter(&env, DeadReason::Fatal, &e.to_string())
                     .await;
             }
         };
@@ -575,7 +579,7 @@ impl SessionCtx {
                     let msg =
                         format!("task uses rate-limit key {k:?} but [rate_limits] has no such key");
                     return self
-                        .dead_letter(&env, DeadReason::Fatal, &msg, TaskStatus::Failed)
+                        .dead_letter(&env, DeadReason::Fatal, &msg)
                         .await;
                 }
             };
@@ -620,7 +624,7 @@ impl SessionCtx {
             }
             Err(TaskError::Fatal(msg)) => {
                 m.failed.with_label_values(&labels).inc();
-                self.dead_letter(&env, DeadReason::Fatal, &msg, TaskStatus::Failed)
+                self.dead_letter(&env, DeadReason::Fatal, &msg)
                     .await
             }
             Err(e) => {
@@ -629,7 +633,7 @@ impl SessionCtx {
                 if env.attempt >= env.max_retries {
                     let msg = format!("gave up after {} attempts: {message}", env.attempt + 1);
                     return self
-                        .dead_letter(&env, DeadReason::RetriesExhausted, &msg, TaskStatus::Dead)
+                        .dead_letter(&env, DeadReason::RetriesExhausted, &msg)
                         .await;
                 }
                 let (next, delay) = next_attempt(&env, &e, &s.config.worker);

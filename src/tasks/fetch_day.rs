@@ -80,6 +80,16 @@ impl Task for FetchDay {
         "lark"
     }
 
+    fn validate(&self, a: &FetchDayArgs, _config: &crate::config::Config) -> Result<(), String> {
+        parse_run_date(&a.date).map_err(|e| format!("date: {e}"))?;
+        match a.until.as_deref() {
+            None | Some("now") => Ok(()),
+            Some(other) => Err(format!(
+                "until: must be \"now\" (or absent), not {other:?}"
+            )),
+        }
+    }
+
     async fn run(&self, ctx: &TaskContext, a: FetchDayArgs) -> Result<(), TaskError> {
         let date = parse_run_date(&a.date).map_err(TaskError::fatal)?;
         let until = match a.until.as_deref() {

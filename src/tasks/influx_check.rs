@@ -47,6 +47,18 @@ impl Task for InfluxCheck {
         "influx"
     }
 
+    fn validate(&self, a: &InfluxCheckArgs, config: &crate::config::Config) -> Result<(), String> {
+        if config.checks.iter().any(|c| c.name == a.check) {
+            return Ok(());
+        }
+        let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+        Err(format!(
+            "check: {:?} is not a [[checks]] name in the config (known: {})",
+            a.check,
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ))
+    }
+
     async fn run(&self, ctx: &TaskContext, a: InfluxCheckArgs) -> Result<(), TaskError> {
         let s = &ctx.services;
         let runner = self

@@ -13,7 +13,14 @@ pub mod recommendation;
 pub mod run_state;
 pub mod sleep;
 
+use crate::config::{Config, ConfigError};
 use crate::queue::task::Registry;
+
+/// Check a config against this build's tasks (see
+/// [`Registry::validate_config`]).
+pub fn validate_config(config: &Config) -> Result<(), ConfigError> {
+    registry().validate_config(config)
+}
 
 /// Every task this build of alertflow can run.
 pub fn registry() -> Registry {

@@ -40,6 +40,12 @@ impl Task for Recommend {
         Some(12)
     }
 
+    fn validate(&self, a: &RecommendArgs, _config: &crate::config::Config) -> Result<(), String> {
+        chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
+            .map(|_| ())
+            .map_err(|e| format!("date: {:?} is not YYYY-MM-DD: {e}", a.date))
+    }
+
     async fn run(&self, ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
         let config = &ctx.services.config;
         chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
