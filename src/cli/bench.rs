@@ -364,16 +364,28 @@ async fn alertflow_round(
 /// Delete a benchmark's namespace: its queues and exchanges (for
 /// `families`), and its Redis keys. Best effort: used after failures too.
 pub async fn delete_namespace(config: &Config, families: &[String]) {
+    let pool = crate::queue::context::redis_pool(config).ok();
+    // Families any process declared in the namespace go too.
+    let mut families = families.to_vec();
+    if let Some(pool) = &pool
+        && let Ok(more) = crate::queue::state::WorkerRegistry::new(pool.clone(), &config.namespace)
+            .families()
+            .await
+    {
+        families.extend(more);
+        families.sort();
+        families.dedup();
+    }
     if let Ok(conn) = crate::queue::publisher::connect(config, "cleanup").await {
         if let Ok(ch) = conn.create_channel().await {
             let _ = crate::queue::topology::Topology::from_config(config)
-                .delete(&ch, families)
+                .delete(&ch, &families)
                 .await;
             let _ = ch.close(200, "cleanup".into()).await;
         }
         let _ = conn.close(200, "cleanup".into()).await;
     }
-    if let Ok(pool) = crate::queue::context::redis_pool(config) {
+    if let Some(pool) = pool {
         let _ = delete_namespace_keys(&pool, &config.namespace).await;
     }
 }

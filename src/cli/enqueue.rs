@@ -10,10 +10,10 @@ use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
     connect_redis,
 };
+use crate::config::Config;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
-use crate::config::Config;
 use crate::queue::task::Registry;
 use crate::queue::topology::{Topology, validate_queue_name};
 
@@ -122,7 +122,10 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
     let queue = match &a.queue {
         Some(q) => {
             check_family(&registry, &config, q)?;
-            Some(q.strip_prefix(&format!("{}.", config.namespace)).unwrap_or(q))
+            Some(
+                q.strip_prefix(&format!("{}.", config.namespace))
+                    .unwrap_or(q),
+            )
         }
         None => None,
     };
@@ -141,7 +144,10 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
     topology
         .declare(publisher.channel(), std::slice::from_ref(&env.queue))
         .await
-        .map_err(|e| CliError::failure(format!("declaring queues: {e}")))?;
+        .map_err(|e| match crate::queue::connect::declare_failure(&e) {
+            Some(config) => CliError::usage(config),
+            None => CliError::failure(format!("declaring queues: {e}")),
+        })?;
     crate::queue::state::WorkerRegistry::new(pool, &config.namespace)
         .remember_families(std::slice::from_ref(&env.queue))
         .await
@@ -277,11 +283,7 @@ async fn run_status(
     id: &str,
     json: bool,
 ) -> CliResult {
-    let runs = crate::tasks::run_state::RunState::new(
-        pool,
-        &config.namespace,
-        config.state.ttl.0,
-    );
+    let runs = crate::tasks::run_state::RunState::new(pool, &config.namespace, config.state.ttl.0);
     let summary = runs
         .summary(id)
         .await
@@ -305,7 +307,10 @@ async fn run_status(
     println!("run:      {} (a run id, not a task id)", r.run_id);
     println!("date:     {}", r.date);
     println!("fetched:  {} of {total} pages", r.pages_fetched);
-    println!("written:  {} pages, {} rows", r.pages_written, r.rows_written);
+    println!(
+        "written:  {} pages, {} rows",
+        r.pages_written, r.rows_written
+    );
     match &r.recommend {
         Some(task) => println!("recommend: task {task} (alertflow status {task})"),
         None => println!("recommend: not yet published"),

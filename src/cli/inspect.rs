@@ -126,11 +126,17 @@ async fn management_families(config: &Config) -> Vec<String> {
 pub async fn declared_families(config: &Config) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = management_families(config).await.into_iter().collect();
     match connect_redis(config).await {
-        Ok(pool) => match WorkerRegistry::new(pool, &config.namespace).families().await {
+        Ok(pool) => match WorkerRegistry::new(pool, &config.namespace)
+            .families()
+            .await
+        {
             Ok(f) => out.extend(f),
             Err(e) => eprintln!("warning: cannot read declared queue families from Redis: {e}"),
         },
-        Err(e) => eprintln!("warning: {}; queues declared elsewhere may be missing", e.message),
+        Err(e) => eprintln!(
+            "warning: {}; queues declared elsewhere may be missing",
+            e.message
+        ),
     }
     out
 }

@@ -567,7 +567,11 @@ impl Beat {
         families.dedup();
         self.topology
             .declare(publisher.channel(), &families)
-            .await?;
+            .await
+            .map_err(|e| match crate::queue::connect::declare_failure(&e) {
+                Some(config) => BeatError::Connect(config),
+                None => BeatError::Broker(e),
+            })?;
         self.health.set_connected(true);
         self.health.set_consuming(true);
         let start = Utc::now();

@@ -113,6 +113,15 @@ pub fn is_precondition_failed(e: &lapin::Error) -> bool {
     matches!(reply_of(e), Some((PRECONDITION_FAILED, _)))
 }
 
+/// A failed declare as the configuration error it is, when it is one
+/// ([`BrokerError::Precondition`], which says which keys to look at).
+pub fn declare_failure(e: &lapin::Error) -> Option<BrokerError> {
+    match reply_of(e) {
+        Some((PRECONDITION_FAILED, reply)) => Some(BrokerError::Precondition { reply }),
+        _ => None,
+    }
+}
+
 /// Open an AMQP connection named after this process, bounded by
 /// `broker.connect_timeout`.
 pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerError> {

@@ -1364,7 +1364,8 @@ mod tests {
         c.timezone = Some("Mars/Olympus_Mons".into());
         let e = err_of(&c);
         assert!(
-            e.starts_with("schedule \"daily-ingest\": invalid timezone \"Mars/Olympus_Mons\""),
+            e.starts_with("schedule \"daily-ingest\": invalid timezone \"Mars/Olympus_Mons\"")
+                && e.contains("IANA time zone name"),
             "{e}"
         );
 
@@ -1494,5 +1495,20 @@ mod tests {
             "invalid duration \"5x\": expected a unit (d, h, m, s or ms) after each number"
         );
         assert!(parse_duration("99999999999999999999999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn cron_errors_name_the_field_as_written() {
+        let e = parse_cron("61 * * * *").unwrap_err();
+        assert_eq!(e, "minute field \"61\": 61 is out of range 0-59");
+        let e = parse_cron("0 0 32 * *").unwrap_err();
+        assert!(e.starts_with("day of month field"), "{e}");
+        let e = parse_cron("0 70 * * * *").unwrap_err();
+        assert!(e.starts_with("minute field"), "{e}");
+        assert!(parse_cron("*/15 0-23 1-31 1-12 0-7").is_ok());
+        // Anything the ranges pass and the crate refuses: its reason only,
+        // never the internal rewrite of the expression.
+        let e = parse_cron("0 0 * * * FOO").unwrap_err();
+        assert!(!e.contains('\n') && !e.contains('^'), "{e}");
     }
 }

@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
+use crate::queue::connect::{BrokerError, declare_failure, is_precondition_failed};
 use crate::queue::context::Services;
 use crate::queue::message::{DeadLetter, DeadReason, Envelope};
 use crate::queue::metrics::{self, Health};
-use crate::queue::connect::{BrokerError, is_precondition_failed};
 use crate::queue::publisher::{PublishError, Publisher, connect};
 use crate::queue::ratelimit::AcquireError;
 use crate::queue::state::{TaskState, TaskStatus, WorkerInfo};
@@ -229,7 +229,13 @@ impl Worker {
             let publisher =
                 Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
             let setup = conn.create_channel().await?;
-            s.topology.declare(&setup, &self.opts.queues).await?;
+            s.topology
+                .declare(&setup, &self.opts.queues)
+                .await
+                .map_err(|e| match declare_failure(&e) {
+                    Some(config) => WorkerError::Connect(config),
+                    None => WorkerError::Broker(e),
+                })?;
             let _ = setup.close(200, "declared".into()).await;
             Ok::<_, WorkerError>(publisher)
         };
@@ -533,11 +539,7 @@ impl SessionCtx {
         let now = Utc::now();
         if env.expires_at.is_some_and(|x| x < now) {
             return self
-                .dead_letter(
-                    &env,
-                    DeadReason::Expired,
-                    "expired before it could run",
-                )
+                .dead_letter(&env, DeadReason::Expired, "expired before it could run")
                 .await;
         }
         if let Some(eta) = env.eta
@@ -551,9 +553,7 @@ impl SessionCtx {
         }
         let Some(task) = self.registry.get(&env.task).cloned() else {
             let msg = format!("no task named {:?} is registered in this worker", env.task);
-            return self
-                .dead_letter(&env, DeadReason::UnknownTask, &msg)
-                .await;
+            return self.dead_letter(&env, DeadReason::UnknownTask, &msg).await;
         };
         let keys = match task.rate_limit_keys(&env.args) {
             Ok(k) => k,
@@ -578,9 +578,7 @@ impl SessionCtx {
                 Err(AcquireError::UnknownKey(k)) => {
                     let msg =
                         format!("task uses rate-limit key {k:?} but [rate_limits] has no such key");
-                    return self
-                        .dead_letter(&env, DeadReason::Fatal, &msg)
-                        .await;
+                    return self.dead_letter(&env, DeadReason::Fatal, &msg).await;
                 }
             };
             m.rate_limited.with_label_values(&labels).inc();
@@ -624,8 +622,7 @@ impl SessionCtx {
             }
             Err(TaskError::Fatal(msg)) => {
                 m.failed.with_label_values(&labels).inc();
-                self.dead_letter(&env, DeadReason::Fatal, &msg)
-                    .await
+                self.dead_letter(&env, DeadReason::Fatal, &msg).await
             }
             Err(e) => {
                 m.failed.with_label_values(&labels).inc();

@@ -84,9 +84,7 @@ impl Task for FetchDay {
         parse_run_date(&a.date).map_err(|e| format!("date: {e}"))?;
         match a.until.as_deref() {
             None | Some("now") => Ok(()),
-            Some(other) => Err(format!(
-                "until: must be \"now\" (or absent), not {other:?}"
-            )),
+            Some(other) => Err(format!("until: must be \"now\" (or absent), not {other:?}")),
         }
     }
 

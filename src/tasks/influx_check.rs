@@ -55,7 +55,11 @@ impl Task for InfluxCheck {
         Err(format!(
             "check: {:?} is not a [[checks]] name in the config (known: {})",
             a.check,
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         ))
     }
 
