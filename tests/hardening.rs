@@ -82,7 +82,7 @@ async fn queue_exists(env: &TestEnv, family: &str) -> Option<u32> {
 // 1. A broker that accepts TCP but never speaks AMQP.
 
 #[test]
-fn a_silent_broker_is_an_error_after_connect_timeout_not_a_hang() {
+fn a_silent_broker_redis_or_database_is_an_error_after_its_timeout_not_a_hang() {
     let env = TestEnv::new("silent-cli");
     let (_listener, port) = silent_port();
     let config = config_with(
@@ -107,6 +107,28 @@ fn a_silent_broker_is_an_error_after_connect_timeout_not_a_hang() {
         );
         assert!(!err.contains("rabbitmq-server"), "something listens: {err}");
     }
+    // Redis and the database under the same rule.
+    let out = run(
+        "alertflow",
+        &env.config_file(""),
+        &["workers"],
+        &[("ALERTFLOW_REDIS_URL", &format!("redis://127.0.0.1:{port}"))],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("timed out") && !err.contains("redis-server"),
+        "{err}"
+    );
+    let db = config_with(
+        &env,
+        "silent-db.toml",
+        &format!("[mysql]\nport = {port}\nconnect_timeout = \"1s\""),
+    );
+    let out = run("alertflow", &db, &["report", "2026-01-01"], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("mysql.connect_timeout"), "{err}");
 }
 
 #[test]

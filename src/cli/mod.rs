@@ -331,21 +331,41 @@ pub fn broker_error(e: crate::queue::connect::BrokerError) -> CliError {
     }
 }
 
-/// A Redis pool, checked with a PING so a dead Redis is named at once.
+/// A Redis pool, checked with a PING so a dead Redis is named at once
+/// (bounded by `redis.timeout`). The hint to start Redis only when nothing
+/// listens at the address; wrong credentials are a configuration error.
 pub async fn connect_redis(config: &Config) -> Result<deadpool_redis::Pool, CliError> {
+    use deadpool_redis::redis::ErrorKind;
     let pool = crate::queue::context::redis_pool(config).map_err(CliError::usage)?;
-    let hint = format!(
-        "cannot reach Redis at {}\n  start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`",
-        config.redis.url
-    );
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| CliError::failure(format!("{hint}: {e}")))?;
+    let explain = |e: &dyn std::fmt::Display, refused: bool, auth: bool| {
+        let what = format!("cannot reach Redis at {}: {e}", config.redis.url);
+        if auth {
+            CliError::usage(format!(
+                "{what}\n  check the user and password in redis.url"
+            ))
+        } else if refused {
+            CliError::failure(format!(
+                "{what}\n  start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`"
+            ))
+        } else {
+            CliError::failure(what)
+        }
+    };
+    let mut conn = pool.get().await.map_err(|e| match &e {
+        deadpool_redis::PoolError::Backend(re) => explain(
+            &e,
+            re.is_connection_refusal(),
+            re.kind() == ErrorKind::AuthenticationFailed,
+        ),
+        _ => explain(&e, false, false),
+    })?;
     let _: String = deadpool_redis::redis::cmd("PING")
         .query_async(&mut conn)
         .await
-        .map_err(|e| CliError::failure(format!("{hint}: {e}")))?;
+        .map_err(|e| {
+            let auth = e.kind() == ErrorKind::AuthenticationFailed;
+            explain(&e, false, auth)
+        })?;
     Ok(pool)
 }
 
