@@ -46,8 +46,9 @@ pub enum NotifyCommand {
 /// `alertflow health [TASK]`.
 #[derive(clap::Args, Debug)]
 pub struct HealthArgs {
-    /// Only this task (default: every task that has a status).
+    /// Only this task's status (default: every task's, and the dead-letter count).
     pub task: Option<String>,
+    /// One JSON object: result, exit_code, summary, dead_letters, tasks.
     #[arg(long)]
     pub json: bool,
 }
