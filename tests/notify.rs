@@ -12,13 +12,14 @@ use alertflow::config::{Config, HumanDuration, Secret};
 use alertflow::influx::{InfluxClient, InfluxSource, InfluxVersion};
 use alertflow::notify::alarm::{AlarmStore, FiringState};
 use alertflow::notify::check::CheckConfig;
-use alertflow::notify::health::HealthNotifier;
+use alertflow::notify::health::{HealthNotifier, HealthStore, Record, Status};
 use alertflow::notify::{ReceiverConfig, ReceiverKind};
+use alertflow::queue::message::{DeadLetter, DeadReason, Envelope};
 use alertflow::queue::state::TaskStatus;
 use alertflow::queue::task::{Registry, Task, TaskContext, TaskError};
 use alertflow::sandbox::influx_v2::{self, FluxAnswer, FluxColumn, FluxTable, InfluxV2Config};
 use alertflow::sandbox::{Endpoint, Fault, SandboxConfig, SandboxHandle};
-use common::TestEnv;
+use common::{Child, TestEnv};
 use serde_json::{Value, json};
 
 const SLACK_PATH: &str = "/services/T0TEST/B0TEST/alertflowtesthook";
@@ -502,17 +503,104 @@ async fn run_flaky(
 }
 
 fn health_cli(env: &TestEnv, args: &[&str]) -> (i32, String) {
+    health_cli_env(env, args, &[])
+}
+
+/// `alertflow health ARGS` on the test's namespace (no `[notify]` in its
+/// config), with extra environment variables.
+fn health_cli_env(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> (i32, String) {
     let cfg = env.config_file("");
     let out = std::process::Command::new(common::bin("alertflow"))
         .arg("health")
         .args(args)
         .env("ALERTFLOW_CONFIG", &cfg)
+        .env_remove("ALERTFLOW_NAMESPACE")
+        .env_remove("ALERTFLOW_BROKER_URL")
+        .env_remove("ALERTFLOW_REDIS_URL")
+        .envs(vars.iter().copied())
         .output()
         .expect("run alertflow health");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// Parse `alertflow health --json`, failing on a repeated key anywhere
+/// (`serde_json::Value` would keep the last one silently).
+fn health_json(text: &str) -> Value {
+    struct NoDupes;
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = NoDupes;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_unit<E>(self) -> Result<NoDupes, E> {
+            Ok(NoDupes)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<NoDupes, A::Error> {
+            while s.next_element::<NoDupes>()?.is_some() {}
+            Ok(NoDupes)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<NoDupes, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if !seen.insert(k.clone()) {
+                    return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                }
+                m.next_value::<NoDupes>()?;
+            }
+            Ok(NoDupes)
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for NoDupes {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NoDupes, D::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    if let Err(e) = serde_json::from_str::<NoDupes>(text) {
+        panic!("health --json: {e}\n{text}");
+    }
+    serde_json::from_str(text).unwrap()
+}
+
+/// Poll the recorded statuses until `want` (task → status) are all there.
+async fn wait_health(env: &TestEnv, want: &[(&str, Status)]) -> Vec<(String, Option<Status>)> {
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    let store = HealthStore::new(pool, env.ns());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all: Vec<(String, Option<Status>)> = store
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, r)| (t, r.map(|r| r.status)))
+            .collect();
+        let done = want
+            .iter()
+            .all(|(t, s)| all.iter().any(|(u, v)| u == t && *v == Some(*s)));
+        if done || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -528,8 +616,7 @@ async fn dead_letter_notifies_error_once_and_the_next_success_ok_once() {
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
-    let notifier = HealthNotifier::attach(&w.services).unwrap();
-    assert!(notifier.is_some());
+    HealthNotifier::attach(&w.services).unwrap();
     let received = || sb.received_slack(SLACK_PATH);
 
     run_flaky(&env, &publisher, &reg, true).await;
@@ -600,6 +687,185 @@ async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
     // The worker is fine: the next task runs as usual.
     run_flaky(&env, &publisher, &reg, false).await;
     w.stop().await;
+}
+
+/// Issue 11.3: the default config (no `[notify]`), tasks dead-lettered:
+/// the worker still records the statuses and `alertflow health` is
+/// CRITICAL, naming the dead letters.
+#[tokio::test]
+async fn without_receivers_statuses_are_recorded_and_health_counts_dead_letters() {
+    let env = TestEnv::new("health-dlq");
+    let cfg = env.config_file("");
+    let reg = alertflow::tasks::registry();
+    let (_conn, publisher) = env.publisher().await;
+    let _worker = Child::spawn("alertflow-worker", &[], &cfg);
+    let ok = env.envelope(&reg, "noop", json!({}));
+    publisher.publish(&ok).await.unwrap();
+    env.wait_status(&ok.id, TaskStatus::Succeeded, Duration::from_secs(15))
+        .await;
+    for _ in 0..5 {
+        let mut unknown = Envelope::new("no-such-task", json!({}));
+        unknown.queue = "default".into();
+        publisher.publish(&unknown).await.unwrap();
+    }
+    assert_eq!(env.wait_dead(5, Duration::from_secs(10)).await.len(), 5);
+
+    let statuses = wait_health(
+        &env,
+        &[("noop", Status::Ok), ("no-such-task", Status::Error)],
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        vec![
+            ("no-such-task".to_string(), Some(Status::Error)),
+            ("noop".to_string(), Some(Status::Ok)),
+        ],
+        "statuses are recorded without [notify] receivers"
+    );
+
+    let dead_queue = format!("{}.dead", env.ns());
+    let (code, out) = health_cli(&env, &[]);
+    assert_eq!(code, 2, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("HEALTH CRITICAL - "), "{out}");
+    assert!(
+        first.contains(&format!("5 dead letters in {dead_queue}"))
+            && first.contains("alertflow dead list"),
+        "{out}"
+    );
+    assert!(first.contains("1 of 2 tasks ERROR: no-such-task"), "{out}");
+
+    let (code, out) = health_cli(&env, &["--json"]);
+    assert_eq!(code, 2, "{out}");
+    let v = health_json(&out);
+    assert_eq!(v["result"], "CRITICAL");
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["dead_letters"], 5);
+    assert_eq!(v["dead_letter_queue"], dead_queue.as_str());
+    let tasks = v["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{out}");
+    assert_eq!(tasks[0]["task"], "no-such-task");
+    assert_eq!(tasks[0]["status"], "ERROR");
+    assert!(
+        tasks[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown-task: "),
+        "{out}"
+    );
+    assert_eq!(tasks[0]["queue"], format!("{}.default", env.ns()));
+    assert_eq!(tasks[1]["task"], "noop");
+    assert_eq!(tasks[1]["status"], "OK");
+
+    // One task: its own status.
+    assert_eq!(health_cli(&env, &["no-such-task"]).0, 2);
+    let (code, out) = health_cli(&env, &["noop"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Dead letters that no status shows (here one the worker could not even
+/// decode, which is never a task's outcome) still make the check CRITICAL;
+/// a TASK check judges that task's status only.
+#[tokio::test]
+async fn dead_letters_make_health_critical_even_when_every_status_is_ok() {
+    let env = TestEnv::new("health-dlq-ok");
+    let (_conn, publisher) = env.publisher().await;
+    let (code, out) = health_cli(&env, &[]);
+    assert_eq!(code, 0, "an empty pipeline is OK: {out}");
+    assert!(
+        out.starts_with("HEALTH OK - no task statuses recorded yet; no dead letters"),
+        "{out}"
+    );
+
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    HealthStore::new(pool, env.ns())
+        .swap(&Record {
+            task: "noop".into(),
+            queue: format!("{}.default", env.ns()),
+            status: Status::Ok,
+            at: chrono::Utc::now(),
+            error: None,
+            attempts: None,
+        })
+        .await
+        .unwrap();
+    let (code, out) = health_cli(&env, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("HEALTH OK - 1 task OK; no dead letters"),
+        "{out}"
+    );
+
+    publisher
+        .publish_dead(&DeadLetter {
+            envelope: None,
+            raw_body: Some("{not json".into()),
+            reason: DeadReason::Undecodable,
+            attempts: 1,
+            last_error: "not a task".into(),
+            worker: "test".into(),
+            queue: "default".into(),
+            dead_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let (code, out) = health_cli(&env, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "HEALTH CRITICAL - 1 dead letter in {}.dead (see them: alertflow dead list)\n",
+            env.ns()
+        )),
+        "{out}"
+    );
+    let v = health_json(&health_cli(&env, &["--json"]).1);
+    assert_eq!(v["dead_letters"], 1);
+    assert_eq!(v["tasks"][0]["status"], "OK");
+    let (code, out) = health_cli(&env, &["noop", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v = health_json(&out);
+    assert_eq!(v["dead_letters"], Value::Null, "not counted for one task");
+}
+
+/// A broker that cannot be asked about dead letters is never OK.
+#[tokio::test]
+async fn health_is_unknown_when_the_broker_is_unreachable() {
+    let env = TestEnv::new("health-nobroker");
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    HealthStore::new(pool, env.ns())
+        .swap(&Record {
+            task: "noop".into(),
+            queue: format!("{}.default", env.ns()),
+            status: Status::Ok,
+            at: chrono::Utc::now(),
+            error: None,
+            attempts: None,
+        })
+        .await
+        .unwrap();
+    // Nothing listens on port 1.
+    let down = [(
+        "ALERTFLOW_BROKER_URL",
+        "amqp://guest:not-this-pw@127.0.0.1:1/%2f",
+    )];
+    let (code, out) = health_cli_env(&env, &[], &down);
+    assert_eq!(code, 3, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.starts_with("HEALTH UNKNOWN - dead letters not counted: ")
+            && first.contains("RabbitMQ at amqp://guest:***@127.0.0.1:1"),
+        "{out}"
+    );
+    assert!(!out.contains("not-this-pw"), "the password is not printed");
+    let (code, out) = health_cli_env(&env, &["--json"], &down);
+    assert_eq!(code, 3, "{out}");
+    let v = health_json(&out);
+    assert_eq!(v["result"], "UNKNOWN");
+    assert_eq!(v["dead_letters"], Value::Null);
+    assert_eq!(v["tasks"][0]["status"], "OK");
+    // One task's check does not need the broker.
+    assert_eq!(health_cli_env(&env, &["noop"], &down).0, 0);
 }
 
 #[test]

@@ -233,9 +233,9 @@ pub enum Command {
     /// Notification receivers: send a test message, list them.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
-    /// Pipeline health per task (OK/ERROR); exit 0 all OK, 2 one ERROR, 3 unknown (Nagios).
+    /// Pipeline health: task statuses (OK/ERROR) and dead letters; exit 0 OK, 2 CRITICAL, 3 unknown (Nagios).
     #[command(
-        after_help = "Examples:\n  alertflow health                  every task's status\n  alertflow health influx-check     one task (exit 2 if ERROR: usable as a Nagios/Icinga check)\n  alertflow health --json"
+        after_help = "Examples:\n  alertflow health                  every task's status and the dead-letter count\n  alertflow health influx-check     one task's status only (exit 2 if ERROR)\n  alertflow health --json\n\nExit codes (Nagios/Icinga): 0 OK; 2 CRITICAL, a task is ERROR or the dead-letter queue holds\nmessages (see them: alertflow dead list); 3 UNKNOWN, Redis or RabbitMQ unreachable, or no\nstatus for TASK."
     )]
     Health(notify::HealthArgs),
     /// Validate the config file; with --connect, reach every service it names.

@@ -1,12 +1,21 @@
 //! `alertflow notify test RECEIVER` and `alertflow health [TASK]`.
 
-use chrono::Utc;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 use serde::Serialize;
 
-use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, connect_redis, print_table};
+use crate::cli::{
+    CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis, print_table,
+};
+use crate::config::Config;
 use crate::notify::health::{HealthStore, Record, Status};
 use crate::notify::{Colour, Notification, Receiver, Section};
+use crate::queue::connect::{close, is_not_found};
 use crate::queue::ratelimit::RateLimiter;
+use crate::queue::topology::Topology;
 
 /// Nagios plugin exit codes.
 pub const NAGIOS_OK: u8 = 0;
@@ -37,8 +46,9 @@ pub enum NotifyCommand {
 /// `alertflow health [TASK]`.
 #[derive(clap::Args, Debug)]
 pub struct HealthArgs {
-    /// Only this task (default: every task that has a status).
+    /// Only this task's status (default: every task's, and the dead-letter count).
     pub task: Option<String>,
+    /// One JSON object: result, exit_code, summary, dead_letters, tasks.
     #[arg(long)]
     pub json: bool,
 }
@@ -175,14 +185,59 @@ pub async fn run(g: &GlobalOpts, cmd: NotifyCommand) -> CliResult {
     }
 }
 
+/// One task's line of `alertflow health --json`.
 #[derive(Serialize)]
 struct HealthRow {
     task: String,
-    #[serde(skip)]
+    /// `null` when the stored status cannot be read.
     status: Option<Status>,
-    #[serde(flatten)]
-    record: Option<Record>,
+    at: Option<DateTime<Utc>>,
     age_secs: Option<i64>,
+    queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+}
+
+impl HealthRow {
+    fn new(task: String, record: Option<Record>, now: DateTime<Utc>) -> HealthRow {
+        match record {
+            Some(r) => HealthRow {
+                task,
+                status: Some(r.status),
+                at: Some(r.at),
+                age_secs: Some((now - r.at).num_seconds()),
+                queue: Some(r.queue),
+                error: r.error,
+                attempts: r.attempts,
+            },
+            None => HealthRow {
+                task,
+                status: None,
+                at: None,
+                age_secs: None,
+                queue: None,
+                error: None,
+                attempts: None,
+            },
+        }
+    }
+}
+
+/// `alertflow health --json`.
+#[derive(Serialize)]
+struct HealthReport {
+    /// `OK`, `CRITICAL` or `UNKNOWN`, as the exit code says.
+    result: &'static str,
+    exit_code: u8,
+    /// The text of the first line after `HEALTH <result> - `.
+    summary: String,
+    dead_letter_queue: String,
+    /// Messages in the dead-letter queue; `null` when not counted (a single
+    /// task was asked for, or the broker could not be asked: see `summary`).
+    dead_letters: Option<u64>,
+    tasks: Vec<HealthRow>,
 }
 
 fn age(secs: i64) -> String {
@@ -194,97 +249,195 @@ fn age(secs: i64) -> String {
     }
 }
 
-/// Print the statuses; exit 0 when all are OK, 2 when one is ERROR, 3 when
-/// the status is unknown (no such task, or Redis unreachable).
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Every recorded status, or why they cannot be read.
+async fn read_statuses(config: &Config) -> Result<BTreeMap<String, Option<Record>>, String> {
+    let pool = connect_redis(config)
+        .await
+        .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;
+    HealthStore::new(pool, &config.namespace)
+        .all()
+        .await
+        .map_err(|e| format!("cannot read statuses from Redis: {e}"))
+}
+
+/// The number of messages in the dead-letter queue (a passive declare);
+/// `None` when the queue does not exist (no process has declared the
+/// namespace's topology yet, so nothing was dead-lettered). Messages that an
+/// `alertflow dead list` holds at this moment are not counted.
+async fn count_dead_letters(config: &Config, queue: &str) -> Result<Option<u64>, String> {
+    let conn = connect_broker(config, "cli")
+        .await
+        .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;
+    let count = async {
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| format!("cannot open a channel to RabbitMQ: {e}"))?;
+        let declared = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(q) => {
+                let _ = ch.close(200, "done".into()).await;
+                Ok(Some(u64::from(q.message_count())))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(format!("cannot count the messages of {queue}: {e}")),
+        }
+    };
+    // The connection is bounded by broker.connect_timeout; the declare too.
+    let timeout = config.broker.connect_timeout.0;
+    let result = tokio::time::timeout(timeout, count)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "RabbitMQ did not answer a declare of {queue} within {timeout:?}"
+            ))
+        });
+    close(conn).await;
+    result
+}
+
+/// Print the statuses and the dead-letter count (Nagios plugin semantics):
+/// exit 2 when a task is ERROR or the dead-letter queue holds messages, else
+/// 3 when something is unknown (Redis or RabbitMQ unreachable, a status
+/// unreadable, no status for the task asked for), else 0. With a TASK, only
+/// that task's status counts: dead letters are the whole pipeline's.
 pub async fn health(g: &GlobalOpts, a: HealthArgs) -> CliResult {
     let config = g.load_config()?;
-    let pool = match connect_redis(&config).await {
-        Ok(p) => p,
-        Err(e) => {
-            println!(
-                "HEALTH UNKNOWN - {}",
-                e.message.lines().next().unwrap_or("")
-            );
-            return Ok(NAGIOS_UNKNOWN);
-        }
-    };
-    let store = HealthStore::new(pool, &config.namespace);
-    let all = match store.all().await {
-        Ok(a) => a,
-        Err(e) => {
-            println!("HEALTH UNKNOWN - cannot read statuses from Redis: {e}");
-            return Ok(NAGIOS_UNKNOWN);
-        }
-    };
-    let now = Utc::now();
-    let mut rows: Vec<HealthRow> = all
-        .into_iter()
-        .filter(|(t, _)| a.task.as_ref().is_none_or(|want| want == t))
-        .map(|(task, record)| HealthRow {
-            status: record.as_ref().map(|r| r.status),
-            age_secs: record.as_ref().map(|r| (now - r.at).num_seconds()),
-            record,
-            task,
-        })
-        .collect();
-    rows.sort_by(|x, y| x.task.cmp(&y.task));
-    if let Some(t) = &a.task
-        && rows.is_empty()
-    {
-        if a.json {
-            println!("[]");
+    let dead_queue = Topology::from_config(&config).dead_queue();
+    let count_dead = a.task.is_none();
+    let (statuses, dead) = tokio::join!(read_statuses(&config), async {
+        if count_dead {
+            Some(count_dead_letters(&config, &dead_queue).await)
         } else {
-            println!("HEALTH UNKNOWN - no status recorded for task {t:?}");
+            None
         }
-        return Ok(NAGIOS_UNKNOWN);
+    });
+    let now = Utc::now();
+    let mut critical: Vec<String> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let dead_letters = match &dead {
+        Some(Ok(n)) => Some(n.unwrap_or(0)),
+        Some(Err(e)) => {
+            unknown.push(format!("dead letters not counted: {e}"));
+            None
+        }
+        None => None,
+    };
+    if let Some(n) = dead_letters.filter(|n| *n > 0) {
+        critical.push(format!(
+            "{} in {dead_queue} (see them: alertflow dead list)",
+            plural(n as usize, "dead letter", "dead letters")
+        ));
     }
+    let rows: Vec<HealthRow> = match statuses {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(t, _)| a.task.as_ref().is_none_or(|want| want == t))
+            .map(|(task, record)| HealthRow::new(task, record, now))
+            .collect(),
+        Err(e) => {
+            unknown.push(e);
+            Vec::new()
+        }
+    };
     let errors: Vec<&str> = rows
         .iter()
         .filter(|r| r.status == Some(Status::Error))
         .map(|r| r.task.as_str())
         .collect();
-    let unknown = rows.iter().filter(|r| r.status.is_none()).count();
-    let code = if !errors.is_empty() {
-        NAGIOS_CRITICAL
-    } else if unknown > 0 {
-        NAGIOS_UNKNOWN
+    if !errors.is_empty() {
+        critical.push(format!(
+            "{} of {} ERROR: {}",
+            errors.len(),
+            plural(rows.len(), "task", "tasks"),
+            errors.join(", ")
+        ));
+    }
+    let unreadable = rows.iter().filter(|r| r.status.is_none()).count();
+    if unreadable > 0 {
+        unknown.push(plural(
+            unreadable,
+            "unreadable status",
+            "unreadable statuses",
+        ));
+    }
+    if let Some(t) = &a.task
+        && rows.is_empty()
+        && unknown.is_empty()
+    {
+        unknown.push(format!("no status recorded for task {t:?}"));
+    }
+    let (code, result) = if !critical.is_empty() {
+        (NAGIOS_CRITICAL, "CRITICAL")
+    } else if !unknown.is_empty() {
+        (NAGIOS_UNKNOWN, "UNKNOWN")
     } else {
-        NAGIOS_OK
+        (NAGIOS_OK, "OK")
+    };
+    let summary = if code == NAGIOS_OK {
+        let tasks = match &a.task {
+            Some(t) => format!("task {t} OK"),
+            None if rows.is_empty() => "no task statuses recorded yet".to_string(),
+            None => format!("{} OK", plural(rows.len(), "task", "tasks")),
+        };
+        match dead {
+            Some(Ok(Some(_))) => format!("{tasks}; no dead letters in {dead_queue}"),
+            Some(Ok(None)) => format!("{tasks}; no dead letters ({dead_queue} not declared yet)"),
+            _ => tasks,
+        }
+    } else {
+        critical
+            .iter()
+            .chain(&unknown)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     if a.json {
+        let report = HealthReport {
+            result,
+            exit_code: code,
+            summary,
+            dead_letter_queue: dead_queue,
+            dead_letters,
+            tasks: rows,
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
+            serde_json::to_string_pretty(&report).unwrap_or_default()
         );
         return Ok(code);
     }
-    match code {
-        NAGIOS_CRITICAL => println!(
-            "HEALTH CRITICAL - {} of {} tasks ERROR: {}",
-            errors.len(),
-            rows.len(),
-            errors.join(", ")
-        ),
-        NAGIOS_UNKNOWN => println!("HEALTH UNKNOWN - {unknown} unreadable statuses"),
-        _ if rows.is_empty() => println!("HEALTH OK - no task statuses recorded yet"),
-        _ => println!("HEALTH OK - {} tasks OK", rows.len()),
-    }
+    println!("HEALTH {result} - {summary}");
     if !rows.is_empty() {
         let table: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| match &r.record {
-                Some(rec) => vec![
+            .map(|r| match (r.status, r.at) {
+                (Some(status), Some(at)) => vec![
                     r.task.clone(),
-                    rec.status.as_str().to_string(),
-                    rec.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    status.as_str().to_string(),
+                    at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
                     r.age_secs.map(age).unwrap_or_default(),
-                    rec.queue.clone(),
-                    rec.error
+                    r.queue.clone().unwrap_or_default(),
+                    r.error
                         .as_deref()
                         .map(|e| crate::notify::truncate(e.lines().next().unwrap_or(""), 120))
                         .unwrap_or_default(),
                 ],
-                None => vec![
+                _ => vec![
                     r.task.clone(),
                     "?".into(),
                     String::new(),

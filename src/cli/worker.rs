@@ -121,7 +121,8 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    // Pipeline health notifications, when `[notify]` has receivers.
+    // Pipeline health: statuses always (`alertflow health` reads them),
+    // notifications when `[notify]` has receivers.
     if let Err(e) = crate::notify::health::HealthNotifier::attach(&services) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_USAGE);

@@ -16,15 +16,19 @@
 //! the seed's bare `except:` does); a retry changes nothing unless
 //! `retries_count`.
 //!
-//! [`HealthNotifier`] is the worker's [`OutcomeObserver`]: `on_outcome`
+//! [`HealthNotifier`] is the worker's [`OutcomeObserver`], attached by every
+//! worker whatever `[notify]` says: the statuses are what `alertflow health`
+//! reads, so they are recorded even when nobody is notified. `on_outcome`
 //! only queues an event (never blocks, never fails the task); a background
-//! task swaps the status in Redis, applies the rules, writes the optional
-//! status file (`notify.status_dir` or `$NOTIFYDIR`, the seed's format) and
-//! hands messages to one sender per receiver, whose failures are logged.
+//! task coalesces a burst per task, swaps the status in Redis, applies the
+//! rules, writes the optional status file (`notify.status_dir` or
+//! `$NOTIFYDIR`, the seed's format) and, when the task has receivers, hands
+//! messages to one sender per receiver, whose failures are logged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_redis::Pool;
@@ -107,7 +111,15 @@ pub struct TaskPolicy {
 
 impl NotifyConfig {
     pub fn policy(&self, task: &str) -> TaskPolicy {
-        let o = self.tasks.get(task).cloned().unwrap_or_default();
+        self.with_override(self.tasks.get(task).cloned().unwrap_or_default())
+    }
+
+    /// The policy of a task without a `[notify.tasks.NAME]`.
+    pub fn default_policy(&self) -> TaskPolicy {
+        self.with_override(TaskHealthOverride::default())
+    }
+
+    fn with_override(&self, o: TaskHealthOverride) -> TaskPolicy {
         TaskPolicy {
             enabled: o.enabled.unwrap_or(true),
             silent_seconds: o.silent_seconds.unwrap_or(self.silent_seconds),
@@ -129,14 +141,14 @@ impl NotifyConfig {
         })
     }
 
-    /// Whether a worker should attach a [`HealthNotifier`].
-    pub fn active(&self) -> bool {
+    /// Whether any task is notified (`receivers` here or in a
+    /// `[notify.tasks.NAME]`). Statuses are recorded either way.
+    pub fn sends(&self) -> bool {
         !self.receivers.is_empty()
             || self
                 .tasks
                 .values()
                 .any(|t| t.receivers.as_ref().is_some_and(|r| !r.is_empty()))
-            || self.status_dir().is_some()
     }
 
     pub(super) fn validate(&self, config: &Config) -> Result<(), (String, String)> {
@@ -455,14 +467,21 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 struct Event {
     record: Record,
-    policy: TaskPolicy,
+    policy: Arc<TaskPolicy>,
 }
 
 /// The worker's health observer. See the module docs.
 pub struct HealthNotifier {
-    config: Arc<Config>,
+    namespace: String,
+    /// The policy of every task without a `[notify.tasks.NAME]`.
+    default_policy: Arc<TaskPolicy>,
+    /// The policies of the tasks with one (resolved once, not per outcome).
+    task_policies: BTreeMap<String, Arc<TaskPolicy>>,
     clock: Clock,
     tx: mpsc::Sender<Event>,
+    /// Set while events are being dropped (the queue is full), so a backlog
+    /// logs once instead of once per task.
+    dropping: AtomicBool,
 }
 
 /// Events waiting for the background task; beyond this they are dropped
@@ -503,23 +522,37 @@ impl HealthNotifier {
             dir,
             config.namespace.clone(),
         ));
-        Ok(Arc::new(HealthNotifier { config, clock, tx }))
+        let notify = &config.notify;
+        Ok(Arc::new(HealthNotifier {
+            namespace: config.namespace.clone(),
+            default_policy: Arc::new(notify.default_policy()),
+            task_policies: notify
+                .tasks
+                .keys()
+                .map(|t| (t.clone(), Arc::new(notify.policy(t))))
+                .collect(),
+            clock,
+            tx,
+            dropping: AtomicBool::new(false),
+        }))
     }
 
-    /// Build one from the services and add it as an observer, when `[notify]`
-    /// has receivers or a status directory; `None` otherwise.
-    pub fn attach(services: &Arc<Services>) -> Result<Option<Arc<HealthNotifier>>, String> {
+    /// Build one from the services and add it as an observer. Every worker
+    /// does: the statuses are recorded whether or not `[notify]` names
+    /// receivers (which only decide who is told about a change).
+    pub fn attach(services: &Arc<Services>) -> Result<Arc<HealthNotifier>, String> {
         Self::attach_with_clock(services, Arc::new(Utc::now))
     }
 
     pub fn attach_with_clock(
         services: &Arc<Services>,
         clock: Clock,
-    ) -> Result<Option<Arc<HealthNotifier>>, String> {
-        if !services.config.notify.active() {
-            return Ok(None);
-        }
-        let receivers = Receivers::from_config(&services.config, Some(services.limiter.clone()))?;
+    ) -> Result<Arc<HealthNotifier>, String> {
+        let receivers = if services.config.notify.sends() {
+            Receivers::from_config(&services.config, Some(services.limiter.clone()))?
+        } else {
+            Receivers::default()
+        };
         let n = HealthNotifier::start(
             services.config.clone(),
             services.redis.clone(),
@@ -527,13 +560,17 @@ impl HealthNotifier {
             clock,
         )?;
         services.observe(n.clone());
-        Ok(Some(n))
+        Ok(n)
+    }
+
+    fn policy(&self, task: &str) -> &Arc<TaskPolicy> {
+        self.task_policies.get(task).unwrap_or(&self.default_policy)
     }
 }
 
 impl OutcomeObserver for HealthNotifier {
     fn on_outcome(&self, envelope: &Envelope, outcome: Outcome<'_>) {
-        let policy = self.config.notify.policy(&envelope.task);
+        let policy = self.policy(&envelope.task);
         if !policy.enabled {
             return;
         }
@@ -554,9 +591,9 @@ impl OutcomeObserver for HealthNotifier {
             }
         };
         let queue = if envelope.queue.is_empty() {
-            self.config.namespace.clone()
+            self.namespace.clone()
         } else {
-            format!("{}.{}", self.config.namespace, envelope.queue)
+            format!("{}.{}", self.namespace, envelope.queue)
         };
         let record = Record {
             task: envelope.task.clone(),
@@ -566,8 +603,22 @@ impl OutcomeObserver for HealthNotifier {
             attempts: error.as_ref().map(|_| envelope.attempt + 1),
             error,
         };
-        if let Err(e) = self.tx.try_send(Event { record, policy }) {
-            tracing::warn!(task = %envelope.task, error = %e, "health event dropped");
+        let event = Event {
+            record,
+            policy: policy.clone(),
+        };
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                if self.dropping.load(Ordering::Relaxed) {
+                    self.dropping.store(false, Ordering::Relaxed);
+                    tracing::info!("health events are recorded again");
+                }
+            }
+            Err(e) => {
+                if !self.dropping.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(task = %envelope.task, error = %e, "health events dropped until the recorder catches up (is Redis slow or down?)");
+                }
+            }
         }
     }
 }
@@ -622,8 +673,17 @@ async fn run_events(
                 Err(_) => break,
             }
         }
-        for event in coalesce(batch) {
-            handle_event(event, &store, &senders, dir.as_deref(), &namespace).await;
+        let events = coalesce(batch);
+        let total = events.len();
+        for (i, event) in events.into_iter().enumerate() {
+            let task = event.record.task.clone();
+            if let Err(e) = handle_event(event, &store, &senders, dir.as_deref(), &namespace).await
+            {
+                // The rest of the burst would wait for the same Redis: skip it
+                // (the next outcome of each task records its status again).
+                tracing::warn!(task = %task, error = %e, skipped = total - i - 1, "health status not recorded (redis); not notified");
+                break;
+            }
         }
     }
 }
@@ -655,23 +715,21 @@ fn coalesce(batch: Vec<Event>) -> Vec<Event> {
     out
 }
 
+/// Record one outcome, write its status file and notify; `Err` (a Redis
+/// error) when the status could not be recorded.
 async fn handle_event(
     Event { record, policy }: Event,
     store: &HealthStore,
     senders: &BTreeMap<String, mpsc::Sender<Notification>>,
     dir: Option<&std::path::Path>,
     namespace: &str,
-) {
+) -> Result<(), String> {
     {
-        let previous = match store.swap(&record).await {
-            Ok(old) => old
-                .and_then(|t| Record::parse(&record.task, &t))
-                .map(|r| r.previous()),
-            Err(e) => {
-                tracing::warn!(task = %record.task, error = %e, "health status not recorded (redis); not notified");
-                return;
-            }
-        };
+        let previous = store
+            .swap(&record)
+            .await?
+            .and_then(|t| Record::parse(&record.task, &t))
+            .map(|r| r.previous());
         let notify = should_send_alert(
             record.status,
             previous,
@@ -689,8 +747,8 @@ async fn handle_event(
         {
             tracing::warn!(dir = %dir.display(), error = %e, "status file not written");
         }
-        if !notify {
-            return;
+        if !notify || policy.receivers.is_empty() {
+            return Ok(());
         }
         let n = record.notification();
         for name in &policy.receivers {
@@ -701,6 +759,7 @@ async fn handle_event(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -715,7 +774,7 @@ mod tests {
     #[test]
     fn a_burst_keeps_every_change_and_the_ends_of_each_run() {
         use Status::{Error as E, Ok as O};
-        let policy = NotifyConfig::default().policy("t");
+        let policy = Arc::new(NotifyConfig::default().policy("t"));
         let ev = |task: &str, status: Status, sec: i64| Event {
             record: Record {
                 task: task.into(),

@@ -122,6 +122,12 @@ pub fn declare_failure(e: &lapin::Error) -> Option<BrokerError> {
     }
 }
 
+/// True for `NOT_FOUND` on a channel (a passive declare of a queue that
+/// does not exist).
+pub fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(reply_of(e), Some((NOT_FOUND, _)))
+}
+
 /// Open an AMQP connection named after this process, bounded by
 /// `broker.connect_timeout`.
 pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerError> {
