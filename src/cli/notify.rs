@@ -29,7 +29,9 @@ pub enum NotifyCommand {
         after_help = "Examples:\n  alertflow notify test ops-lark\n  alertflow notify test ops-slack --json\n\nExit codes: 0 delivered, 1 not delivered (transient), 2 unknown receiver or rejected (fix the config)."
     )]
     Test {
+        /// A `[receivers.NAME]` of the config.
         receiver: String,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -38,6 +40,7 @@ pub enum NotifyCommand {
         after_help = "Examples:\n  alertflow notify receivers\n  alertflow notify receivers --json"
     )]
     Receivers {
+        /// Print a JSON array of receivers (never their URLs).
         #[arg(long)]
         json: bool,
     },
