@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
 use serde::Serialize;
 
 use crate::cli::{
@@ -152,18 +151,13 @@ pub async fn peek(
 }
 
 async fn dead_count(ch: &lapin::Channel, queue: &str) -> Result<usize, CliError> {
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| CliError::failure(format!("{queue}: {e}")))?;
-    Ok(q.message_count() as usize)
+    match crate::queue::topology::queue_counts(ch, queue).await {
+        Ok(Some(c)) => Ok(c.ready as usize),
+        Ok(None) => Err(CliError::failure(format!(
+            "{queue} does not exist yet (no process has declared this namespace)"
+        ))),
+        Err(e) => Err(CliError::failure(format!("{queue}: {e}"))),
+    }
 }
 
 pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {

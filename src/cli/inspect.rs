@@ -3,8 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::FieldTable;
+use lapin::options::QueuePurgeOptions;
 use serde::Serialize;
 
 use crate::cli::{
@@ -174,34 +173,19 @@ pub async fn queue_rows(
     Ok(rows)
 }
 
-/// Ready count and consumers of a queue by a passive declare; `None` when
-/// the queue does not exist (which closes the channel: one per queue).
+/// Ready count and consumers of a queue; `None` when it does not exist.
 async fn passive_counts(
     conn: &lapin::Connection,
     name: &str,
 ) -> Result<Option<(u64, Option<u64>, u64)>, CliError> {
     let ch = conn.create_channel().await.map_err(CliError::failure)?;
-    let declared = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    match declared {
-        Ok(q) => {
-            let _ = ch.close(200, "ok".into()).await;
-            Ok(Some((
-                u64::from(q.message_count()),
-                None,
-                u64::from(q.consumer_count()),
-            )))
-        }
-        Err(_) => Ok(None),
+    let counts = crate::queue::topology::queue_counts(&ch, name)
+        .await
+        .map_err(|e| CliError::failure(format!("{name}: {e}")))?;
+    if counts.is_some() {
+        let _ = ch.close(200, "ok".into()).await;
     }
+    Ok(counts.map(|c| (c.ready, None, c.consumers)))
 }
 
 fn opt(v: Option<u64>) -> String {

@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde::Serialize;
 
 use crate::cli::{
@@ -13,7 +11,7 @@ use crate::cli::{
 use crate::config::Config;
 use crate::notify::health::{HealthStore, Record, Status};
 use crate::notify::{Colour, Notification, Receiver, Section};
-use crate::queue::connect::{close, is_not_found};
+use crate::queue::connect::close;
 use crate::queue::ratelimit::RateLimiter;
 use crate::queue::topology::Topology;
 
@@ -280,22 +278,12 @@ async fn count_dead_letters(config: &Config, queue: &str) -> Result<Option<u64>,
             .create_channel()
             .await
             .map_err(|e| format!("cannot open a channel to RabbitMQ: {e}"))?;
-        let declared = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(q) => {
+        match crate::queue::topology::queue_counts(&ch, queue).await {
+            Ok(Some(c)) => {
                 let _ = ch.close(200, "done".into()).await;
-                Ok(Some(u64::from(q.message_count())))
+                Ok(Some(c.ready))
             }
-            Err(e) if is_not_found(&e) => Ok(None),
+            Ok(None) => Ok(None),
             Err(e) => Err(format!("cannot count the messages of {queue}: {e}")),
         }
     };

@@ -267,6 +267,38 @@ impl Topology {
     }
 }
 
+/// What a passive declare tells of a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Ready messages (not those delivered and unacked).
+    pub ready: u64,
+    pub consumers: u64,
+}
+
+/// Ready messages and consumers of `queue` by a passive declare; `None`
+/// when the queue does not exist. The broker closes the channel on a
+/// missing queue, so give each call that may miss a channel of its own.
+pub async fn queue_counts(ch: &Channel, queue: &str) -> Result<Option<QueueCounts>, lapin::Error> {
+    let declared = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match declared {
+        Ok(q) => Ok(Some(QueueCounts {
+            ready: u64::from(q.message_count()),
+            consumers: u64::from(q.consumer_count()),
+        })),
+        Err(e) if crate::queue::connect::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
