@@ -288,7 +288,12 @@ async fn check_database(config: &Config) -> Result<String, String> {
         .ssl_opts(crate::tls::mysql_ssl_opts(config));
     let mut conn = tokio::time::timeout(m.connect_timeout.0, mysql_async::Conn::new(opts))
         .await
-        .map_err(|_| format!("no answer within {:?} (mysql.connect_timeout)", m.connect_timeout.0))?
+        .map_err(|_| {
+            format!(
+                "no answer within {:?} (mysql.connect_timeout)",
+                m.connect_timeout.0
+            )
+        })?
         .map_err(|e| e.to_string())?;
     let one: Option<u8> = conn
         .query_first("SELECT 1")

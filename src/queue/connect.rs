@@ -113,6 +113,11 @@ pub fn is_precondition_failed(e: &lapin::Error) -> bool {
     matches!(reply_of(e), Some((PRECONDITION_FAILED, _)))
 }
 
+/// True for `NOT_FOUND` (e.g. a passive declare of a queue that does not exist).
+pub fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(reply_of(e), Some((NOT_FOUND, _)))
+}
+
 /// Open an AMQP connection named after this process, bounded by
 /// `broker.connect_timeout`.
 pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerError> {

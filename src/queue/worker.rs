@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
+use crate::queue::connect::{BrokerError, is_precondition_failed};
 use crate::queue::context::Services;
 use crate::queue::message::{DeadLetter, DeadReason, Envelope};
 use crate::queue::metrics::{self, Health};
-use crate::queue::connect::{BrokerError, is_precondition_failed};
 use crate::queue::publisher::{PublishError, Publisher, connect};
 use crate::queue::ratelimit::AcquireError;
 use crate::queue::state::{TaskState, TaskStatus, WorkerInfo};
