@@ -385,13 +385,14 @@ pub async fn wait_days(
                 progress.show(i, &r.date, &DayView::of(&o));
                 outcomes.push(o);
             }
-            if outcomes.iter().all(|o| o.status != "running") {
-                return Ok((outcomes, true));
-            }
+            // Also when every day ended: a warning given is taken back.
             let needed = families_needed(&outcomes, &families);
             let said = alarm.observe(std::time::Instant::now(), &counts.borrow(), &needed);
             for line in said {
                 progress.say(&line);
+            }
+            if outcomes.iter().all(|o| o.status != "running") {
+                return Ok((outcomes, true));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok((outcomes, false));

@@ -191,19 +191,17 @@ pub const CONSUMER_GRACE: Duration = Duration::from_secs(5);
 /// How often `run --wait` looks at the consumers of the run's queues.
 pub const CONSUMER_PROBE_EVERY: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
-struct QueueWatch {
-    empty_since: Option<Instant>,
-    warned: bool,
-}
-
 /// Decides what to say about the consumers of the queues waiting days
 /// need: a warning once a needed queue has had none for [`CONSUMER_GRACE`],
-/// and a note when one appears after that warning.
+/// and a note when, after that warning, a consumer appears (or the days get
+/// past the queue, which takes one).
 pub struct ConsumerAlarm {
     namespace: String,
     grace: Duration,
-    families: BTreeMap<String, QueueWatch>,
+    /// Needed families without a consumer, since when.
+    empty_since: BTreeMap<String, Instant>,
+    /// Families warned about and still without a consumer, in warning order.
+    warned: Vec<String>,
 }
 
 impl ConsumerAlarm {
@@ -211,7 +209,8 @@ impl ConsumerAlarm {
         ConsumerAlarm {
             namespace: namespace.to_string(),
             grace,
-            families: BTreeMap::new(),
+            empty_since: BTreeMap::new(),
+            warned: Vec::new(),
         }
     }
 
@@ -224,46 +223,55 @@ impl ConsumerAlarm {
         consumers: &ConsumerCounts,
         needed: &[String],
     ) -> Vec<String> {
-        self.families.retain(|f, _| needed.contains(f));
-        let mut out = Vec::new();
+        let has_consumer = |f: &String| matches!(consumers.get(f), Some(Some(n)) if *n > 0);
+        let mut back = Vec::new();
+        self.warned.retain(|f| {
+            let consumed = !needed.contains(f) || has_consumer(f);
+            if consumed {
+                back.push(f.clone());
+            }
+            !consumed
+        });
+        self.empty_since.retain(|f, _| needed.contains(f));
         let mut starved = Vec::new();
         for family in needed {
-            let Some(&Some(n)) = consumers.get(family) else {
-                continue;
-            };
-            let w = self.families.entry(family.clone()).or_default();
-            if n > 0 {
-                if w.warned {
-                    out.push(format!(
-                        "{}.{family} has {n} consumer{} now; the run goes on",
-                        self.namespace,
-                        if n == 1 { "" } else { "s" }
-                    ));
+            match consumers.get(family) {
+                Some(Some(0)) => {
+                    let since = *self.empty_since.entry(family.clone()).or_insert(now);
+                    if now.duration_since(since) >= self.grace && !self.warned.contains(family) {
+                        self.warned.push(family.clone());
+                        starved.push(family.clone());
+                    }
                 }
-                *w = QueueWatch::default();
-                continue;
+                Some(Some(_)) => {
+                    self.empty_since.remove(family);
+                }
+                _ => {}
             }
-            let since = *w.empty_since.get_or_insert(now);
-            if !w.warned && now.duration_since(since) >= self.grace {
-                w.warned = true;
-                starved.push(family.clone());
-            }
+        }
+        let mut out = Vec::new();
+        if !back.is_empty() {
+            out.push(format!(
+                "a worker consumes {} now; the run goes on",
+                self.queues(&back)
+            ));
         }
         if !starved.is_empty() {
-            let queues: Vec<String> = starved
-                .iter()
-                .map(|f| format!("{}.{f}", self.namespace))
-                .collect();
-            out.insert(
-                0,
-                format!(
-                    "warning: nothing consumes {}: start a worker (alertflow-worker -Q {}) — the run waits",
-                    queues.join(", "),
-                    starved.join(",")
-                ),
-            );
+            out.push(format!(
+                "warning: nothing consumes {}: start a worker (alertflow-worker -Q {}) — the run waits",
+                self.queues(&starved),
+                starved.join(",")
+            ));
         }
         out
+    }
+
+    fn queues(&self, families: &[String]) -> String {
+        families
+            .iter()
+            .map(|f| format!("{}.{f}", self.namespace))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -510,7 +518,7 @@ mod tests {
         );
         assert_eq!(
             a.observe(t0 + s(61), &counts(Some(2), Some(1)), &needed),
-            ["ns.lark has 2 consumers now; the run goes on"]
+            ["a worker consumes ns.lark now; the run goes on"]
         );
         // A queue no waiting day needs any more is not watched.
         let db_only = ["db".to_string()];
@@ -521,6 +529,22 @@ mod tests {
         assert!(
             a.observe(t0 + s(99), &counts(Some(0), Some(1)), &db_only)
                 .is_empty()
+        );
+        // A warned queue the days got past was consumed, seen or not.
+        let mut c = ConsumerAlarm::new("ns", Duration::from_secs(5));
+        assert!(c.observe(t0, &counts(Some(0), Some(0)), &needed).is_empty());
+        assert_eq!(
+            c.observe(t0 + s(5), &counts(Some(0), Some(0)), &needed)
+                .len(),
+            1
+        );
+        assert_eq!(
+            c.observe(t0 + s(6), &counts(Some(0), Some(0)), &db_only),
+            ["a worker consumes ns.lark now; the run goes on"]
+        );
+        assert_eq!(
+            c.observe(t0 + s(7), &counts(None, Some(3)), &db_only),
+            ["a worker consumes ns.db now; the run goes on"]
         );
         // A consumer that appears before the grace ends is not news.
         let mut b = ConsumerAlarm::new("ns", Duration::from_secs(5));
