@@ -289,18 +289,19 @@ impl Progress {
                 if bar.is_finished() {
                     return;
                 }
+                // Message, then figures, then style: each call may draw.
+                bar.set_message(view.text.clone());
                 match view.total {
                     Some(total) => {
+                        bar.set_length(total);
+                        bar.set_position(view.written.min(total));
                         if !known_total[i] {
                             known_total[i] = true;
                             bar.set_style(bar_style());
                         }
-                        bar.set_length(total);
-                        bar.set_position(view.written.min(total));
                     }
                     None => bar.tick(),
                 }
-                bar.set_message(view.text.clone());
                 if view.finished() {
                     bar.finish();
                 }

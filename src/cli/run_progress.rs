@@ -107,11 +107,7 @@ impl DayView {
 }
 
 fn percent(done: u64, total: u64) -> u64 {
-    if total == 0 {
-        100
-    } else {
-        done.min(total) * 100 / total
-    }
+    (done.min(total) * 100).checked_div(total).unwrap_or(100)
 }
 
 /// The tasks whose queues a day still needs: none once it is done or
