@@ -165,3 +165,60 @@ fn every_command_has_help_with_an_example() {
         );
     }
 }
+
+/// `run --wait` piped (as under cron or CI) with no worker: a line for the
+/// day's state, printed once as nothing changes, a warning naming the queue
+/// nothing consumes (once), then the timeout (exit 4). With `--json` stdout
+/// stays one JSON document and the progress goes to stderr.
+#[test]
+fn run_wait_without_a_worker_says_what_nothing_consumes_and_times_out() {
+    let env = common::TestEnv::new("runwait");
+    let cfg = env.config_file("");
+    let start = |extra: &[&str]| {
+        Command::new(common::bin("alertflow"))
+            .args(["run", "2026-03-10", "--wait", "--timeout", "9"])
+            .args(extra)
+            .env("ALERTFLOW_CONFIG", &cfg)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (plain, json) = (start(&[]), start(&["--json"]));
+    let (plain, json) = (
+        plain.wait_with_output().unwrap(),
+        json.wait_with_output().unwrap(),
+    );
+    let warning = format!(
+        "warning: nothing consumes {ns}.lark, {ns}.default, {ns}.db: start a worker (alertflow-worker -Q lark,default,db) — the run waits",
+        ns = env.ns()
+    );
+    for (name, out) in [("plain", &plain), ("json", &json)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{name}: {stderr}");
+        assert_eq!(
+            stderr.matches(&warning).count(),
+            1,
+            "{name}: once: {stderr}"
+        );
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| *l == "2026-03-10  waiting  no page fetched yet")
+                .count(),
+            1,
+            "{name}: one line for the one state: {stderr}"
+        );
+        assert!(stderr.contains("gave up waiting"), "{name}: {stderr}");
+    }
+    let stdout = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("2026-03-10  0+ ") && l.ends_with("running")),
+        "the summary shows the pages as not all known: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("stdout is JSON");
+    assert_eq!(v[0]["status"], "running");
+    assert_eq!(v[0]["summary"]["total_pages"], serde_json::Value::Null);
+}

@@ -372,3 +372,105 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
     );
     w.stop().await;
 }
+
+/// `run --wait` piped, started before any worker: it warns that nothing
+/// consumes the day's queues, says when a consumer appears, prints a line
+/// per change of the day (never a total before the last page is known) and
+/// ends with the day done (exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_wait_piped_follows_a_day_from_no_worker_to_done() {
+    use std::io::BufRead;
+    use std::sync::Mutex;
+    let cfg = SandboxConfig {
+        seed: 11,
+        per_day: 160,
+        ..SandboxConfig::default()
+    };
+    let sandbox = alertflow::sandbox::spawn(cfg).await.unwrap();
+    let env = db_env("runwaitpiped", &sandbox);
+    let _sink = migrate(&env.config).await;
+    let file = env.config_file("");
+    let mut child = std::process::Command::new(common::bin("alertflow"))
+        .args(["run", "2026-03-08", "--wait", "--timeout", "120"])
+        .env("ALERTFLOW_CONFIG", &file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stderr, stdout) = (child.stderr.take().unwrap(), child.stdout.take().unwrap());
+    let mut child = common::Child(child);
+    let err = Arc::new(Mutex::new(String::new()));
+    let sink_err = err.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            sink_err.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let warning = format!("warning: nothing consumes {}.lark", env.ns());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !err.lock().unwrap().contains(&warning) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning: {}",
+            err.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let w = env.start_worker(alertflow::tasks::registry());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run --wait did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stdout = out.join().unwrap();
+    w.stop().await;
+    let stderr = err.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{stderr}\n{stdout}");
+    let back: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("a worker consumes ") && l.ends_with(" now; the run goes on"))
+        .collect();
+    for family in ["lark", "default", "db"] {
+        let queue = format!("{}.{family}", env.ns());
+        assert_eq!(
+            back.iter().filter(|l| l.contains(&queue)).count(),
+            1,
+            "{queue} said consumed once: {stderr}"
+        );
+    }
+    let day: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("2026-03-08  "))
+        .collect();
+    assert_eq!(
+        day.first(),
+        Some(&"waiting  no page fetched yet"),
+        "{stderr}"
+    );
+    assert!(
+        day.last().unwrap().starts_with("done  written 4/4 pages"),
+        "{stderr}"
+    );
+    for l in &day {
+        if l.starts_with("fetching") {
+            assert!(l.contains("(more to come)") && !l.contains('/'), "{l}");
+        }
+    }
+    let mut deduped = day.clone();
+    deduped.dedup();
+    assert_eq!(deduped, day, "a line only when something changed");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("2026-03-08  4 ") && l.ends_with("done")),
+        "{stdout}"
+    );
+}

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod notify;
 pub mod parse;
 pub mod run;
+pub mod run_progress;
 pub mod sandbox;
 pub mod schedule;
 pub mod worker;

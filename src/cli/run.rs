@@ -2,6 +2,7 @@
 //! `alertflow migrate`.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,14 @@ use chrono::{Duration as Days, NaiveDate, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::cli::run_progress::{
+    CONSUMER_GRACE, ConsumerAlarm, ConsumerCounts, DayView, LinePrinter, families_needed,
+    probe_consumers, task_families,
+};
 use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
     connect_redis, print_table,
@@ -41,7 +48,9 @@ pub struct RunArgs {
     /// Today so far.
     #[arg(long, conflicts_with = "dates")]
     pub today: bool,
-    /// Follow the runs with a progress bar per day and a summary table.
+    /// Follow the runs, then print a summary table. Progress goes to stderr:
+    /// a bar per day on a terminal, else a line per change of a day; a queue
+    /// the runs need that no worker consumes is named after a few seconds.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds (exit code 4).
@@ -50,7 +59,8 @@ pub struct RunArgs {
     /// Run the tasks in this process (no RabbitMQ), then print the summary.
     #[arg(long, conflicts_with = "wait")]
     pub local: bool,
-    /// Print the runs (and with --wait/--local the summaries) as JSON.
+    /// Print the runs (and with --wait/--local the summaries) as JSON on
+    /// stdout (--wait progress stays on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -226,7 +236,102 @@ async fn day_status(
     })
 }
 
-/// Follow runs with a progress bar per day until each is done or failed.
+/// How `wait_days` shows progress.
+enum Progress {
+    Hidden,
+    /// On a terminal: a bar per day (a spinner until the day's last page is known).
+    Bars {
+        multi: MultiProgress,
+        bars: Vec<ProgressBar>,
+        known_total: Vec<bool>,
+    },
+    /// Off a terminal: a line per change of a day.
+    Lines(Vec<LinePrinter>),
+}
+
+impl Progress {
+    fn new(runs: &[PublishedRun], quiet: bool) -> Progress {
+        if quiet {
+            return Progress::Hidden;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines(runs.iter().map(|_| LinePrinter::default()).collect());
+        }
+        let multi = MultiProgress::new();
+        let bars = runs
+            .iter()
+            .map(|r| {
+                let b = multi.add(ProgressBar::no_length());
+                b.set_style(spinner_style());
+                b.set_prefix(r.date.clone());
+                b
+            })
+            .collect();
+        Progress::Bars {
+            multi,
+            bars,
+            known_total: vec![false; runs.len()],
+        }
+    }
+
+    fn show(&mut self, i: usize, date: &str, view: &DayView) {
+        match self {
+            Progress::Hidden => {}
+            Progress::Lines(printers) => {
+                if let Some(line) = printers[i].next(date, view, std::time::Instant::now()) {
+                    eprintln!("{line}");
+                }
+            }
+            Progress::Bars {
+                bars, known_total, ..
+            } => {
+                let bar = &bars[i];
+                if bar.is_finished() {
+                    return;
+                }
+                // Message, then figures, then style: each call may draw.
+                bar.set_message(view.text.clone());
+                match view.total {
+                    Some(total) => {
+                        bar.set_length(total);
+                        bar.set_position(view.written.min(total));
+                        if !known_total[i] {
+                            known_total[i] = true;
+                            bar.set_style(bar_style());
+                        }
+                    }
+                    None => bar.tick(),
+                }
+                if view.finished() {
+                    bar.finish();
+                }
+            }
+        }
+    }
+
+    /// A line on stderr, above the bars if there are any.
+    fn say(&self, line: &str) {
+        match self {
+            Progress::Bars { multi, .. } => multi.suspend(|| eprintln!("{line}")),
+            _ => eprintln!("{line}"),
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("valid template")
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:30}] {msg}")
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// Follow runs until each is done or failed, or until `timeout` (then the
+/// bool is false). Unless `quiet`, progress goes to stderr: a bar per day on
+/// a terminal, one line per change of a day otherwise. Whatever `quiet`, a
+/// queue the waiting days need that nothing consumes is named on stderr.
 pub async fn wait_days(
     config: &Arc<Config>,
     runs_published: &[PublishedRun],
@@ -236,82 +341,75 @@ pub async fn wait_days(
     let pool = connect_redis(config).await?;
     let runs = RunState::new(pool.clone(), &config.namespace, config.state.ttl.0);
     let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
-    let multi = if quiet {
-        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    } else {
-        MultiProgress::new()
-    };
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} pages  {msg}")
-        .expect("valid template")
-        .progress_chars("=> ");
-    let bars: Vec<ProgressBar> = runs_published
-        .iter()
-        .map(|r| {
-            let b = multi.add(ProgressBar::new(1));
-            b.set_style(style.clone());
-            b.set_prefix(r.date.clone());
-            b
-        })
-        .collect();
+    let mut progress = Progress::new(runs_published, quiet);
+    let families = task_families(config);
+    let (tx, counts) = watch::channel(ConsumerCounts::new());
+    let stop = CancellationToken::new();
+    let mut prober = tokio::spawn(probe_consumers(
+        config.clone(),
+        families.values().cloned().collect(),
+        tx,
+        stop.clone(),
+    ));
+    let mut alarm = ConsumerAlarm::new(&config.namespace, CONSUMER_GRACE);
     let deadline = tokio::time::Instant::now() + timeout;
     // A Redis blip must not end the watch: keep the last view and retry,
     // giving up only when Redis stays unreachable for a minute.
     let mut last: Vec<Option<DayOutcome>> = vec![None; runs_published.len()];
     let mut failing_since: Option<tokio::time::Instant> = None;
-    loop {
-        let mut outcomes = Vec::new();
-        for (i, (r, bar)) in runs_published.iter().zip(&bars).enumerate() {
-            let o = match day_status(&runs, &states, r).await {
-                Ok(o) => {
-                    failing_since = None;
-                    last[i] = Some(o.clone());
-                    o
-                }
-                Err(e) => {
-                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() > Duration::from_secs(60) {
-                        return Err(e);
+    let result = async {
+        loop {
+            let mut outcomes = Vec::new();
+            for (i, r) in runs_published.iter().enumerate() {
+                let o = match day_status(&runs, &states, r).await {
+                    Ok(o) => {
+                        failing_since = None;
+                        last[i] = Some(o.clone());
+                        o
                     }
-                    match &last[i] {
-                        Some(o) => o.clone(),
-                        None => DayOutcome {
-                            date: r.date.clone(),
-                            run_id: r.run_id.clone(),
-                            summary: RunSummary::default(),
-                            status: "running".into(),
-                        },
+                    Err(e) => {
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() > Duration::from_secs(60) {
+                            return Err(e);
+                        }
+                        match &last[i] {
+                            Some(o) => o.clone(),
+                            None => DayOutcome {
+                                date: r.date.clone(),
+                                run_id: r.run_id.clone(),
+                                summary: RunSummary::default(),
+                                status: "running".into(),
+                            },
+                        }
                     }
-                }
-            };
-            let s = &o.summary;
-            bar.set_length(s.total_pages.unwrap_or(s.pages_fetched.max(1)));
-            bar.set_position(s.pages_written);
-            bar.set_message(format!(
-                "fetched {} ({} msgs), parsed {}, written {} rows, recommend: {}",
-                s.pages_fetched,
-                s.messages,
-                s.pages_parsed,
-                s.rows_written,
-                match o.status.as_str() {
-                    "done" => "done",
-                    st if st.starts_with("failed") => "FAILED",
-                    _ if s.recommend.is_some() => "running",
-                    _ => "waiting",
-                }
-            ));
-            if o.status != "running" {
-                bar.finish();
+                };
+                progress.show(i, &r.date, &DayView::of(&o));
+                outcomes.push(o);
             }
-            outcomes.push(o);
+            // Also when every day ended: a warning given is taken back.
+            let needed = families_needed(&outcomes, &families);
+            let said = alarm.observe(std::time::Instant::now(), &counts.borrow(), &needed);
+            for line in said {
+                progress.say(&line);
+            }
+            if outcomes.iter().all(|o| o.status != "running") {
+                return Ok((outcomes, true));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok((outcomes, false));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if outcomes.iter().all(|o| o.status != "running") {
-            return Ok((outcomes, true));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok((outcomes, false));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    .await;
+    stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(3), &mut prober)
+        .await
+        .is_err()
+    {
+        prober.abort();
+    }
+    result
 }
 
 /// The summary table printed at the end of `run --wait` and `demo`.
@@ -322,7 +420,11 @@ pub fn print_summary(outcomes: &[DayOutcome]) {
             let s = &o.summary;
             vec![
                 o.date.clone(),
-                format!("{}", s.total_pages.unwrap_or(s.pages_fetched)),
+                // `12`, or `7+` while the day's last page is not known.
+                match s.total_pages {
+                    Some(t) => t.to_string(),
+                    None => format!("{}+", s.pages_fetched),
+                },
                 s.messages.to_string(),
                 s.rows_written.to_string(),
                 s.skips
@@ -364,7 +466,7 @@ pub async fn run(g: &GlobalOpts, a: RunArgs) -> CliResult {
         &config,
         &published,
         Duration::from_secs_f64(a.timeout.max(0.0)),
-        a.json,
+        false,
     )
     .await?;
     if a.json {
