@@ -537,3 +537,22 @@ fn beat_says_what_it_does_on_sigterm() {
         "{text}"
     );
 }
+
+#[test]
+fn run_and_report_refuse_the_same_dates_and_say_why() {
+    let env = TestEnv::new("dates");
+    let config = env.config_file("");
+    let out = run("alertflow", &config, &["run", "--backfill", "-1"], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("-1 is not in 1..=366") && !err.contains("-- -1"),
+        "{err}"
+    );
+    for args in [vec!["report", "2099-01-01"], vec!["run", "2099-01-01"]] {
+        let out = run("alertflow", &config, &args, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is in the future"), "{args:?}: {err}");
+    }
+}

@@ -40,7 +40,13 @@ pub struct RunArgs {
     /// Dates to process (YYYY-MM-DD, Pacific days); default: yesterday.
     pub dates: Vec<String>,
     /// The last N days, ending yesterday.
-    #[arg(long, value_name = "N", conflicts_with_all = ["dates", "catch_up", "today"])]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = ["dates", "catch_up", "today"],
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=366)
+    )]
     pub backfill: Option<u32>,
     /// Yesterday, plus today so far.
     #[arg(long, conflicts_with_all = ["dates", "today"])]
@@ -93,13 +99,8 @@ pub fn plan_days(a: &RunArgs, today: NaiveDate) -> Result<Vec<DayPlan>, String> 
     } else {
         let mut v = Vec::new();
         for s in &a.dates {
-            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|e| format!("{s:?} is not a date (YYYY-MM-DD): {e}"))?;
-            if d > today {
-                return Err(format!(
-                    "{d} is in the future (today is {today} in America/Los_Angeles)"
-                ));
-            }
+            // The rule `fetch-day` itself applies (and `report`).
+            let d = crate::tasks::fetch_day::parse_run_date(s)?;
             v.push(day(d, d == today));
         }
         v.sort_by_key(|p| p.date);
@@ -532,6 +533,7 @@ pub struct ReportArgs {
     /// Database to read (default: mysql.database), e.g. `alertflow_demo`.
     #[arg(long)]
     pub database: Option<String>,
+    /// Print the recommendations as a JSON array.
     #[arg(long)]
     pub json: bool,
 }
@@ -607,8 +609,7 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         config.mysql.database = db.clone();
     }
     let date = match &a.date {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|e| CliError::usage(format!("{d:?} is not a date (YYYY-MM-DD): {e}")))?,
+        Some(d) => crate::tasks::fetch_day::parse_run_date(d).map_err(CliError::usage)?,
         None => pacific_date(Utc::now()) - Days::days(1),
     };
     let date = date.format("%Y-%m-%d").to_string();
