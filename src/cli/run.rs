@@ -100,7 +100,7 @@ pub fn plan_days(a: &RunArgs, today: NaiveDate) -> Result<Vec<DayPlan>, String> 
         let mut v = Vec::new();
         for s in &a.dates {
             // The rule `fetch-day` itself applies (and `report`).
-            let d = crate::tasks::fetch_day::parse_run_date(s)?;
+            let d = crate::tasks::fetch_day::check_run_date(s, today)?;
             v.push(day(d, d == today));
         }
         v.sort_by_key(|p| p.date);
@@ -764,7 +764,7 @@ mod tests {
         assert!(
             plan_days(&args(&["2026-13-01"]), today)
                 .unwrap_err()
-                .contains("not a date")
+                .contains("not YYYY-MM-DD")
         );
         assert!(
             plan_days(&args(&["2026-03-13"]), today)

@@ -77,6 +77,13 @@ impl BeatError {
     }
 }
 
+impl BeatError {
+    /// A configuration error a booting broker also gives.
+    pub fn may_be_booting(&self) -> bool {
+        matches!(self, BeatError::Connect(e) if e.may_be_booting())
+    }
+}
+
 impl From<deadpool_redis::redis::RedisError> for BeatError {
     fn from(e: deadpool_redis::redis::RedisError) -> Self {
         BeatError::Redis(e.to_string())
@@ -532,10 +539,19 @@ impl Beat {
         }
         info!(beat = %self.id, schedules = self.schedules.len(), "beat starting");
         let mut backoff = Duration::from_millis(200);
+        let mut gate = crate::queue::connect::ConfigErrorGate::default();
         while !shutdown.is_cancelled() {
             let started = std::time::Instant::now();
-            match self.session(&shutdown).await {
+            let result = self.session(&shutdown).await;
+            if self.health.healthy() {
+                // This session got connected: the configuration works.
+                gate.connected();
+            }
+            match result {
                 Ok(()) => break,
+                Err(e) if e.is_config() && !gate.stop(e.may_be_booting()) => {
+                    warn!(error = %e, "the broker refuses this configuration, or is still starting: retrying");
+                }
                 Err(e) if e.is_config() => {
                     error!(error = %e, "configuration error: beat cannot run until it is fixed");
                     return Err(e);

@@ -69,6 +69,12 @@ impl BrokerError {
         )
     }
 
+    /// True for the one configuration error a healthy broker also gives
+    /// for a few seconds while it boots: its vhost is not running yet.
+    pub fn may_be_booting(&self) -> bool {
+        matches!(self, BrokerError::Vhost { .. })
+    }
+
     /// True when nothing listens at the address (the hint "start it" fits).
     pub fn is_refused(&self) -> bool {
         matches!(self, BrokerError::Unreachable { source, .. }
@@ -126,6 +132,45 @@ pub fn declare_failure(e: &lapin::Error) -> Option<BrokerError> {
 /// does not exist).
 pub fn is_not_found(e: &lapin::Error) -> bool {
     matches!(reply_of(e), Some((NOT_FOUND, _)))
+}
+
+/// How long a vhost error must last, in a process that never connected,
+/// before it is taken for a configuration error (a booting RabbitMQ
+/// answers "vhost not found" until the vhost runs).
+pub const BOOT_GRACE: Duration = Duration::from_secs(20);
+
+/// Decides when a configuration error ends a long-running process (worker,
+/// beat): at once for a refused login or a queue declared otherwise; for a
+/// vhost error only when it lasted [`BOOT_GRACE`] and this process never
+/// connected (once it did, the configuration was right and the broker is
+/// restarting: keep trying).
+#[derive(Debug, Default)]
+pub struct ConfigErrorGate {
+    since: Option<std::time::Instant>,
+    connected: bool,
+}
+
+impl ConfigErrorGate {
+    /// A session got connected: the configuration works.
+    pub fn connected(&mut self) {
+        self.connected = true;
+        self.since = None;
+    }
+
+    /// Whether to stop on a configuration error; `booting` when it may be
+    /// a broker still starting ([`BrokerError::may_be_booting`]).
+    pub fn stop(&mut self, booting: bool) -> bool {
+        if !booting {
+            return true;
+        }
+        if self.connected {
+            return false;
+        }
+        self.since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= BOOT_GRACE
+    }
 }
 
 /// Open an AMQP connection named after this process, bounded by
@@ -199,5 +244,21 @@ mod tests {
         let io = lapin::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let down = BrokerError::classify("amqp://h/%2f", io);
         assert!(!down.is_config() && down.is_refused());
+    }
+
+    #[test]
+    fn a_vhost_error_stops_only_a_process_that_never_connected_after_the_grace() {
+        let mut gate = ConfigErrorGate::default();
+        assert!(gate.stop(false), "a refused login stops at once");
+        assert!(!gate.stop(true), "a vhost error first gets the boot grace");
+        gate.since = Some(std::time::Instant::now() - BOOT_GRACE);
+        assert!(gate.stop(true), "and stops once the grace is over");
+        gate.connected();
+        gate.since = Some(std::time::Instant::now() - BOOT_GRACE * 10);
+        assert!(
+            !gate.stop(true),
+            "once connected, a restarting broker is waited for"
+        );
+        assert!(gate.stop(false));
     }
 }

@@ -35,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::queue::connect::{BrokerError, declare_failure, is_precondition_failed};
+use crate::queue::connect::{
+    BrokerError, ConfigErrorGate, declare_failure, is_precondition_failed,
+};
 use crate::queue::context::Services;
 use crate::queue::message::{DeadLetter, DeadReason, Envelope};
 use crate::queue::metrics::{self, Health};
@@ -71,6 +73,12 @@ impl WorkerError {
             WorkerError::Queue(_) => true,
             _ => false,
         }
+    }
+
+    /// A configuration error a booting broker also gives (see
+    /// [`BrokerError::may_be_booting`]).
+    pub fn may_be_booting(&self) -> bool {
+        matches!(self, WorkerError::Connect(e) if e.may_be_booting())
     }
 }
 
@@ -178,6 +186,7 @@ impl Worker {
             "worker starting"
         );
         let mut backoff = Duration::from_millis(200);
+        let mut gate = ConfigErrorGate::default();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -189,7 +198,11 @@ impl Worker {
             match end {
                 Ok(SessionEnd::Shutdown) => break,
                 Ok(SessionEnd::Lost(why)) => {
+                    gate.connected();
                     warn!(reason = %why, "broker session lost; reconnecting")
+                }
+                Err(e) if e.is_config() && !gate.stop(e.may_be_booting()) => {
+                    warn!(error = %e, "the broker refuses this configuration, or is still starting: retrying");
                 }
                 Err(e) if e.is_config() => {
                     error!(error = %e, "configuration error: the worker cannot run until it is fixed");

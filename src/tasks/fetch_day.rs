@@ -61,9 +61,13 @@ impl FetchDay {
 
 /// Parse and check a run date: a real date, not in the future.
 pub fn parse_run_date(s: &str) -> Result<NaiveDate, String> {
+    check_run_date(s, pacific_date(Utc::now()))
+}
+
+/// [`parse_run_date`] with the Pacific `today` given.
+pub fn check_run_date(s: &str, today: NaiveDate) -> Result<NaiveDate, String> {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("date {s:?} is not YYYY-MM-DD: {e}"))?;
-    let today = pacific_date(Utc::now());
     if d > today {
         return Err(format!(
             "date {d} is in the future (today is {today} in America/Los_Angeles)"
