@@ -778,18 +778,7 @@ async fn dead_letters_make_health_critical_even_when_every_status_is_ok() {
         "{out}"
     );
 
-    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
-    HealthStore::new(pool, env.ns())
-        .swap(&Record {
-            task: "noop".into(),
-            queue: format!("{}.default", env.ns()),
-            status: Status::Ok,
-            at: chrono::Utc::now(),
-            error: None,
-            attempts: None,
-        })
-        .await
-        .unwrap();
+    record_noop_ok(&env).await;
     let (code, out) = health_cli(&env, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -832,18 +821,7 @@ async fn dead_letters_make_health_critical_even_when_every_status_is_ok() {
 #[tokio::test]
 async fn health_is_unknown_when_the_broker_is_unreachable() {
     let env = TestEnv::new("health-nobroker");
-    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
-    HealthStore::new(pool, env.ns())
-        .swap(&Record {
-            task: "noop".into(),
-            queue: format!("{}.default", env.ns()),
-            status: Status::Ok,
-            at: chrono::Utc::now(),
-            error: None,
-            attempts: None,
-        })
-        .await
-        .unwrap();
+    record_noop_ok(&env).await;
     // Nothing listens on port 1.
     let down = [(
         "ALERTFLOW_BROKER_URL",
@@ -934,4 +912,20 @@ silent_seconds = 300
     .unwrap_err()
     .to_string();
     assert!(bad.contains("checks.cpu-high.receiver"), "{bad}");
+}
+
+/// Record an OK status of `noop`, as a worker would.
+async fn record_noop_ok(env: &TestEnv) {
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    HealthStore::new(pool, env.ns())
+        .swap(&Record {
+            task: "noop".into(),
+            queue: format!("{}.default", env.ns()),
+            status: Status::Ok,
+            at: chrono::Utc::now(),
+            error: None,
+            attempts: None,
+        })
+        .await
+        .unwrap();
 }

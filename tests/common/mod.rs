@@ -16,8 +16,6 @@ use alertflow::queue::state::{StateStore, TaskState, TaskStatus};
 use alertflow::queue::task::Registry;
 use alertflow::queue::topology::Topology;
 use alertflow::queue::worker::{Worker, WorkerOptions};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 pub fn ms(n: u64) -> HumanDuration {
@@ -138,19 +136,12 @@ impl TestEnv {
     pub async fn ready(&self, queue: &str) -> u32 {
         let conn = connect(&self.config, "test").await.expect("broker");
         let ch = conn.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let counts = alertflow::queue::topology::queue_counts(&ch, queue)
             .await
+            .expect("broker answers")
             .expect("queue exists");
         let _ = conn.close(200, "".into()).await;
-        q.message_count()
+        counts.ready as u32
     }
 
     /// Read the dead-letter queue without removing anything.
