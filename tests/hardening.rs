@@ -44,8 +44,15 @@ fn silent_port() -> (std::net::TcpListener, u16) {
     (l, port)
 }
 
-/// A config file of its own for `env`'s namespace, with `extra` TOML.
+/// A config file of its own for `env`'s namespace, with `extra` TOML. The
+/// delay tiers are the test namespace's, so its cleanup removes them all.
 fn config_with(env: &TestEnv, file: &str, extra: &str) -> PathBuf {
+    let tiers = "retry_tiers = [\"100ms\", \"1s\", \"5s\"]";
+    let extra = if extra.contains("[broker]\n") {
+        extra.replacen("[broker]\n", &format!("[broker]\n{tiers}\n"), 1)
+    } else {
+        format!("[broker]\n{tiers}\n{extra}")
+    };
     let p = env.dir.path().join(file);
     std::fs::write(
         &p,
