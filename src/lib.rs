@@ -11,6 +11,7 @@ pub mod lark;
 pub mod notify;
 pub mod queue;
 pub mod sandbox;
+pub mod severity;
 pub mod sink;
 pub mod tasks;
 pub mod telemetry;

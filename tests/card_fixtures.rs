@@ -1,4 +1,4 @@
-//! Every fixture family in `shared/fixtures/cards/` parses to exactly its
+//! Every fixture family in `tests/fixtures/cards/` parses to exactly its
 //! `*.expected.jsonl` rows and `*.skips.json` counts (cards.md, Examples).
 
 use std::collections::BTreeMap;
@@ -12,10 +12,7 @@ fn fixtures_dir() -> PathBuf {
     std::env::var_os("ALERTFLOW_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/cards"
-            ))
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cards"))
         })
 }
 

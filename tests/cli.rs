@@ -9,10 +9,7 @@ use std::process::Command;
 use chrono::{DateTime, Utc};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/cards"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cards"))
 }
 
 #[test]

@@ -209,7 +209,7 @@ pub enum Command {
     Migrate(run::MigrateArgs),
     /// Parse a file of Lark messages into alert rows (JSON lines), offline.
     #[command(
-        after_help = "Examples:\n  alertflow parse ../shared/fixtures/cards/keyed-en.json\n  alertflow fetch --date 2026-03-10 | alertflow parse -"
+        after_help = "Examples:\n  alertflow parse tests/fixtures/cards/keyed-en.json\n  alertflow fetch --date 2026-03-10 | alertflow parse -"
     )]
     Parse(parse::ParseArgs),
     /// Fetch one Pacific day of the chat's history to a file (debugging a day).

@@ -30,9 +30,10 @@ use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
 use crate::queue::topology::Topology;
+use crate::severity::most_severe_first;
 use crate::sink::schema::{self, Dialect, StarRocksOptions};
 use crate::sink::starrocks::SqlSink;
-use crate::tasks::recommendation::{Recommendation, severity_rank};
+use crate::tasks::recommendation::Recommendation;
 use crate::tasks::run_state::{RunState, RunSummary};
 
 #[derive(clap::Args, Debug)]
@@ -541,8 +542,7 @@ pub struct ReportArgs {
 /// Recommendations sorted as the report shows them: severity, then fired count.
 pub fn sort_report(recs: &mut [Recommendation]) {
     recs.sort_by(|a, b| {
-        severity_rank(&a.severity)
-            .cmp(&severity_rank(&b.severity))
+        most_severe_first(&a.severity, &b.severity)
             .then(b.fired_count.cmp(&a.fired_count))
             .then(a.alert_name.cmp(&b.alert_name))
     });

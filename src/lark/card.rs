@@ -1,4 +1,4 @@
-//! Lark alert cards → alert rows, as contracted in `shared/docs/cards.md`.
+//! Lark alert cards → alert rows, as contracted in `docs/cards.md`.
 //!
 //! This module owns reading the receive-side projection of an `interactive`
 //! message (`{"title": .., "elements": [[node, ..], ..]}`), the alias tables
@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::America::Los_Angeles;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::severity::Severity;
 
 /// What a JSON 2.0 card (or one with components Lark cannot project) reads back as.
 const UPGRADE_PLACEHOLDER: &str = "请升级至最新版本客户端，以查看内容";
@@ -349,7 +351,7 @@ pub fn parse_message(item: &Value, aliases: &Aliases) -> Result<Vec<AlertRow>, S
             .iter()
             .map(|f| f.severity.as_str())
             .fold("", |best, s| {
-                if severity_rank(s) > severity_rank(best) {
+                if Severity::of(s) > Severity::of(best) {
                     s
                 } else {
                     best
@@ -839,17 +841,6 @@ fn severity_of_level_status(value: &str) -> Option<String> {
     words(&lower)
         .find(|w| !is_status_word(w))
         .map(str::to_string)
-}
-
-/// critical > warning > info > any other value > none.
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 4,
-        "warning" => 3,
-        "info" => 2,
-        "" => 0,
-        _ => 1,
-    }
 }
 
 fn title_has_status_word(title: &str) -> bool {

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::SandboxConfig;
 use crate::lark::card::AlertRow;
+use crate::severity::Severity;
 
 /// Body of a recalled message (not JSON).
 pub const RECALLED_CONTENT: &str = "This message was recalled";
@@ -427,16 +428,6 @@ fn normalise_severity(written: Option<&str>) -> String {
     norm.to_owned()
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 4,
-        "warning" => 3,
-        "info" => 2,
-        "" => 0,
-        _ => 1,
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Projected card building (lark-api.md §2.4)
 
@@ -654,7 +645,7 @@ fn rows_for(meta: &MessageMeta<'_>, sections: &[Section]) -> Vec<AlertRow> {
         }
         let mut severity = "";
         for s in &group {
-            if severity_rank(&s.severity) > severity_rank(severity) {
+            if Severity::of(&s.severity) > Severity::of(severity) {
                 severity = &s.severity;
             }
         }

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::lark::card::AlertRow;
+use crate::severity::{Severity, most_severe_first};
 use crate::tasks::catalogue::Catalogue;
 
-/// The severity of an alert found neither in the catalogue nor in its rows.
-pub const UNKNOWN_SEVERITY: &str = "unknown";
+pub use crate::severity::UNKNOWN_SEVERITY;
 
 /// One row of the daily recommendations table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,24 +54,6 @@ impl NoisyThresholds {
     }
 }
 
-/// Sort key for severities, most severe first: critical 0, warning 1, info 2,
-/// any other value 3, "unknown" or empty 4. Case and surrounding spaces are
-/// ignored.
-pub fn severity_rank(s: &str) -> u8 {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("critical") {
-        0
-    } else if s.eq_ignore_ascii_case("warning") {
-        1
-    } else if s.eq_ignore_ascii_case("info") {
-        2
-    } else if s.is_empty() || s.eq_ignore_ascii_case(UNKNOWN_SEVERITY) {
-        4
-    } else {
-        3
-    }
-}
-
 /// What one alert name accumulates over the day's rows.
 #[derive(Default)]
 struct Tally {
@@ -103,7 +85,8 @@ impl Tally {
             // Among equal ranks (two "other" values) the alphabetically first
             // wins, so the result does not depend on row order.
             Some(current) => {
-                (severity_rank(&severity), &severity) < (severity_rank(current), current)
+                (Severity::of(&severity), std::cmp::Reverse(&severity))
+                    > (Severity::of(current), std::cmp::Reverse(current))
             }
         };
         if more_severe {
@@ -190,8 +173,7 @@ pub fn compute(
         .collect();
 
     out.sort_by(|a, b| {
-        severity_rank(&a.severity)
-            .cmp(&severity_rank(&b.severity))
+        most_severe_first(&a.severity, &b.severity)
             .then(b.fired_count.cmp(&a.fired_count))
             .then_with(|| a.alert_name.cmp(&b.alert_name))
     });
@@ -518,16 +500,6 @@ mod tests {
                 "NoSeverity",
             ]
         );
-    }
-
-    #[test]
-    fn severity_ranks() {
-        assert_eq!(severity_rank("critical"), 0);
-        assert_eq!(severity_rank("Warning"), 1);
-        assert_eq!(severity_rank(" info "), 2);
-        assert_eq!(severity_rank("high"), 3);
-        assert_eq!(severity_rank("unknown"), 4);
-        assert_eq!(severity_rank(""), 4);
     }
 
     #[test]
