@@ -51,7 +51,7 @@ pub enum Outcome<'a> {
     },
     /// Sent to the dead-letter queue.
     DeadLettered {
-        reason: &'a str,
+        reason: crate::queue::message::DeadReason,
         error: &'a str,
     },
 }

@@ -113,6 +113,16 @@ pub enum DeadReason {
 }
 
 impl DeadReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DeadReason; 6] = [
+        DeadReason::Fatal,
+        DeadReason::RetriesExhausted,
+        DeadReason::Undecodable,
+        DeadReason::UnknownTask,
+        DeadReason::Expired,
+        DeadReason::Broker,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::Fatal => "fatal",
@@ -122,6 +132,12 @@ impl DeadReason {
             DeadReason::Expired => "expired",
             DeadReason::Broker => "broker",
         }
+    }
+}
+
+impl std::fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -506,10 +506,7 @@ impl SessionCtx {
         error!(reason = reason.as_str(), error, "task dead-lettered");
         self.services.notify(
             env,
-            crate::queue::context::Outcome::DeadLettered {
-                reason: reason.as_str(),
-                error,
-            },
+            crate::queue::context::Outcome::DeadLettered { reason, error },
         );
         Ok(())
     }
