@@ -112,24 +112,32 @@ impl<'de> Deserialize<'de> for SecretUrl {
 
 /// Replace the password of `scheme://user:password@host...` with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
+    // A list (`ALERTFLOW_BROKER_URL` may hold several, comma separated):
+    // every URL of it, not only the first.
+    if url.contains(',') {
+        return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
+    }
+    redact_one(url)
+}
+
+/// The password of one URL replaced by `***` (the `url` crate finds it).
+/// Text that does not parse as a URL but has userinfo loses all of it.
+fn redact_one(text: &str) -> String {
+    match url::Url::parse(text.trim()) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            } else {
+                text.to_string()
+            }
+        }
+        Err(_) => match (text.find("://"), text.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &text[..scheme + 3], &text[at..])
+            }
+            _ => text.to_string(),
+        },
     }
 }
 
@@ -903,6 +911,11 @@ mod tests {
             "redis://127.0.0.1:6379"
         );
         assert_eq!(redact_url("redis://:pw@h/0"), "redis://:***@h/0");
+        assert_eq!(
+            redact_url("amqp://u:p1@a:5672/%2f,amqp://u:p2@b:5672/%2f"),
+            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://u:p w@[bad/%2f"), "amqp://***@[bad/%2f");
         let mut c = Config::default();
         c.lark.app_secret = Secret::new("s3cr3t-value");
         c.mysql.password = Secret::new("dbpass-value");

@@ -703,43 +703,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
         return Err(fail("empty"));
     }
-    // (unit, rank, nanoseconds)
-    const UNITS: [(&str, u8, u128); 5] = [
-        ("d", 5, 86_400_000_000_000),
-        ("h", 4, 3_600_000_000_000),
-        ("ms", 1, 1_000_000),
-        ("m", 3, 60_000_000_000),
-        ("s", 2, 1_000_000_000),
-    ];
-    let mut rest = text;
-    let mut total: u128 = 0;
-    let mut last_rank = u8::MAX;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(fail("expected a number, e.g. \"30s\", \"1h30m\""));
-        }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| fail("number too large"))?;
-        rest = &rest[digits..];
-        let Some(&(unit, rank, nanos)) = UNITS.iter().find(|(u, _, _)| rest.starts_with(u)) else {
-            return Err(fail("expected a unit (d, h, m, s or ms) after each number"));
-        };
-        if rank >= last_rank {
-            return Err(fail("units must appear once each, largest first"));
-        }
-        last_rank = rank;
-        rest = &rest[unit.len()..];
-        total = n
-            .checked_mul(nanos)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| fail("too large"))?;
-    }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| fail("too large"))?;
-    // Remainder is < 1e9, so it fits in u32.
-    let nanos = (total % 1_000_000_000) as u32;
-    Ok(Duration::new(secs, nanos))
+    // humantime: "30s", "1h30m", "2d", "250ms", "1h 30m", "90 sec"; a unit
+    // is required after every number.
+    humantime::parse_duration(text).map_err(|e| fail(&e.to_string()))
 }
 
 fn json_type_name(v: &Value) -> &'static str {
@@ -1383,7 +1349,7 @@ mod tests {
             "schedule \"neither\": one of `cron` or `every` is required"
         );
 
-        for bad in ["0s", "5", "1.5h", "500ms", "m5", ""] {
+        for bad in ["0s", "5", "1.5s", "500ms", "m5", ""] {
             let mut c = cfg("tick");
             c.every = Some(bad.into());
             let e = err_of(&c);
@@ -1400,8 +1366,8 @@ mod tests {
 
         let mut c = cfg("win");
         c.every = Some("5m".into());
-        c.catch_up_window = Some("6 hours".into());
-        assert!(err_of(&c).starts_with("schedule \"win\": invalid catch_up_window \"6 hours\""));
+        c.catch_up_window = Some("6 parsecs".into());
+        assert!(err_of(&c).starts_with("schedule \"win\": invalid catch_up_window \"6 parsecs\""));
         c.catch_up_window = Some("0h".into());
         assert!(err_of(&c).contains("must be positive"));
 
@@ -1485,15 +1451,20 @@ mod tests {
         assert_eq!(ok("1m30s250ms"), Duration::from_millis(90_250));
         assert_eq!(ok(" 24h "), Duration::from_secs(86_400));
         assert_eq!(ok("0s"), Duration::ZERO);
-        for bad in [
-            "", "30", "h", "1h 30m", "30m1h", "1m1m", "1.5h", "-5s", "5x", "5S",
-        ] {
+        // humantime's grammar: spaces and long unit names are fine too.
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("90 sec"), Duration::from_secs(90));
+        assert_eq!(ok("1.5h"), Duration::from_secs(5400));
+        for bad in ["", "30", "h", "-5s", "5x"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert_eq!(
-            parse_duration("5x").unwrap_err().to_string(),
-            "invalid duration \"5x\": expected a unit (d, h, m, s or ms) after each number"
+        let e = parse_duration("5x").unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid duration \"5x\": ") && e.contains("unknown time unit"),
+            "{e}"
         );
+        let e = parse_duration("30").unwrap_err().to_string();
+        assert!(e.contains("time unit needed"), "{e}");
         assert!(parse_duration("99999999999999999999999999999999999999d").is_err());
     }
 
