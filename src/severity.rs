@@ -45,6 +45,18 @@ pub fn most_severe_first(a: &str, b: &str) -> Ordering {
     Severity::of(b).cmp(&Severity::of(a))
 }
 
+/// The most severe of several written severities (the first among equals);
+/// a written `unknown` still beats an empty value, so the word is kept.
+pub fn most_severe<'a>(values: impl IntoIterator<Item = &'a str>) -> &'a str {
+    values.into_iter().fold("", |best, s| {
+        if Severity::of(s) > Severity::of(best) || (best.is_empty() && !s.is_empty()) {
+            s
+        } else {
+            best
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +80,13 @@ mod tests {
         );
         assert!(ranked.windows(2).all(|w| w[0] >= w[1]));
         assert_eq!(most_severe_first("critical", "info"), Ordering::Less);
+    }
+
+    #[test]
+    fn the_most_severe_is_picked_and_unknown_beats_nothing() {
+        assert_eq!(most_severe(["info", "", "critical", "warning"]), "critical");
+        assert_eq!(most_severe(["", "unknown", ""]), "unknown");
+        assert_eq!(most_severe(["high", "P1"]), "high");
+        assert_eq!(most_severe([]), "");
     }
 }

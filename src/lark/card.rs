@@ -13,7 +13,7 @@ use chrono_tz::America::Los_Angeles;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::severity::Severity;
+use crate::severity::most_severe;
 
 /// What a JSON 2.0 card (or one with components Lark cannot project) reads back as.
 const UPGRADE_PLACEHOLDER: &str = "请升级至最新版本客户端，以查看内容";
@@ -347,17 +347,7 @@ pub fn parse_message(item: &Value, aliases: &Aliases) -> Result<Vec<AlertRow>, S
         let alert_name = most_frequent(group.iter().filter_map(|f| f.name.as_deref()))
             .unwrap_or(card_name)
             .to_string();
-        let severity = group
-            .iter()
-            .map(|f| f.severity.as_str())
-            .fold("", |best, s| {
-                if Severity::of(s) > Severity::of(best) {
-                    s
-                } else {
-                    best
-                }
-            })
-            .to_string();
+        let severity = most_severe(group.iter().map(|f| f.severity.as_str())).to_string();
         rows.push(AlertRow {
             message_id: format!("{}-{}", meta.message_id, status.suffix()),
             lark_message_id: meta.message_id.clone(),

@@ -47,15 +47,17 @@ pub enum BeatError {
     #[error("{0}")]
     Config(String),
     #[error("redis: {0}")]
-    Redis(String),
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    #[error("redis: {0}")]
+    RedisPool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
     Connect(#[from] crate::queue::connect::BrokerError),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
     #[error("{0}")]
     Publish(#[from] PublishError),
-    #[error("{0}")]
-    Metrics(std::io::Error),
+    #[error("cannot serve /metrics: {0}")]
+    Metrics(#[source] std::io::Error),
     #[error("the broker connection was lost")]
     ConnectionLost,
 }
@@ -75,24 +77,10 @@ impl BeatError {
             _ => false,
         }
     }
-}
 
-impl BeatError {
     /// A configuration error a booting broker also gives.
     pub fn may_be_booting(&self) -> bool {
         matches!(self, BeatError::Connect(e) if e.may_be_booting())
-    }
-}
-
-impl From<deadpool_redis::redis::RedisError> for BeatError {
-    fn from(e: deadpool_redis::redis::RedisError) -> Self {
-        BeatError::Redis(e.to_string())
-    }
-}
-
-impl From<deadpool_redis::PoolError> for BeatError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        BeatError::Redis(e.to_string())
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::SandboxConfig;
 use crate::lark::card::AlertRow;
-use crate::severity::Severity;
+use crate::severity::most_severe;
 
 /// Body of a recalled message (not JSON).
 pub const RECALLED_CONTENT: &str = "This message was recalled";
@@ -643,12 +643,7 @@ fn rows_for(meta: &MessageMeta<'_>, sections: &[Section]) -> Vec<AlertRow> {
                 alert_name = n;
             }
         }
-        let mut severity = "";
-        for s in &group {
-            if Severity::of(&s.severity) > Severity::of(severity) {
-                severity = &s.severity;
-            }
-        }
+        let severity = most_severe(group.iter().map(|s| s.severity.as_str()));
         let join = |f: fn(&Section) -> &str| {
             group
                 .iter()
