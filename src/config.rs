@@ -461,6 +461,15 @@ pub struct TaskOverride {
     pub queue: Option<String>,
     pub max_retries: Option<u32>,
     pub time_limit: Option<HumanDuration>,
+    /// Limits on starting this task, shared by every worker on every host
+    /// (rate-limit key `task.NAME`). A task over its limit waits in a delay
+    /// tier without holding a worker slot.
+    pub rate_limits: Option<Vec<LimitSpec>>,
+}
+
+/// The rate-limit key of `[tasks.NAME] rate_limits`.
+pub fn task_rate_key(task: &str) -> String {
+    format!("task.{task}")
 }
 
 /// One limit of a rate-limit key: `limit` per `per`, admitting `burst` at once.
@@ -847,16 +856,22 @@ impl Config {
                 crate::queue::topology::validate_queue_name(q).map_err(|m| invalid(&key, &m))?;
             }
         }
-        for (key, limits) in &self.rate_limits {
+        let named = self
+            .rate_limits
+            .iter()
+            .map(|(k, l)| (format!("rate_limits.{k}"), l))
+            .chain(self.tasks.iter().filter_map(|(name, o)| {
+                o.rate_limits
+                    .as_ref()
+                    .map(|l| (format!("tasks.{name}.rate_limits"), l))
+            }));
+        for (key, limits) in named {
             if limits.is_empty() {
-                return Err(invalid(&format!("rate_limits.{key}"), "needs a limit"));
+                return Err(invalid(&key, "needs a limit"));
             }
             for l in limits {
                 if l.limit == 0 || l.per.0.is_zero() || l.burst == 0 {
-                    return Err(invalid(
-                        &format!("rate_limits.{key}"),
-                        "limit, per and burst must be positive",
-                    ));
+                    return Err(invalid(&key, "limit, per and burst must be positive"));
                 }
             }
         }
@@ -872,6 +887,18 @@ impl Config {
         }
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}heartbeat={}", self.broker.heartbeat_secs)
+    }
+
+    /// Every rate-limit key the limiter knows: `[rate_limits]` plus
+    /// `task.NAME` for each `[tasks.NAME] rate_limits`.
+    pub fn limiter_limits(&self) -> BTreeMap<String, Vec<LimitSpec>> {
+        let mut all = self.rate_limits.clone();
+        for (name, o) in &self.tasks {
+            if let Some(limits) = &o.rate_limits {
+                all.insert(task_rate_key(name), limits.clone());
+            }
+        }
+        all
     }
 
     /// The effective queue of a task: `[tasks.NAME].queue`, else its default.

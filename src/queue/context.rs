@@ -99,7 +99,7 @@ impl Services {
             limiter: RateLimiter::new(
                 redis.clone(),
                 &config.namespace,
-                config.rate_limits.clone(),
+                config.limiter_limits(),
                 config.redis.fail_open,
             ),
             metrics: Arc::new(Metrics::new()),

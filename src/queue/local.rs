@@ -117,7 +117,7 @@ async fn run_one(
     let span = info_span!("task", task.id = %env.id, task.name = %env.task, attempt = env.attempt, run_id = env.run_id.as_deref().unwrap_or(""));
     async {
         let result = async {
-            for key in task.rate_limit_keys(&env.args)? {
+            for key in crate::queue::task::Registry::start_keys(task.as_ref(), &env, &s.config)? {
                 s.limiter
                     .acquire(&key, Duration::from_secs(300))
                     .await

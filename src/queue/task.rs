@@ -344,6 +344,25 @@ impl Registry {
             .unwrap_or(config.worker.max_retries);
     }
 
+    /// Rate-limit keys a delivery must pass before its task starts: the
+    /// task's own ([`Task::rate_limit_keys`]) and `task.NAME` when
+    /// `[tasks.NAME] rate_limits` is set. Both execution paths use this.
+    pub fn start_keys(
+        task: &dyn DynTask,
+        env: &Envelope,
+        config: &crate::config::Config,
+    ) -> Result<Vec<String>, TaskError> {
+        let mut keys = task.rate_limit_keys(&env.args)?;
+        if config
+            .tasks
+            .get(&env.task)
+            .is_some_and(|o| o.rate_limits.is_some())
+        {
+            keys.push(crate::config::task_rate_key(&env.task));
+        }
+        Ok(keys)
+    }
+
     /// The time limit of a task: `[tasks.NAME]`, then the task, then the default.
     pub fn time_limit(&self, task: &str, config: &crate::config::Config) -> Duration {
         config

@@ -565,7 +565,7 @@ impl SessionCtx {
             let msg = format!("no task named {:?} is registered in this worker", env.task);
             return self.dead_letter(&env, DeadReason::UnknownTask, &msg).await;
         };
-        let keys = match task.rate_limit_keys(&env.args) {
+        let keys = match Registry::start_keys(task.as_ref(), &env, &s.config) {
             Ok(k) => k,
             Err(e) => {
                 return self
