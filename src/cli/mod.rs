@@ -40,7 +40,8 @@ pub const EXIT_TASK_FAILED: u8 = 3;
 pub const EXIT_TIMEOUT: u8 = 4;
 
 /// An error with the exit code it maps to.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CliError {
     pub code: u8,
     pub message: String,
