@@ -292,7 +292,7 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
     use alertflow::sandbox::stream_load::{
         FakeFailure, FakeStreamLoadOptions, spawn_fake_stream_load,
     };
-    use alertflow::tasks::parse_batch::InsertArgs;
+    use alertflow::tasks::insert::InsertArgs;
     let fake = spawn_fake_stream_load(FakeStreamLoadOptions::default())
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alertflow::lark::card::AlertRow;
 use alertflow::queue::task::{Task, TaskContext, TaskError};
 use alertflow::sandbox::{SandboxConfig, day_messages, expected_day};
-use alertflow::tasks::parse_batch::InsertArgs;
+use alertflow::tasks::insert::InsertArgs;
 use alertflow::tasks::run_state::{RunState, RunSummary};
 use chrono::NaiveDate;
 use common::TestEnv;

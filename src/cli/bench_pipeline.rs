@@ -27,7 +27,7 @@ use crate::queue::publisher::Publisher;
 use crate::queue::worker::{Worker, WorkerOptions};
 use crate::sandbox::{QuotaConfig, SandboxConfig, expected_range};
 use crate::sink::starrocks::{SqlSink, StoredAlert};
-use crate::tasks::parse_batch::InsertArgs;
+use crate::tasks::insert::InsertArgs;
 
 /// The sandbox's quota, as Lark's list-messages quota per second.
 const QUOTA_PER_SEC: u32 = 50;

@@ -119,6 +119,22 @@ impl TaskContext {
         env
     }
 
+    /// A child of task type `T`, its name from `T::NAME` and its arguments
+    /// from `T::Args`, so a child can be neither misnamed nor mistyped.
+    /// `key` as in [`TaskContext::child`].
+    pub fn child_task<T: Task>(
+        &self,
+        args: &T::Args,
+        key: Option<&str>,
+    ) -> Result<Envelope, TaskError>
+    where
+        T::Args: serde::Serialize,
+    {
+        let args = serde_json::to_value(args)
+            .map_err(|e| TaskError::fatal(format!("arguments of a {} child: {e}", T::NAME)))?;
+        Ok(self.child(T::NAME, args, key))
+    }
+
     /// Publish children with confirms; the worker acks this task only after.
     pub async fn publish_children(&self, children: Vec<Envelope>) -> Result<(), TaskError> {
         self.publisher.publish_many(children).await

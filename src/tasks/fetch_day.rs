@@ -9,14 +9,13 @@
 
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::OnceCell;
 use tracing::info;
 
 use crate::lark::client::{LarkClient, RetryPolicy};
 use crate::lark::window::{api_window, pacific_date};
 use crate::queue::task::{Task, TaskContext, TaskError};
-use crate::tasks::parse_batch::ParseBatchArgs;
+use crate::tasks::parse_batch::{ParseBatch, ParseBatchArgs};
 use crate::tasks::run_state::RunState;
 
 /// The rate-limit key every Lark Open API call takes a slot of.
@@ -136,16 +135,15 @@ impl Task for FetchDay {
                 .await?;
             messages += page.items.len();
             let n = page.items.len();
-            let mut child = ctx.child(
-                "parse-batch",
-                json!(ParseBatchArgs {
+            let mut child = ctx.child_task::<ParseBatch>(
+                &ParseBatchArgs {
                     run_id: run_id.clone(),
                     date: a.date.clone(),
                     page: page_no,
                     items: page.items,
-                }),
+                },
                 Some(&format!("page-{page_no}")),
-            );
+            )?;
             child.run_id = Some(run_id.clone());
             ctx.publish_children(vec![child]).await?;
             runs.page_fetched(&run_id, page_no, n).await?;

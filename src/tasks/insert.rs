@@ -9,18 +9,20 @@
 //! acked after the write. A failed write fails every task of the batch,
 //! which retries with backoff; the upsert makes replays harmless.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::{Config, SinkMode};
+use crate::lark::card::AlertRow;
 use crate::queue::task::{Task, TaskContext, TaskError};
 use crate::sink::starrocks::{SinkError, SqlSink, StoredAlert};
 use crate::sink::stream_load::{LoadOutcome, StreamLoadConfig, StreamLoader, batch_label};
-use crate::tasks::parse_batch::InsertArgs;
 use crate::tasks::run_state::{RunState, complete_if_done};
 
 /// With nothing new for this long, a partial batch is written.
@@ -142,6 +144,19 @@ impl Coalescer {
         });
         Ok(Coalescer { tx })
     }
+}
+
+/// What `parse-batch` hands to `insert`.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InsertArgs {
+    pub run_id: String,
+    pub date: String,
+    pub page: u32,
+    pub rows: Vec<AlertRow>,
+    /// The card content as read back, by Lark message id (`raw_content`).
+    #[serde(default)]
+    pub raw: BTreeMap<String, String>,
 }
 
 /// The worker's `insert` task; holds its one coalescer.

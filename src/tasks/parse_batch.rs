@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::lark::card::{AlertRow, parse_items};
+use crate::lark::card::parse_items;
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::tasks::insert::{Insert, InsertArgs};
 use crate::tasks::run_state::RunState;
 
 pub struct ParseBatch;
@@ -21,19 +22,6 @@ pub struct ParseBatchArgs {
     pub date: String,
     pub page: u32,
     pub items: Vec<Value>,
-}
-
-/// What `parse-batch` hands to `insert`.
-#[derive(Deserialize, Serialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct InsertArgs {
-    pub run_id: String,
-    pub date: String,
-    pub page: u32,
-    pub rows: Vec<AlertRow>,
-    /// The card content as read back, by Lark message id (`raw_content`).
-    #[serde(default)]
-    pub raw: BTreeMap<String, String>,
 }
 
 impl Task for ParseBatch {
@@ -84,17 +72,16 @@ impl Task for ParseBatch {
                     .then(|| (id.to_string(), content.to_string()))
             })
             .collect();
-        let insert = ctx.child(
-            "insert",
-            json!(InsertArgs {
+        let insert = ctx.child_task::<Insert>(
+            &InsertArgs {
                 run_id: a.run_id.clone(),
                 date: a.date.clone(),
                 page: a.page,
                 rows: outcome.rows,
                 raw,
-            }),
+            },
             Some("insert"),
-        );
+        )?;
         ctx.publish_children(vec![insert]).await?;
         runs.page_parsed(&a.run_id, a.page, rows, &outcome.skips)
             .await?;

@@ -2,7 +2,7 @@
 //! `lark_alerts` and written as delete + insert for the date (running it
 //! twice gives the same table).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
@@ -17,7 +17,7 @@ pub struct Recommend {
     state: OnceCell<(Catalogue, SqlSink)>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Serialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendArgs {
     pub date: String,

@@ -239,11 +239,13 @@ pub async fn complete_if_done(
     if !s.written_all() || s.recommend.is_some() {
         return Ok(None);
     }
-    let mut rec = ctx.child(
-        "recommend",
-        serde_json::json!({"date": s.date, "run_id": run_id}),
+    let mut rec = ctx.child_task::<crate::tasks::recommend::Recommend>(
+        &crate::tasks::recommend::RecommendArgs {
+            date: s.date.clone(),
+            run_id: Some(run_id.to_string()),
+        },
         Some(&format!("recommend:{run_id}")),
-    );
+    )?;
     rec.run_id = Some(run_id.to_string());
     if !runs.claim_recommend(run_id, &rec.id.to_string()).await? {
         return Ok(None);
