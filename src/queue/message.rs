@@ -82,16 +82,27 @@ impl Envelope {
     }
 
     /// Decode a message body; the error says why it is not an envelope.
-    pub fn from_json(body: &[u8]) -> Result<Envelope, String> {
-        let env: Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    pub fn from_json(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let env: Envelope = serde_json::from_slice(body)?;
         if env.task.is_empty() {
-            return Err("empty task name".into());
+            return Err(EnvelopeError::EmptyTask);
         }
         if !env.args.is_object() {
-            return Err("args must be a JSON object".into());
+            return Err(EnvelopeError::ArgsNotObject);
         }
         Ok(env)
     }
+}
+
+/// Why a message body is not a task envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a task envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("empty task name")]
+    EmptyTask,
+    #[error("args must be a JSON object")]
+    ArgsNotObject,
 }
 
 /// Why a message was dead-lettered.
@@ -190,6 +201,7 @@ mod tests {
         let no_args_obj = json!({"id": Uuid::new_v4(), "task": "noop", "args": [1],
             "created_at": Utc::now(), "root_id": Uuid::new_v4()});
         let err = Envelope::from_json(no_args_obj.to_string().as_bytes()).unwrap_err();
-        assert!(err.contains("object"));
+        assert!(matches!(err, EnvelopeError::ArgsNotObject));
+        assert!(err.to_string().contains("object"));
     }
 }

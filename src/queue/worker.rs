@@ -517,7 +517,8 @@ impl SessionCtx {
     async fn process(&self, d: &Delivery, family: &str) -> Result<(), PublishError> {
         let mut env = match Envelope::from_json(&d.data) {
             Ok(e) => e,
-            Err(why) => {
+            Err(e) => {
+                let why = e.to_string();
                 let m = &self.services.metrics;
                 m.dead_lettered
                     .with_label_values(&["(undecodable)", family, m.hostname.as_str()])
