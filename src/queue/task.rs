@@ -152,7 +152,7 @@ pub trait Task: Send + Sync + 'static {
 
     /// Queue family it is published to unless `[tasks.NAME].queue` says otherwise.
     fn queue(&self) -> &'static str {
-        "default"
+        crate::queue::topology::DEFAULT_FAMILY
     }
     /// Retries before dead-lettering; `None` = `worker.max_retries`.
     fn max_retries(&self) -> Option<u32> {
@@ -273,14 +273,13 @@ impl Registry {
         self.tasks.keys().copied()
     }
 
-    /// Every queue family a message can be routed to: the standard ones,
-    /// each task's own, `worker.queues`, `[tasks.NAME].queue` and the
-    /// schedules' `queue`. Anything else would be a queue nobody consumes.
+    /// Every queue family a message can be routed to: the default one,
+    /// each registered task's own, `worker.queues` and `[tasks.NAME].queue`
+    /// (families come from the registry and the config, not a constant).
+    /// Anything else would be a queue nobody consumes.
     pub fn families(&self, config: &crate::config::Config) -> std::collections::BTreeSet<String> {
-        let mut out: std::collections::BTreeSet<String> = crate::queue::topology::FAMILIES
-            .iter()
-            .map(|f| f.to_string())
-            .collect();
+        let mut out =
+            std::collections::BTreeSet::from([crate::queue::topology::DEFAULT_FAMILY.to_string()]);
         out.extend(self.tasks.values().map(|t| t.queue().to_string()));
         out.extend(config.worker.queues.iter().cloned());
         out.extend(config.tasks.values().filter_map(|o| o.queue.clone()));

@@ -24,8 +24,8 @@ use lapin::{Channel, ExchangeKind};
 
 use crate::config::{Config, QueueType};
 
-/// The standard queue families.
-pub const FAMILIES: &[&str] = &["default", "lark", "db", "influx"];
+/// The queue family of a task that names none.
+pub const DEFAULT_FAMILY: &str = "default";
 
 /// Names and settings derived from the configuration.
 #[derive(Clone, Debug)]

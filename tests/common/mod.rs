@@ -194,13 +194,10 @@ impl Drop for TestEnv {
         let config = self.config.clone();
         // Drop may run inside a panicking test: clean up on a runtime of its own.
         cleanup_blocking(async move {
-            let mut families: Vec<String> = alertflow::queue::topology::FAMILIES
-                .iter()
-                .map(|s| s.to_string())
+            let families: Vec<String> = alertflow::tasks::registry()
+                .families(&config)
+                .into_iter()
                 .collect();
-            families.extend(config.worker.queues.iter().cloned());
-            families.sort();
-            families.dedup();
             alertflow::cli::bench::delete_namespace(&config, &families).await;
             if config.mysql.database.starts_with("t_") {
                 let sink = alertflow::sink::starrocks::SqlSink::new(&config);
