@@ -185,11 +185,13 @@ impl Drop for MariaDbDown {
 }
 
 /// What a scenario can reach while the backfill runs.
+/// Fields drop in order: the workers are killed before the namespace is
+/// cleaned up, so no late heartbeat re-creates its Redis keys.
 struct Ctx {
+    workers: Vec<Child>,
     env: TestEnv,
     sandbox: SandboxHandle,
     file: PathBuf,
-    workers: Vec<Child>,
 }
 
 impl Ctx {
