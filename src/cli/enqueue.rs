@@ -79,16 +79,21 @@ fn parse_args(text: &str) -> Result<Value, CliError> {
     Ok(v)
 }
 
-/// A queue family workers consume (see [`Registry::families`]), or exit 2
-/// listing them: a typo must not create a queue nobody reads.
-pub fn check_family(registry: &Registry, config: &Config, family: &str) -> Result<(), CliError> {
-    let family = family
+/// The family of `--queue` (`lark` or `NS.lark`) if workers consume it
+/// (see [`Registry::families`]), or exit 2 listing them: a typo must not
+/// create a queue nobody reads.
+pub fn check_family<'a>(
+    registry: &Registry,
+    config: &Config,
+    queue: &'a str,
+) -> Result<&'a str, CliError> {
+    let family = queue
         .strip_prefix(&format!("{}.", config.namespace))
-        .unwrap_or(family);
+        .unwrap_or(queue);
     validate_queue_name(family).map_err(CliError::usage)?;
     let known = registry.families(config);
     if known.contains(family) {
-        return Ok(());
+        return Ok(family);
     }
     Err(CliError::usage(format!(
         "unknown queue family {family:?}; known: {} (add it to worker.queues or [tasks.NAME].queue to use another)",
@@ -120,13 +125,7 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
     task.check_args(&args, &config)
         .map_err(|e| CliError::usage(format!("bad --args for task {}: {e}", a.task)))?;
     let queue = match &a.queue {
-        Some(q) => {
-            check_family(&registry, &config, q)?;
-            Some(
-                q.strip_prefix(&format!("{}.", config.namespace))
-                    .unwrap_or(q),
-            )
-        }
+        Some(q) => Some(check_family(&registry, &config, q)?),
         None => None,
     };
     let mut env = Envelope::new(&a.task, args);
