@@ -5,232 +5,34 @@
 //! default points at the local services. Unknown keys are errors that name the
 //! key, the line and the file. Secrets (passwords in URLs, the Lark app secret)
 //! are wrapped so that `Debug` never prints them.
+//!
+//! [`AppConfig`] is the queue's [`QueueConfig`] (namespace, broker, redis,
+//! worker, state, tasks, rate_limits, beat, tls, schedules) plus the
+//! application's sections (lark, mysql, sink, parser, recommend, influx,
+//! checks, receivers, notify). The file keeps one flat shape: it is read into
+//! [`AppConfigFile`] (every section, unknown keys refused) and split.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+pub use crate::queue::config::{
+    BeatConfig, BrokerConfig, ConfigError, EnvOverride, HumanDuration, LimitSpec, QueueConfig,
+    QueueType, RedisConfig, Secret, SecretUrl, StateConfig, TaskOverride, TlsConfig, WorkerConfig,
+    parse_duration, redact_url, split_list, task_rate_key,
+};
+use crate::queue::schedule::ScheduleConfig;
 
 /// Where the config file is looked for when none is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/alertflow/alertflow.toml";
 
-/// Errors loading or validating configuration. Each names the file and key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("config file {path}: key `{key}`: {message}")]
-    Invalid {
-        path: String,
-        key: String,
-        message: String,
-    },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-}
-
-/// A secret string: `Debug` and `Display` print `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("***")
-        }
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
-/// A URL that may carry a password: `Debug`/`Display` mask the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretUrl(String);
-
-impl SecretUrl {
-    pub fn new(s: impl Into<String>) -> Self {
-        SecretUrl(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// The URL with any password replaced by `***`, safe to log.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
-    }
-}
-
-impl fmt::Debug for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(SecretUrl)
-    }
-}
-
-/// Replace the password of `scheme://user:password@host...` with `***`.
-pub fn redact_url(url: &str) -> String {
-    // A list (`ALERTFLOW_BROKER_URL` may hold several, comma separated):
-    // every URL of it, not only the first.
-    if url.contains(',') {
-        return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
-    }
-    redact_one(url)
-}
-
-/// The password of one URL replaced by `***` (the `url` crate finds it).
-/// Text that does not parse as a URL but has userinfo loses all of it.
-fn redact_one(text: &str) -> String {
-    match url::Url::parse(text.trim()) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            } else {
-                text.to_string()
-            }
-        }
-        Err(_) => match (text.find("://"), text.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***{}", &text[..scheme + 3], &text[at..])
-            }
-            _ => text.to_string(),
-        },
-    }
-}
-
-/// A duration written as `"30s"`, `"5m"`, `"1h30m"`, `"2d"` or `"250ms"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parse `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"` (see
-/// [`crate::queue::schedule::parse_duration`] for the exact grammar).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::queue::schedule::parse_duration(s).map_err(|e| e.to_string())
-}
-
-/// Classic (default) or quorum work queues.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    #[default]
-    Classic,
-    Quorum,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    /// AMQP URL (`amqps://` for TLS).
-    pub url: SecretUrl,
-    pub queue_type: QueueType,
-    /// `x-delivery-limit` for quorum queues.
-    pub delivery_limit: u32,
-    /// AMQP heartbeat in seconds (added to the URL unless it sets one).
-    pub heartbeat_secs: u16,
-    /// Unconfirmed publishes kept in flight by bulk publishing.
-    pub publish_window: usize,
-    /// Delay tiers used for retries and countdowns.
-    pub retry_tiers: Vec<HumanDuration>,
-    /// RabbitMQ management API, used by `alertflow queues` for unacked counts.
-    pub management_url: Option<SecretUrl>,
-    /// Bound on one connection attempt: TCP connect, TLS and the AMQP
-    /// handshake. A broker that accepts TCP and never answers is an error
-    /// after this long, not a hang.
-    pub connect_timeout: HumanDuration,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            queue_type: QueueType::Classic,
-            delivery_limit: 20,
-            heartbeat_secs: 15,
-            publish_window: 1024,
-            retry_tiers: ["1s", "5s", "30s", "2m", "10m", "1h"]
-                .iter()
-                .map(|s| HumanDuration(parse_duration(s).expect("static duration")))
-                .collect(),
-            management_url: None,
-            connect_timeout: HumanDuration(Duration::from_secs(10)),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// Redis URL (`rediss://` for TLS).
-    pub url: SecretUrl,
-    pub pool_size: usize,
-    /// Timeout for getting a connection and for each command.
-    pub timeout: HumanDuration,
-    /// When Redis is unreachable, rate limits admit (`true`) or wait (`false`).
-    pub fail_open: bool,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        RedisConfig {
-            url: SecretUrl::new("redis://127.0.0.1:6379"),
-            pool_size: 16,
-            timeout: HumanDuration(Duration::from_secs(2)),
-            fail_open: false,
-        }
-    }
-}
+/// The time zone of a schedule that names none. The pipeline's days are
+/// Pacific days (see `docs/lark-api.md`), so its schedules default to them;
+/// the queue on its own defaults to UTC.
+pub const DEFAULT_SCHEDULE_TIMEZONE: &str = "America/Los_Angeles";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -277,94 +79,6 @@ impl Default for LarkConfig {
             app_id: String::new(),
             app_secret: Secret::default(),
             chat_id: "oc_392593bb5ace3f00ee10ab53bfe7681f".into(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerConfig {
-    /// Queue families consumed (`lark`, `db`, `influx`, `default`).
-    pub queues: Vec<String>,
-    /// Tasks run at once.
-    pub concurrency: usize,
-    /// Prefetch per consumer = concurrency × this.
-    pub prefetch_multiplier: usize,
-    /// How long SIGTERM waits for in-flight tasks.
-    pub shutdown_timeout: HumanDuration,
-    /// Hard time limit of a task unless the task or `[tasks.NAME]` says otherwise.
-    pub time_limit: HumanDuration,
-    pub max_retries: u32,
-    pub retry_backoff_base: HumanDuration,
-    pub retry_backoff_max: HumanDuration,
-    /// A rate-limit wait longer than this sends the task to a delay tier.
-    pub max_rate_limit_wait: HumanDuration,
-    /// `/metrics` and `/healthz`; `"off"` disables.
-    pub metrics_listen: String,
-    pub heartbeat_interval: HumanDuration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            queues: vec![
-                "default".into(),
-                "lark".into(),
-                "db".into(),
-                "influx".into(),
-            ],
-            concurrency: 8,
-            prefetch_multiplier: 1,
-            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
-            time_limit: HumanDuration(Duration::from_secs(300)),
-            max_retries: 5,
-            retry_backoff_base: HumanDuration(Duration::from_secs(1)),
-            retry_backoff_max: HumanDuration(Duration::from_secs(600)),
-            max_rate_limit_wait: HumanDuration(Duration::from_millis(500)),
-            metrics_listen: "127.0.0.1:9808".into(),
-            heartbeat_interval: HumanDuration(Duration::from_secs(5)),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StateConfig {
-    /// How long task states stay in Redis.
-    pub ttl: HumanDuration,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        StateConfig {
-            ttl: HumanDuration(Duration::from_secs(7 * 86400)),
-        }
-    }
-}
-
-/// `[tls]`: trust for `amqps://`, `rediss://` and `mysql.tls`. Certificates
-/// are always verified; `ca_file` adds a private CA (PEM).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BeatConfig {
-    /// `/metrics` and `/healthz` of the beat; `"off"` disables.
-    pub metrics_listen: String,
-    /// A beat that lost a fire's claim checks after this long that the
-    /// winner published it, and publishes it itself if the winner died.
-    pub claim_timeout: HumanDuration,
-}
-
-impl Default for BeatConfig {
-    fn default() -> Self {
-        BeatConfig {
-            metrics_listen: "127.0.0.1:9810".into(),
-            claim_timeout: HumanDuration(Duration::from_secs(15)),
         }
     }
 }
@@ -454,42 +168,12 @@ impl ParserConfig {
     }
 }
 
-/// Per-task overrides (`[tasks.NAME]`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskOverride {
-    pub queue: Option<String>,
-    pub max_retries: Option<u32>,
-    pub time_limit: Option<HumanDuration>,
-    /// Limits on starting this task, shared by every worker on every host
-    /// (rate-limit key `task.NAME`). A task over its limit waits in a delay
-    /// tier without holding a worker slot.
-    pub rate_limits: Option<Vec<LimitSpec>>,
-}
-
-/// The rate-limit key of `[tasks.NAME] rate_limits`.
-pub fn task_rate_key(task: &str) -> String {
-    format!("task.{task}")
-}
-
-/// One limit of a rate-limit key: `limit` per `per`, admitting `burst` at once.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LimitSpec {
-    pub limit: u32,
-    pub per: HumanDuration,
-    #[serde(default = "one")]
-    pub burst: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// The whole configuration.
+/// The config file as written: every section, flat, unknown keys refused.
+/// (serde's `flatten` cannot be combined with `deny_unknown_fields`, so the
+/// queue's sections are listed here and moved into a [`QueueConfig`].)
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct AppConfigFile {
     /// Prefix of every exchange, queue and Redis key.
     pub namespace: String,
     pub broker: BrokerConfig,
@@ -506,7 +190,7 @@ pub struct Config {
     pub sink: SinkConfig,
     pub recommend: RecommendConfig,
     /// `[[schedules]]`: what beat publishes, and when.
-    pub schedules: Vec<crate::queue::schedule::ScheduleConfig>,
+    pub schedules: Vec<ScheduleConfig>,
     /// `[influx.sources.NAME]`: InfluxDB sources of the checks.
     pub influx: crate::influx::InfluxConfig,
     /// `[[checks]]`: InfluxDB threshold checks (`influx-check`).
@@ -515,16 +199,47 @@ pub struct Config {
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     /// `[notify]`: pipeline health notifications.
     pub notify: crate::notify::NotifyConfig,
-    /// Where this configuration came from (for error messages).
-    #[serde(skip)]
-    pub source: String,
-    /// Keys set by environment variables, with the variable: a bad value
-    /// is blamed on the variable, not on the file.
-    #[serde(skip)]
-    pub from_env: BTreeMap<String, String>,
 }
 
-impl Default for Config {
+impl Default for AppConfigFile {
+    fn default() -> Self {
+        AppConfig::default().into_file()
+    }
+}
+
+/// The whole configuration: the queue's part and the application's.
+///
+/// It dereferences to its [`QueueConfig`], so `config.worker` reads the
+/// queue's section and `&AppConfig` is accepted wherever the queue asks for
+/// `&QueueConfig`.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub queue: QueueConfig,
+    pub mysql: MysqlConfig,
+    pub lark: LarkConfig,
+    pub parser: ParserConfig,
+    pub sink: SinkConfig,
+    pub recommend: RecommendConfig,
+    pub influx: crate::influx::InfluxConfig,
+    pub checks: Vec<crate::notify::check::CheckConfig>,
+    pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
+    pub notify: crate::notify::NotifyConfig,
+}
+
+impl Deref for AppConfig {
+    type Target = QueueConfig;
+    fn deref(&self) -> &QueueConfig {
+        &self.queue
+    }
+}
+
+impl DerefMut for AppConfig {
+    fn deref_mut(&mut self) -> &mut QueueConfig {
+        &mut self.queue
+    }
+}
+
+impl Default for AppConfig {
     fn default() -> Self {
         let mut rate_limits = BTreeMap::new();
         rate_limits.insert(
@@ -547,157 +262,190 @@ impl Default for Config {
             ],
         );
         rate_limits.extend(crate::notify::default_rate_limits());
-        Config {
-            namespace: "alertflow".into(),
-            broker: BrokerConfig::default(),
-            redis: RedisConfig::default(),
+        AppConfig {
+            queue: QueueConfig {
+                rate_limits,
+                ..QueueConfig::default()
+            },
             mysql: MysqlConfig::default(),
             lark: LarkConfig::default(),
-            worker: WorkerConfig::default(),
-            state: StateConfig::default(),
-            tasks: BTreeMap::new(),
-            rate_limits,
-            beat: BeatConfig::default(),
-            tls: TlsConfig::default(),
             parser: ParserConfig::default(),
             sink: SinkConfig::default(),
             recommend: RecommendConfig::default(),
-            schedules: Vec::new(),
             influx: Default::default(),
             checks: Vec::new(),
             receivers: BTreeMap::new(),
             notify: Default::default(),
-            source: "(none: built-in defaults)".into(),
-            from_env: BTreeMap::new(),
         }
     }
 }
 
-type EnvSetter = fn(&mut Config, &str) -> Result<(), String>;
-
-/// Environment variables that override the file, with what they set.
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("ALERTFLOW_NAMESPACE", "namespace"),
-    ("ALERTFLOW_BROKER_URL", "broker.url"),
-    ("ALERTFLOW_QUEUE_TYPE", "broker.queue_type"),
-    ("ALERTFLOW_REDIS_URL", "redis.url"),
-    ("ALERTFLOW_TLS_CA_FILE", "tls.ca_file"),
-    ("ALERTFLOW_WORKER_QUEUES", "worker.queues (comma separated)"),
-    ("ALERTFLOW_WORKER_CONCURRENCY", "worker.concurrency"),
-    ("ALERTFLOW_METRICS_LISTEN", "worker.metrics_listen"),
-    ("LARK_BASE_URL", "lark.base_url"),
-    ("LARK_APP_ID", "lark.app_id"),
-    ("LARK_APP_SECRET", "lark.app_secret"),
-    ("LARK_CHAT_ID", "lark.chat_id"),
-    ("STARROCKS_HOST", "mysql.host"),
-    ("STARROCKS_PORT", "mysql.port"),
-    ("STARROCKS_USER", "mysql.user"),
-    ("STARROCKS_PASSWORD", "mysql.password"),
-    ("STARROCKS_DATABASE", "mysql.database"),
-    (
-        "ALERTFLOW_SINK_DIALECT",
-        "sink.dialect (starrocks or mysql)",
-    ),
-];
-
-fn env_setter(var: &str) -> Option<EnvSetter> {
-    Some(match var {
-        "ALERTFLOW_NAMESPACE" => |c, v| {
-            c.namespace = v.to_string();
-            Ok(())
-        },
-        "ALERTFLOW_BROKER_URL" => |c, v| {
-            c.broker.url = SecretUrl::new(v);
-            Ok(())
-        },
-        "ALERTFLOW_QUEUE_TYPE" => |c, v| {
-            c.broker.queue_type = match v {
-                "classic" => QueueType::Classic,
-                "quorum" => QueueType::Quorum,
-                _ => return Err("expected `classic` or `quorum`".into()),
-            };
-            Ok(())
-        },
-        "ALERTFLOW_REDIS_URL" => |c, v| {
-            c.redis.url = SecretUrl::new(v);
-            Ok(())
-        },
-        "ALERTFLOW_TLS_CA_FILE" => |c, v| {
-            c.tls.ca_file = (!v.is_empty()).then(|| PathBuf::from(v));
-            Ok(())
-        },
-        "ALERTFLOW_WORKER_QUEUES" => |c, v| {
-            c.worker.queues = split_list(v);
-            Ok(())
-        },
-        "ALERTFLOW_WORKER_CONCURRENCY" => |c, v| {
-            c.worker.concurrency = v.parse().map_err(|e| format!("{e}"))?;
-            Ok(())
-        },
-        "ALERTFLOW_METRICS_LISTEN" => |c, v| {
-            c.worker.metrics_listen = v.to_string();
-            Ok(())
-        },
-        "LARK_BASE_URL" => |c, v| {
-            c.lark.base_url = v.to_string();
-            Ok(())
-        },
-        "LARK_APP_ID" => |c, v| {
-            c.lark.app_id = v.to_string();
-            Ok(())
-        },
-        "LARK_APP_SECRET" => |c, v| {
-            c.lark.app_secret = Secret::new(v);
-            Ok(())
-        },
-        "LARK_CHAT_ID" => |c, v| {
-            c.lark.chat_id = v.to_string();
-            Ok(())
-        },
-        "STARROCKS_HOST" => |c, v| {
-            c.mysql.host = v.to_string();
-            Ok(())
-        },
-        "STARROCKS_PORT" => |c, v| {
-            c.mysql.port = v.parse().map_err(|e| format!("{e}"))?;
-            Ok(())
-        },
-        "STARROCKS_USER" => |c, v| {
-            c.mysql.user = v.to_string();
-            Ok(())
-        },
-        "STARROCKS_PASSWORD" => |c, v| {
-            c.mysql.password = Secret::new(v);
-            Ok(())
-        },
-        "STARROCKS_DATABASE" => |c, v| {
-            c.mysql.database = v.to_string();
-            Ok(())
-        },
-        "ALERTFLOW_SINK_DIALECT" => |c, v| {
-            c.sink.dialect = match v {
-                "starrocks" => crate::sink::schema::Dialect::StarRocks,
-                "mysql" => crate::sink::schema::Dialect::Mysql,
-                _ => return Err("expected `starrocks` or `mysql`".into()),
-            };
-            Ok(())
-        },
-        _ => return None,
-    })
+impl From<AppConfigFile> for AppConfig {
+    fn from(f: AppConfigFile) -> AppConfig {
+        let mut schedules = f.schedules;
+        for s in &mut schedules {
+            s.timezone
+                .get_or_insert_with(|| DEFAULT_SCHEDULE_TIMEZONE.to_string());
+        }
+        AppConfig {
+            queue: QueueConfig {
+                namespace: f.namespace,
+                broker: f.broker,
+                redis: f.redis,
+                worker: f.worker,
+                state: f.state,
+                tasks: f.tasks,
+                rate_limits: f.rate_limits,
+                beat: f.beat,
+                tls: f.tls,
+                schedules,
+                source: String::new(),
+                from_env: BTreeMap::new(),
+            },
+            mysql: f.mysql,
+            lark: f.lark,
+            parser: f.parser,
+            sink: f.sink,
+            recommend: f.recommend,
+            influx: f.influx,
+            checks: f.checks,
+            receivers: f.receivers,
+            notify: f.notify,
+        }
+    }
 }
 
-/// Split `"a, b,c"` into `["a","b","c"]`, dropping empty items.
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+impl AppConfig {
+    fn into_file(self) -> AppConfigFile {
+        let q = self.queue;
+        AppConfigFile {
+            namespace: q.namespace,
+            broker: q.broker,
+            redis: q.redis,
+            mysql: self.mysql,
+            lark: self.lark,
+            worker: q.worker,
+            state: q.state,
+            tasks: q.tasks,
+            rate_limits: q.rate_limits,
+            beat: q.beat,
+            tls: q.tls,
+            parser: self.parser,
+            sink: self.sink,
+            recommend: self.recommend,
+            schedules: q.schedules,
+            influx: self.influx,
+            checks: self.checks,
+            receivers: self.receivers,
+            notify: self.notify,
+        }
+    }
+}
+
+/// The application's environment overrides (the queue's are in
+/// [`crate::queue::config::queue_env_overrides`]).
+pub fn app_env_overrides() -> Vec<EnvOverride<AppConfig>> {
+    vec![
+        EnvOverride {
+            var: "LARK_BASE_URL",
+            key: "lark.base_url",
+            set: |c, v| {
+                c.lark.base_url = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "LARK_APP_ID",
+            key: "lark.app_id",
+            set: |c, v| {
+                c.lark.app_id = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "LARK_APP_SECRET",
+            key: "lark.app_secret",
+            set: |c, v| {
+                c.lark.app_secret = Secret::new(v);
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "LARK_CHAT_ID",
+            key: "lark.chat_id",
+            set: |c, v| {
+                c.lark.chat_id = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "STARROCKS_HOST",
+            key: "mysql.host",
+            set: |c, v| {
+                c.mysql.host = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "STARROCKS_PORT",
+            key: "mysql.port",
+            set: |c, v| {
+                c.mysql.port = v.parse().map_err(|e| format!("{e}"))?;
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "STARROCKS_USER",
+            key: "mysql.user",
+            set: |c, v| {
+                c.mysql.user = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "STARROCKS_PASSWORD",
+            key: "mysql.password",
+            set: |c, v| {
+                c.mysql.password = Secret::new(v);
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "STARROCKS_DATABASE",
+            key: "mysql.database",
+            set: |c, v| {
+                c.mysql.database = v.to_string();
+                Ok(())
+            },
+        },
+        EnvOverride {
+            var: "ALERTFLOW_SINK_DIALECT",
+            key: "sink.dialect (starrocks or mysql)",
+            set: |c, v| {
+                c.sink.dialect = match v {
+                    "starrocks" => crate::sink::schema::Dialect::StarRocks,
+                    "mysql" => crate::sink::schema::Dialect::Mysql,
+                    _ => return Err("expected `starrocks` or `mysql`".into()),
+                };
+                Ok(())
+            },
+        },
+    ]
+}
+
+/// Every environment variable that overrides the file, with the key it sets.
+pub fn env_overrides() -> Vec<(&'static str, &'static str)> {
+    crate::queue::config::queue_env_overrides()
+        .iter()
+        .map(|o| (o.var, o.key))
+        .chain(app_env_overrides().iter().map(|o| (o.var, o.key)))
         .collect()
 }
 
-impl Config {
+impl AppConfig {
     /// Load from an explicit path, `$ALERTFLOW_CONFIG`, or the default path,
     /// then apply environment overrides and validate.
-    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(explicit: Option<&Path>) -> Result<AppConfig, ConfigError> {
         let path: Option<PathBuf> = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => match std::env::var_os("ALERTFLOW_CONFIG") {
@@ -714,9 +462,9 @@ impl Config {
                     path: p.clone(),
                     source,
                 })?;
-                Config::from_toml(&text, &p.display().to_string())?
+                AppConfig::from_toml(&text, &p.display().to_string())?
             }
-            None => Config::default(),
+            None => AppConfig::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
@@ -724,24 +472,25 @@ impl Config {
     }
 
     /// Parse TOML text; `source` names the file in errors.
-    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    pub fn from_toml(text: &str, source: &str) -> Result<AppConfig, ConfigError> {
+        let file: AppConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: source.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        config.source = source.to_string();
+        let mut config = AppConfig::from(file);
+        config.queue.source = source.to_string();
         Ok(config)
     }
 
-    /// Apply environment overrides, reading variables through `get`.
+    /// Apply environment overrides (the queue's, then the application's),
+    /// reading variables through `get`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        for (var, key) in ENV_OVERRIDES {
-            if let Some(value) = get(var) {
-                let key = key.split_whitespace().next().unwrap_or(key);
-                self.from_env.insert(key.to_string(), var.to_string());
-                let set = env_setter(var).expect("every listed variable has a setter");
-                set(self, &value).map_err(|message| ConfigError::Env {
-                    var: var.to_string(),
+        self.queue.apply_env(&get)?;
+        for o in app_env_overrides() {
+            if let Some(value) = get(o.var) {
+                self.queue.record_env(o.key, o.var);
+                (o.set)(self, &value).map_err(|message| ConfigError::Env {
+                    var: o.var.to_string(),
                     message,
                 })?;
             }
@@ -749,94 +498,13 @@ impl Config {
         Ok(())
     }
 
-    /// The error for a bad value of `key`: blamed on the environment
-    /// variable that set it, else on the config file.
-    pub fn invalid(&self, key: &str, message: &str) -> ConfigError {
-        match self.from_env.get(key) {
-            Some(var) => ConfigError::Env {
-                var: var.clone(),
-                message: format!("sets `{key}`: {message}"),
-            },
-            None => ConfigError::Invalid {
-                path: self.source.clone(),
-                key: key.to_string(),
-                message: message.to_string(),
-            },
-        }
-    }
-
-    /// Check values that parse but make no sense.
+    /// Check values that parse but make no sense: the queue's sections,
+    /// then the application's.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.queue.validate()?;
         let invalid = |key: &str, message: &str| self.invalid(key, message);
-        if self.namespace.is_empty()
-            || !self
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(invalid(
-                "namespace",
-                "must be non-empty letters, digits, '-' or '_'",
-            ));
-        }
-        for scheme in ["amqp://", "amqps://"] {
-            if self.broker.url.expose().starts_with(scheme) {
-                break;
-            }
-            if scheme == "amqps://" {
-                return Err(invalid("broker.url", "must start with amqp:// or amqps://"));
-            }
-        }
-        if !(self.redis.url.expose().starts_with("redis://")
-            || self.redis.url.expose().starts_with("rediss://")
-            || self.redis.url.expose().starts_with("unix://"))
-        {
-            return Err(invalid(
-                "redis.url",
-                "must start with redis://, rediss:// or unix://",
-            ));
-        }
-        if let Some(ca) = &self.tls.ca_file
-            && !ca.is_file()
-        {
-            return Err(invalid(
-                "tls.ca_file",
-                &format!("{} is not a readable file", ca.display()),
-            ));
-        }
-        if self.broker.retry_tiers.is_empty() {
-            return Err(invalid("broker.retry_tiers", "needs at least one tier"));
-        }
-        if self.broker.retry_tiers.iter().any(|t| t.0.as_millis() < 1) {
-            return Err(invalid("broker.retry_tiers", "tiers must be at least 1ms"));
-        }
-        if self.broker.connect_timeout.0.is_zero() {
-            return Err(invalid("broker.connect_timeout", "must be positive"));
-        }
         if self.mysql.connect_timeout.0.is_zero() {
             return Err(invalid("mysql.connect_timeout", "must be positive"));
-        }
-        if self.broker.publish_window == 0 {
-            return Err(invalid("broker.publish_window", "must be at least 1"));
-        }
-        if self.worker.concurrency == 0 || self.worker.concurrency > 10_000 {
-            return Err(invalid("worker.concurrency", "must be between 1 and 10000"));
-        }
-        if self.worker.prefetch_multiplier == 0 {
-            return Err(invalid("worker.prefetch_multiplier", "must be at least 1"));
-        }
-        if self.worker.queues.is_empty() {
-            return Err(invalid("worker.queues", "needs at least one queue"));
-        }
-        for q in &self.worker.queues {
-            crate::queue::topology::validate_queue_name(q)
-                .map_err(|m| invalid("worker.queues", &m))?;
-        }
-        for (name, o) in &self.tasks {
-            if let Some(q) = &o.queue {
-                crate::queue::topology::validate_queue_name(q)
-                    .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
-            }
         }
         if self.sink.batch_rows == 0 {
             return Err(invalid("sink.batch_rows", "must be at least 1"));
@@ -844,69 +512,8 @@ impl Config {
         self.parser
             .aliases()
             .map_err(|m| invalid("parser.aliases", &m))?;
-        let mut names = std::collections::BTreeSet::new();
-        for sc in &self.schedules {
-            let key = format!("schedules.{}", sc.name);
-            crate::queue::schedule::Schedule::from_config(sc)
-                .map_err(|e| invalid(&key, &e.to_string()))?;
-            if !names.insert(sc.name.clone()) {
-                return Err(invalid(&key, "two schedules have this name"));
-            }
-            if let Some(q) = &sc.queue {
-                crate::queue::topology::validate_queue_name(q).map_err(|m| invalid(&key, &m))?;
-            }
-        }
-        let named = self
-            .rate_limits
-            .iter()
-            .map(|(k, l)| (format!("rate_limits.{k}"), l))
-            .chain(self.tasks.iter().filter_map(|(name, o)| {
-                o.rate_limits
-                    .as_ref()
-                    .map(|l| (format!("tasks.{name}.rate_limits"), l))
-            }));
-        for (key, limits) in named {
-            if limits.is_empty() {
-                return Err(invalid(&key, "needs a limit"));
-            }
-            for l in limits {
-                if l.limit == 0 || l.per.0.is_zero() || l.burst == 0 {
-                    return Err(invalid(&key, "limit, per and burst must be positive"));
-                }
-            }
-        }
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
         Ok(())
-    }
-
-    /// The AMQP URL with a heartbeat set, unless the URL sets one.
-    pub fn amqp_url(&self) -> String {
-        let url = self.broker.url.expose();
-        if url.contains("heartbeat=") || self.broker.heartbeat_secs == 0 {
-            return url.to_string();
-        }
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}heartbeat={}", self.broker.heartbeat_secs)
-    }
-
-    /// Every rate-limit key the limiter knows: `[rate_limits]` plus
-    /// `task.NAME` for each `[tasks.NAME] rate_limits`.
-    pub fn limiter_limits(&self) -> BTreeMap<String, Vec<LimitSpec>> {
-        let mut all = self.rate_limits.clone();
-        for (name, o) in &self.tasks {
-            if let Some(limits) = &o.rate_limits {
-                all.insert(task_rate_key(name), limits.clone());
-            }
-        }
-        all
-    }
-
-    /// The effective queue of a task: `[tasks.NAME].queue`, else its default.
-    pub fn task_queue(&self, task: &str, default: &str) -> String {
-        self.tasks
-            .get(task)
-            .and_then(|o| o.queue.clone())
-            .unwrap_or_else(|| default.to_string())
     }
 }
 
@@ -915,35 +522,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("5").is_err(), "a unit is required");
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(
-            redact_url("amqp://guest:hunter2@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(redact_url("redis://:pw@h/0"), "redis://:***@h/0");
-        assert_eq!(
-            redact_url("amqp://u:p1@a:5672/%2f,amqp://u:p2@b:5672/%2f"),
-            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://u:p w@[bad/%2f"), "amqp://***@[bad/%2f");
-        let mut c = Config::default();
+    fn secrets_stay_out_of_debug() {
+        let mut c = AppConfig::default();
         c.lark.app_secret = Secret::new("s3cr3t-value");
         c.mysql.password = Secret::new("dbpass-value");
         c.broker.url = SecretUrl::new("amqp://u:brokerpass@h/%2f");
@@ -955,7 +535,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_line_and_file() {
-        let err = Config::from_toml(
+        let err = AppConfig::from_toml(
             "namespace = \"x\"\n[worker]\nconcurency = 4\n",
             "/etc/a.toml",
         )
@@ -968,7 +548,7 @@ mod tests {
 
     #[test]
     fn env_overrides_and_seed_names() {
-        let mut c = Config::default();
+        let mut c = AppConfig::default();
         let env: BTreeMap<&str, &str> = [
             ("LARK_APP_ID", "cli_x"),
             ("LARK_APP_SECRET", "sec"),
@@ -990,19 +570,19 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let c = Config::from_toml("[worker]\nconcurrency = 0\n", "f.toml").unwrap();
+        let c = AppConfig::from_toml("[worker]\nconcurrency = 0\n", "f.toml").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(
             err.contains("worker.concurrency") && err.contains("f.toml"),
             "{err}"
         );
-        let c = Config::from_toml("[broker]\nurl = \"http://x\"\n", "f.toml").unwrap();
+        let c = AppConfig::from_toml("[broker]\nurl = \"http://x\"\n", "f.toml").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("broker.url"));
     }
 
     #[test]
     fn schedules_are_validated_by_name() {
-        let c = Config::from_toml(
+        let c = AppConfig::from_toml(
             "[[schedules]]\nname = \"nightly\"\ncron = \"30 0 * * *\"\ntask = \"fetch-day\"\n\
              [[schedules]]\nname = \"broken\"\ncron = \"61 * * * *\"\ntask = \"noop\"\n",
             "f.toml",
@@ -1010,7 +590,7 @@ mod tests {
         .unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("schedules.broken"), "{err}");
-        let unknown = Config::from_toml(
+        let unknown = AppConfig::from_toml(
             "[[schedules]]\nname = \"a\"\nevery = \"1m\"\ntask = \"noop\"\ncolour = 1\n",
             "f.toml",
         )
@@ -1020,11 +600,5 @@ mod tests {
             unknown.contains("colour") && unknown.contains("line 5"),
             "{unknown}"
         );
-    }
-
-    #[test]
-    fn heartbeat_is_added() {
-        let c = Config::default();
-        assert!(c.amqp_url().ends_with("%2f?heartbeat=15"));
     }
 }

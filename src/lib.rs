@@ -1,18 +1,21 @@
 //! alertflow: a distributed task queue on RabbitMQ and Redis, built to run an
 //! alert pipeline (Lark alert cards → StarRocks, InfluxDB checks → Lark bot).
 //!
-//! `queue` is the reusable task-queue core and knows nothing about alerts;
-//! `tasks` holds the tasks and their registry; `cli` the operator commands.
+//! `queue` (the `alertflow-queue` crate) is the reusable task-queue core and
+//! knows nothing about alerts; `tasks` holds the tasks and their registry;
+//! `cli` the operator commands; the other modules are the domain the tasks
+//! use (cards, sinks, recommendations, checks and notifications).
 
 pub mod cli;
 pub mod config;
 pub mod influx;
 pub mod lark;
 pub mod notify;
-pub mod queue;
+pub mod recommendation;
+pub mod run_state;
+pub use alertflow_queue as queue;
 pub mod sandbox;
 pub mod severity;
 pub mod sink;
 pub mod tasks;
 pub mod telemetry;
-pub mod tls;

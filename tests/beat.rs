@@ -110,7 +110,7 @@ fn beat(env: &TestEnv, schedules: Vec<ScheduleConfig>, claim_timeout_ms: u64) ->
     c.beat.metrics_listen = "off".into();
     c.beat.claim_timeout = HumanDuration(Duration::from_millis(claim_timeout_ms));
     c.validate().unwrap();
-    Beat::new(Arc::new(c), Arc::new(alertflow::tasks::registry())).unwrap()
+    Beat::new(Arc::new(c.queue), Arc::new(env.registry())).unwrap()
 }
 
 #[tokio::test]

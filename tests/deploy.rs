@@ -270,7 +270,7 @@ fn worker_unit_contract() {
 
     // SIGTERM drains: the config's shutdown_timeout covers its time limit, and
     // systemd waits longer than shutdown_timeout before SIGKILL.
-    let config = alertflow::config::Config::from_toml(
+    let config = alertflow::config::AppConfig::from_toml(
         &read("deploy/alertflow.toml"),
         "deploy/alertflow.toml",
     )
@@ -316,7 +316,7 @@ fn worker_unit_contract() {
 /// clap `env = "..."` attributes and `env::var("...")` calls. The benchmark
 /// commands (`src/cli/bench*.rs`) are not run by the units and are left out.
 fn variables_read() -> BTreeSet<String> {
-    let mut vars: BTreeSet<String> = alertflow::config::ENV_OVERRIDES
+    let mut vars: BTreeSet<String> = alertflow::config::env_overrides()
         .iter()
         .map(|(v, _)| v.to_string())
         .collect();
@@ -586,7 +586,7 @@ fn compose_file_is_complete() {
     assert!(published(&services["alertflow-worker"]).is_empty());
 
     // The config the containers mount is valid.
-    let mounted = alertflow::config::Config::from_toml(
+    let mounted = alertflow::config::AppConfig::from_toml(
         &read("deploy/docker/alertflow.toml"),
         "deploy/docker/alertflow.toml",
     )

@@ -220,7 +220,7 @@ struct Accounting {
 }
 
 async fn stored_rows(
-    config: &alertflow::config::Config,
+    config: &alertflow::config::AppConfig,
     dates: &[NaiveDate],
 ) -> (Vec<AlertRow>, usize) {
     let sink = SqlSink::new(config);

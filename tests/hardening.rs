@@ -455,7 +455,7 @@ async fn status_agrees_with_json_on_attempts_and_knows_run_ids() {
         "{plain} vs {state}"
     );
     let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
-    let runs = alertflow::tasks::run_state::RunState::new(pool, env.ns(), Duration::from_secs(600));
+    let runs = alertflow::run_state::RunState::new(pool, env.ns(), Duration::from_secs(600));
     let run_id = uuid::Uuid::new_v4().to_string();
     runs.begin(
         &run_id,

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alertflow::config::{Config, HumanDuration, Secret};
+use alertflow::config::{AppConfig, HumanDuration, Secret};
 use alertflow::influx::{InfluxClient, InfluxSource, InfluxVersion};
 use alertflow::notify::alarm::{AlarmStore, FiringState};
 use alertflow::notify::check::CheckConfig;
@@ -57,7 +57,7 @@ fn check(name: &str, source: &str, query: &str, value: &str, repeat: &str) -> Ch
     .expect("check config")
 }
 
-fn v1_source(c: &Config) -> InfluxSource {
+fn v1_source(c: &AppConfig) -> InfluxSource {
     InfluxSource {
         url: influx_url(),
         db: Some(format!("t_{}", c.namespace.replace('-', "_"))),
@@ -186,7 +186,7 @@ async fn run_check(
         .await;
 }
 
-fn queues(c: &mut Config) {
+fn queues(c: &mut AppConfig) {
     c.worker.queues = vec!["default".into(), "influx".into()];
 }
 
@@ -210,7 +210,7 @@ async fn three_clusters_one_grouped_message_then_repeat_interval_then_resolved()
         .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=93.5\ncpu,cluster=c usage=97\ncpu,cluster=d usage=10\n")
         .await
         .unwrap();
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
     let received = || sb.received_bot("sandbox");
@@ -291,7 +291,7 @@ async fn two_workers_running_the_same_check_at_once_send_one_message() {
         c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
         c.checks.push(check("disk", "flux", FLUX_Q, "_value", "1h"));
     });
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let w1 = env.start_worker(reg.clone());
     let w2 = env.start_worker(reg.clone());
@@ -328,7 +328,7 @@ async fn bot_frequency_limit_then_success_is_delivered_once_and_signed() {
         c.checks.push(check("cpu", "flux", FLUX_Q, "_value", "1h"));
     });
     sb.fail_next(Endpoint::LarkBot, 1, Fault::BotFrequency11232);
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
     run_check(&env, &publisher, &reg, "cpu").await;
@@ -357,7 +357,7 @@ async fn wrong_signing_secret_is_fatal_and_leaves_no_dedup_key() {
         );
         c.checks.push(check("cpu", "flux", FLUX_Q, "_value", "1h"));
     });
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
     let e = env.envelope(&reg, "influx-check", json!({"check": "cpu"}));
@@ -409,7 +409,7 @@ async fn fifty_alarms_at_once_never_exceed_the_bots_quota() {
                 .push(check(&format!("c{i:02}"), "flux", FLUX_Q, "_value", "1h"));
         }
     });
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let w1 = env.start_worker(reg.clone());
     let w2 = env.start_worker(reg.clone());
@@ -616,7 +616,7 @@ async fn dead_letter_notifies_error_once_and_the_next_success_ok_once() {
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
-    HealthNotifier::attach(&w.services).unwrap();
+    HealthNotifier::attach(&env.config, &w.services).unwrap();
     let received = || sb.received_slack(SLACK_PATH);
 
     run_flaky(&env, &publisher, &reg, true).await;
@@ -670,7 +670,7 @@ async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
-    HealthNotifier::attach(&w.services).unwrap();
+    HealthNotifier::attach(&env.config, &w.services).unwrap();
     let took = run_flaky(&env, &publisher, &reg, false).await;
     assert!(
         took < Duration::from_secs(2),
@@ -696,7 +696,7 @@ async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
 async fn without_receivers_statuses_are_recorded_and_health_counts_dead_letters() {
     let env = TestEnv::new("health-dlq");
     let cfg = env.config_file("");
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let _worker = Child::spawn("alertflow-worker", &[], &cfg);
     let ok = env.envelope(&reg, "noop", json!({}));
@@ -888,7 +888,7 @@ status_dir = "/var/lib/alertflow/status"
 [notify.tasks.influx-check]
 silent_seconds = 300
 "#;
-    let c = Config::from_toml(text, "README.toml").unwrap();
+    let c = AppConfig::from_toml(text, "README.toml").unwrap();
     c.validate().unwrap();
     assert_eq!(c.checks[0].threshold.to_string(), "> 90");
     assert_eq!(
@@ -903,7 +903,7 @@ silent_seconds = 300
             && !dbg.contains("change-me")
     );
     // A check naming a missing receiver is refused with the key.
-    let bad = Config::from_toml(
+    let bad = AppConfig::from_toml(
         &text.replace("receiver = \"ops-lark\"", "receiver = \"nope\""),
         "f.toml",
     )

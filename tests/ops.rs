@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 /// A command for one of our binaries with no inherited alertflow settings.
 fn command(name: &str) -> Command {
     let mut c = Command::new(bin(name));
-    for (var, _) in alertflow::config::ENV_OVERRIDES {
+    for (var, _) in alertflow::config::env_overrides() {
         c.env_remove(var);
     }
     for var in [
@@ -531,7 +531,7 @@ fn completions_man_page_and_help() {
 
     // Listeners are loopback unless configured otherwise.
     assert!(run(&["sandbox", "--help"]).contains("[default: 127.0.0.1:8900]"));
-    let defaults = alertflow::config::Config::default();
+    let defaults = alertflow::config::AppConfig::default();
     assert!(defaults.worker.metrics_listen.starts_with("127.0.0.1:"));
     assert!(defaults.beat.metrics_listen.starts_with("127.0.0.1:"));
 

@@ -10,16 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertflow::cli::run::{DayPlan, publish_days, wait_days};
-use alertflow::config::Config;
+use alertflow::config::AppConfig;
 use alertflow::lark::card::AlertRow;
 use alertflow::queue::context::Services;
 use alertflow::queue::local::LocalRunner;
 use alertflow::queue::message::Envelope;
+use alertflow::recommendation::Recommendation;
+use alertflow::recommendation::catalogue::Catalogue;
+use alertflow::run_state::RunState;
 use alertflow::sandbox::{SandboxConfig, SandboxHandle, expected_range};
 use alertflow::sink::starrocks::SqlSink;
-use alertflow::tasks::catalogue::Catalogue;
-use alertflow::tasks::recommendation::Recommendation;
-use alertflow::tasks::run_state::RunState;
 use chrono::NaiveDate;
 use common::TestEnv;
 use mysql_async::prelude::Queryable;
@@ -44,7 +44,7 @@ fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
-async fn migrate(config: &Config) -> SqlSink {
+async fn migrate(config: &AppConfig) -> SqlSink {
     let sink = SqlSink::new(config);
     sink.migrate().await.expect("migrate the test database");
     sink
@@ -71,9 +71,9 @@ async fn recs(sink: &SqlSink, date: &str) -> Vec<Recommendation> {
 }
 
 /// Recompute the day's recommendations from the rows with SQL aggregates
-/// and set arithmetic, independently of `tasks::recommendation`.
+/// and set arithmetic, independently of `recommendation`.
 async fn check_recommendations(
-    config: &Config,
+    config: &AppConfig,
     sink: &SqlSink,
     date: &str,
     expected_rows: &[AlertRow],
@@ -156,7 +156,7 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     let dates = ["2026-03-08", "2026-03-09"];
     let expected = expected_range(&cfg, CHAT, day(dates[0]), day(dates[1]));
 
-    let w = env.start_worker(alertflow::tasks::registry());
+    let w = env.start_worker(env.registry());
     let plans: Vec<DayPlan> = dates
         .iter()
         .map(|d| DayPlan {
@@ -215,8 +215,8 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     local_cfg.mysql.database = format!("{}_local", env.config.mysql.database);
     let local_cfg = Arc::new(local_cfg);
     let local_sink = migrate(&local_cfg).await;
-    let (services, _writer) = Services::new(local_cfg.clone()).unwrap();
-    let registry = Arc::new(alertflow::tasks::registry());
+    let (services, _writer) = Services::new(Arc::new(local_cfg.queue.clone())).unwrap();
+    let registry = Arc::new(alertflow::tasks::lookup_registry(&local_cfg).unwrap());
     let envs: Vec<Envelope> = dates
         .iter()
         .map(|d| {
@@ -312,7 +312,7 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
         ..SandboxConfig::default()
     };
     let rows = expected_range(&cfg, CHAT, day("2026-03-02"), day("2026-03-02")).rows;
-    let registry = alertflow::tasks::registry();
+    let registry = env.registry();
     let (_c, publisher) = env.publisher().await;
     let env_page = |page: u32, rows: Vec<AlertRow>| {
         env.envelope(
@@ -333,7 +333,7 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
     // The first load of page 2 fails once: retried with the same label.
     fake.fail_next(1, FakeFailure::Fail);
     publisher.publish(&p1).await.unwrap();
-    let w = env.start_worker(alertflow::tasks::registry());
+    let w = env.start_worker(env.registry());
     env.wait_status(
         &p1.id,
         alertflow::queue::state::TaskStatus::Succeeded,
@@ -418,7 +418,7 @@ async fn run_wait_piped_follows_a_day_from_no_worker_to_done() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let w = env.start_worker(alertflow::tasks::registry());
+    let w = env.start_worker(env.registry());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use alertflow::lark::card::AlertRow;
 use alertflow::queue::task::{Task, TaskContext, TaskError};
+use alertflow::run_state::{RunState, RunSummary};
 use alertflow::sandbox::{SandboxConfig, day_messages, expected_day};
 use alertflow::tasks::insert::InsertArgs;
-use alertflow::tasks::run_state::{RunState, RunSummary};
 use chrono::NaiveDate;
 use common::TestEnv;
 use serde_json::json;
@@ -96,7 +96,7 @@ async fn fetch_day_pages_and_parse_batch_rows_match_the_sandbox() {
     let sandbox = alertflow::sandbox::spawn(cfg.clone()).await.unwrap();
     let env = lark_env("lark-e2e", &sandbox);
     let capture = CaptureInsert::default();
-    let registry = alertflow::tasks::registry().with(capture.clone());
+    let registry = env.registry().with(capture.clone());
     // The spring-forward day: a 23-hour window.
     let date = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
     let (_conn, publisher) = env.publisher().await;
@@ -146,7 +146,7 @@ async fn two_workers_fetching_two_days_stay_under_the_lark_quota() {
     let sandbox = alertflow::sandbox::spawn(cfg.clone()).await.unwrap();
     let env = lark_env("lark-quota", &sandbox);
     let capture = CaptureInsert::default();
-    let registry = alertflow::tasks::registry().with(capture.clone());
+    let registry = env.registry().with(capture.clone());
     let (_conn, publisher) = env.publisher().await;
     let days = ["2026-03-10", "2026-03-11"];
     let mut ids = Vec::new();

@@ -68,7 +68,10 @@ impl Scripted {
 }
 
 fn registry(s: &Scripted) -> Registry {
-    alertflow::tasks::registry().with(s.clone())
+    Registry::new()
+        .with(alertflow::tasks::noop::Noop)
+        .with(alertflow::tasks::sleep::Sleep)
+        .with(s.clone())
 }
 
 #[tokio::test]
@@ -285,7 +288,7 @@ async fn time_limit_is_retried_then_dead_lettered() {
 async fn kill_9_mid_task_is_redelivered_to_another_worker() {
     let env = TestEnv::new("kill9");
     let cfg = env.config_file("");
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let mut a = Child::spawn("alertflow-worker", &[], &cfg);
     let e = env.envelope(&reg, "sleep", json!({"ms": 1500}));
@@ -314,7 +317,7 @@ async fn kill_9_mid_task_is_redelivered_to_another_worker() {
 async fn sigterm_lets_the_running_task_finish_and_exits_zero() {
     let env = TestEnv::new("sigterm");
     let cfg = env.config_file("");
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let mut w = Child::spawn("alertflow-worker", &[], &cfg);
     let e = env.envelope(&reg, "sleep", json!({"ms": 2000}));
@@ -374,7 +377,7 @@ fn close_connections_of(namespace: &str) -> usize {
 async fn worker_recovers_after_the_broker_closes_its_connection() {
     let env = TestEnv::new("reconnect");
     let cfg = env.config_file("");
-    let reg = alertflow::tasks::registry();
+    let reg = env.registry();
     let (_conn, publisher) = env.publisher().await;
     let _w = Child::spawn("alertflow-worker", &[], &cfg);
     let first = env.envelope(&reg, "noop", json!({}));

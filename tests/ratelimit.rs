@@ -161,7 +161,7 @@ async fn a_task_rate_limit_holds_across_workers() {
             },
         );
     });
-    let registry = || alertflow::tasks::registry();
+    let registry = || env.registry();
     let (_conn, publisher) = env.publisher().await;
     let a = env.start_worker(registry());
     let b = env.start_worker(registry());

@@ -167,7 +167,7 @@ fn check(
     let path = dir.path().join("alertflow.toml");
     std::fs::write(&path, config).unwrap();
     let mut c = Command::new(bin("alertflow"));
-    for (var, _) in alertflow::config::ENV_OVERRIDES {
+    for (var, _) in alertflow::config::env_overrides() {
         c.env_remove(var);
     }
     c.env("ALERTFLOW_CONFIG", &path)

@@ -41,7 +41,14 @@ pub async fn run(cli: BeatCli) -> ExitCode {
     if let Some(m) = cli.metrics_listen {
         config.beat.metrics_listen = m;
     }
-    let beat = match Beat::new(Arc::new(config), Arc::new(crate::tasks::registry())) {
+    let registry = match crate::tasks::lookup_registry(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let beat = match Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis};
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::queue::context::Services;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
@@ -126,7 +126,7 @@ fn bar(len: usize, msg: &str, quiet: bool) -> ProgressBar {
 }
 
 /// Run the no-op benchmark and return its figures.
-pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliError> {
+pub async fn bench_noop(base: &AppConfig, a: &NoopArgs) -> Result<NoopReport, CliError> {
     let rounds = a.rounds.max(1);
     let mut config = base.clone();
     config.namespace = format!(
@@ -182,7 +182,7 @@ pub async fn bench_noop(base: &Config, a: &NoopArgs) -> Result<NoopReport, CliEr
 /// message, on a queue of their own.
 async fn raw_ceiling(
     conn: &Connection,
-    config: &Config,
+    config: &AppConfig,
     body: &[u8],
     n: usize,
     prefetch: u16,
@@ -274,17 +274,18 @@ async fn raw_ceiling(
 /// Enqueue `n` no-op tasks through the normal publisher (recording `queued`
 /// states), then drain them with the normal worker runtime.
 async fn alertflow_round(
-    config: &Arc<Config>,
+    config: &Arc<AppConfig>,
     task: crate::cli::bench_more::BenchTask,
     n: usize,
     tag: &str,
     quiet: bool,
 ) -> Result<(f64, f64), CliError> {
-    let (services, state_task) = Services::new(config.clone()).map_err(CliError::failure)?;
+    let (services, state_task) =
+        Services::new(Arc::new(config.queue.clone())).map_err(CliError::failure)?;
     let registry = Arc::new(
         Registry::new()
             .with(crate::tasks::noop::Noop)
-            .with(crate::tasks::bench_incr::BenchIncr),
+            .with(crate::cli::bench_incr::BenchIncr),
     );
     let conn = connect_broker(config, "bench").await?;
     let publisher = Publisher::open(
@@ -363,7 +364,7 @@ async fn alertflow_round(
 
 /// Delete a benchmark's namespace: its queues and exchanges (for
 /// `families`), and its Redis keys. Best effort: used after failures too.
-pub async fn delete_namespace(config: &Config, families: &[String]) {
+pub async fn delete_namespace(config: &AppConfig, families: &[String]) {
     let pool = crate::queue::context::redis_pool(config).ok();
     // Families any process declared in the namespace go too.
     let mut families = families.to_vec();

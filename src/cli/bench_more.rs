@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::bench::delete_namespace;
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, print_table};
-use crate::config::{Config, HumanDuration, LimitSpec};
+use crate::config::{AppConfig, HumanDuration, LimitSpec};
 use crate::queue::context::Services;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
@@ -52,7 +52,7 @@ impl BenchTask {
     pub fn name(self) -> &'static str {
         match self {
             BenchTask::Noop => crate::tasks::noop::Noop::NAME,
-            BenchTask::Incr => crate::tasks::bench_incr::BenchIncr::NAME,
+            BenchTask::Incr => crate::cli::bench_incr::BenchIncr::NAME,
         }
     }
 
@@ -71,7 +71,7 @@ pub fn incr_key(namespace: &str) -> String {
 }
 
 /// A copy of `base` in a namespace of its own (`<ns>-<what>-<8 hex>`).
-fn bench_config(base: &Config, what: &str, concurrency: usize) -> Config {
+fn bench_config(base: &AppConfig, what: &str, concurrency: usize) -> AppConfig {
     let mut c = base.clone();
     c.namespace = format!(
         "{}-{what}-{}",
@@ -222,12 +222,16 @@ pub async fn latency(g: &GlobalOpts, a: LatencyArgs) -> CliResult {
     Ok(EXIT_OK)
 }
 
-async fn measure_latency(config: &Arc<Config>, a: &LatencyArgs) -> Result<LatencyReport, CliError> {
+async fn measure_latency(
+    config: &Arc<AppConfig>,
+    a: &LatencyArgs,
+) -> Result<LatencyReport, CliError> {
     let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
     let registry = Arc::new(Registry::new().with(LatencyProbe {
         samples: samples.clone(),
     }));
-    let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
+    let (services, writer) =
+        Services::new(Arc::new(config.queue.clone())).map_err(CliError::usage)?;
     let conn = connect_broker(config, "bench").await?;
     let publisher = Publisher::open(
         &conn,
@@ -491,7 +495,7 @@ async fn stop_child(child: &mut tokio::process::Child) {
 
 async fn measure_memory(
     g: &GlobalOpts,
-    config: &Arc<Config>,
+    config: &Arc<AppConfig>,
     a: &MemoryArgs,
     bin: &std::path::Path,
 ) -> Result<MemoryReport, CliError> {
@@ -505,7 +509,7 @@ async fn measure_memory(
         .declare(publisher.channel(), &config.worker.queues)
         .await
         .map_err(CliError::failure)?;
-    let registry = crate::tasks::registry();
+    let registry = crate::tasks::lookup_registry(config)?;
     let key = incr_key(&config.namespace);
 
     let mut cmd = tokio::process::Command::new(bin);
@@ -899,7 +903,7 @@ async fn hammer(
 }
 
 async fn measure_ratelimit(
-    config: &Arc<Config>,
+    config: &Arc<AppConfig>,
     a: &RatelimitArgs,
 ) -> Result<RatelimitReport, CliError> {
     let pool = crate::cli::connect_redis(config).await?;

@@ -159,7 +159,7 @@ pub async fn run(g: &GlobalOpts, a: PipelineArgs) -> CliResult {
 }
 
 async fn measure(
-    config: &Arc<crate::config::Config>,
+    config: &Arc<crate::config::AppConfig>,
     a: &PipelineArgs,
     sandbox_cfg: &SandboxConfig,
     sandbox: &crate::sandbox::SandboxHandle,
@@ -173,11 +173,13 @@ async fn measure(
             until_now: false,
         })
         .collect();
-    let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
+    let (services, writer) =
+        Services::new(Arc::new(config.queue.clone())).map_err(CliError::usage)?;
     let shutdown = CancellationToken::new();
+    let registry = crate::tasks::registry(config, &crate::tasks::Shared::of(&services))?;
     let worker = Worker::new(
         services.clone(),
-        Arc::new(crate::tasks::registry()),
+        Arc::new(registry),
         WorkerOptions::from_config(config),
     );
     let stop = shutdown.clone();
@@ -214,7 +216,7 @@ async fn measure(
     )
     .await
     .map_err(CliError::failure)?;
-    let registry = crate::tasks::registry();
+    let registry = crate::tasks::lookup_registry(config)?;
     let run_id = format!("bench-insert-{}", uuid::Uuid::new_v4().simple());
     let envs: Vec<Envelope> = expected
         .rows
@@ -285,7 +287,7 @@ async fn measure(
 }
 
 async fn bare_insert_rows_per_s(
-    config: &crate::config::Config,
+    config: &crate::config::AppConfig,
     sink: &SqlSink,
     rows: &[crate::lark::card::AlertRow],
 ) -> Result<f64, CliError> {

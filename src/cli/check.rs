@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
 use crate::cli::{CliResult, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, GlobalOpts, print_table};
-use crate::config::{Config, HumanDuration};
+use crate::config::{AppConfig, HumanDuration};
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
@@ -78,7 +78,8 @@ struct Report<'a> {
 }
 
 pub async fn check_config(g: &GlobalOpts, a: CheckArgs) -> CliResult {
-    let loaded = Config::load(g.config.as_deref())
+    let loaded = AppConfig::load(g.config.as_deref())
+        .map_err(crate::tasks::SetupError::from)
         .and_then(|c| crate::tasks::validate_config(&c).map(|()| c));
     let config = match loaded {
         Ok(c) => c,
@@ -161,7 +162,7 @@ fn print_json(r: &Report<'_>) {
 }
 
 /// One line about a valid configuration.
-fn describe(c: &Config) -> String {
+fn describe(c: &AppConfig) -> String {
     let enabled = c.schedules.iter().filter(|s| s.enabled).count();
     format!(
         "{} (namespace {}, queues {}, concurrency {}, {} schedule(s) enabled)",
@@ -174,7 +175,7 @@ fn describe(c: &Config) -> String {
 }
 
 /// Check every service at once, each within `timeout`; rows in a fixed order.
-pub async fn run_checks(config: &Config, timeout: Duration) -> Vec<Check> {
+pub async fn run_checks(config: &AppConfig, timeout: Duration) -> Vec<Check> {
     let influx = influx_sources(config);
     let (broker, redis, db, lark, influx) = tokio::join!(
         timed(
@@ -250,13 +251,13 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-async fn check_broker(config: &Config) -> Result<String, String> {
+async fn check_broker(config: &AppConfig) -> Result<String, String> {
     let conn = crate::queue::publisher::connect(config, "check")
         .await
         .map_err(|e| e.to_string())?;
     let heartbeat = conn.configuration().heartbeat();
     let _ = conn.close(200, "check-config".into()).await;
-    let tls = if crate::tls::amqp_uses_tls(config) {
+    let tls = if crate::queue::tls::amqp_uses_tls(config) {
         ", TLS"
     } else {
         ""
@@ -264,14 +265,14 @@ async fn check_broker(config: &Config) -> Result<String, String> {
     Ok(format!("connected{tls} (heartbeat {heartbeat} s)"))
 }
 
-async fn check_redis(config: &Config) -> Result<String, String> {
+async fn check_redis(config: &AppConfig) -> Result<String, String> {
     let pool = crate::queue::context::redis_pool(config).map_err(|e| e.to_string())?;
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let pong: String = deadpool_redis::redis::cmd("PING")
         .query_async(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    let tls = if crate::tls::redis_uses_tls(config) {
+    let tls = if crate::queue::tls::redis_uses_tls(config) {
         ", TLS"
     } else {
         ""
@@ -279,7 +280,7 @@ async fn check_redis(config: &Config) -> Result<String, String> {
     Ok(format!("PING -> {pong}{tls}"))
 }
 
-async fn check_database(config: &Config) -> Result<String, String> {
+async fn check_database(config: &AppConfig) -> Result<String, String> {
     let m = &config.mysql;
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(m.host.clone())
@@ -287,7 +288,7 @@ async fn check_database(config: &Config) -> Result<String, String> {
         .user(Some(m.user.clone()))
         .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
         .prefer_socket(false)
-        .ssl_opts(crate::tls::mysql_ssl_opts(config));
+        .ssl_opts(crate::sink::starrocks::mysql_ssl_opts(config));
     let mut conn = tokio::time::timeout(m.connect_timeout.0, mysql_async::Conn::new(opts))
         .await
         .map_err(|_| {
@@ -325,7 +326,7 @@ async fn check_database(config: &Config) -> Result<String, String> {
 }
 
 /// The configured InfluxDB sources: (name, base URL).
-pub fn influx_sources(config: &Config) -> Vec<(String, String)> {
+pub fn influx_sources(config: &AppConfig) -> Vec<(String, String)> {
     config
         .influx
         .sources
@@ -380,7 +381,7 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// Fetch a tenant access token (proves the app id, the secret and the way
 /// to the endpoint); skipped without `lark.app_id`.
-async fn check_lark(config: &Config, timeout: Duration) -> Check {
+async fn check_lark(config: &AppConfig, timeout: Duration) -> Check {
     let base = config
         .lark
         .base_url
@@ -446,7 +447,7 @@ mod tests {
 
     #[test]
     fn influx_sources_come_from_the_typed_config() {
-        let c = Config::from_toml(
+        let c = AppConfig::from_toml(
             "[influx.sources.main]\nurl = \"http://influx:8086/\"\ndb = \"telegraf\"\n",
             "f.toml",
         )
@@ -455,6 +456,6 @@ mod tests {
             influx_sources(&c),
             vec![("main".to_string(), "http://influx:8086".to_string())]
         );
-        assert!(influx_sources(&Config::default()).is_empty());
+        assert!(influx_sources(&AppConfig::default()).is_empty());
     }
 }

@@ -83,11 +83,13 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
     );
     let config = Arc::new(config);
 
-    let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
+    let (services, writer) =
+        Services::new(Arc::new(config.queue.clone())).map_err(CliError::usage)?;
     let shutdown = CancellationToken::new();
+    let registry = crate::tasks::registry(&config, &crate::tasks::Shared::of(&services))?;
     let worker = Worker::new(
         services.clone(),
-        Arc::new(crate::tasks::registry()),
+        Arc::new(registry),
         WorkerOptions::from_config(&config),
     );
     let stop = shutdown.clone();

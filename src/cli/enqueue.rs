@@ -10,7 +10,7 @@ use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
     connect_redis,
 };
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
@@ -84,7 +84,7 @@ fn parse_args(text: &str) -> Result<Value, CliError> {
 /// create a queue nobody reads.
 pub fn check_family<'a>(
     registry: &Registry,
-    config: &Config,
+    config: &AppConfig,
     queue: &'a str,
 ) -> Result<&'a str, CliError> {
     let family = queue
@@ -113,7 +113,7 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
         Some(c) => Some(Duration::from_secs_f64(c)),
         None => None,
     };
-    let registry = crate::tasks::registry();
+    let registry = crate::tasks::lookup_registry(&config)?;
     let Some(task) = registry.get(&a.task) else {
         let known: Vec<&str> = registry.names().collect();
         return Err(CliError::usage(format!(
@@ -122,7 +122,7 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
             known.join(", ")
         )));
     };
-    task.check_args(&args, &config)
+    task.check_args(&args)
         .map_err(|e| CliError::usage(format!("bad --args for task {}: {e}", a.task)))?;
     let queue = match &a.queue {
         Some(q) => Some(check_family(&registry, &config, q)?),
@@ -277,12 +277,12 @@ pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
 /// `status` of an id that has no task state: it may be a run id (as `run`
 /// prints them); then show the run's progress and how to follow runs.
 async fn run_status(
-    config: &Config,
+    config: &AppConfig,
     pool: deadpool_redis::Pool,
     id: &str,
     json: bool,
 ) -> CliResult {
-    let runs = crate::tasks::run_state::RunState::new(pool, &config.namespace, config.state.ttl.0);
+    let runs = crate::run_state::RunState::new(pool, &config.namespace, config.state.ttl.0);
     let summary = runs
         .summary(id)
         .await

@@ -10,8 +10,9 @@ use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_USAGE, GlobalOpts, confirm, connect_broker, connect_redis,
     print_table, resolve_queue,
 };
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::queue::state::WorkerRegistry;
+use crate::queue::task::Registry;
 use crate::queue::topology::Topology;
 
 #[derive(clap::Args, Debug)]
@@ -53,9 +54,13 @@ pub struct QueueRow {
 /// Every queue of the namespace: the families tasks and config route to,
 /// the families any process declared (`extra`: remembered in Redis, listed
 /// by the management API), delay tiers and the dead-letter queue.
-pub fn all_queues(config: &Config, extra: &BTreeSet<String>) -> Vec<(String, &'static str)> {
+pub fn all_queues(
+    config: &AppConfig,
+    registry: &Registry,
+    extra: &BTreeSet<String>,
+) -> Vec<(String, &'static str)> {
     let t = Topology::from_config(config);
-    let mut families = crate::tasks::registry().families(config);
+    let mut families = registry.families(config);
     families.extend(extra.iter().cloned());
     let mut out: Vec<(String, &'static str)> =
         families.iter().map(|f| (t.queue(f), "work")).collect();
@@ -72,7 +77,7 @@ fn management_client() -> Option<reqwest::Client> {
         .ok()
 }
 
-async fn management_counts(config: &Config, queue: &str) -> Option<(u64, u64, u64)> {
+async fn management_counts(config: &AppConfig, queue: &str) -> Option<(u64, u64, u64)> {
     let base = config.broker.management_url.as_ref()?;
     let url = format!(
         "{}/api/queues/%2f/{queue}",
@@ -95,7 +100,7 @@ async fn management_counts(config: &Config, queue: &str) -> Option<(u64, u64, u6
 
 /// Work-queue families of the namespace that the management API lists
 /// (when `broker.management_url` is set): queues no process remembers.
-async fn management_families(config: &Config) -> Vec<String> {
+async fn management_families(config: &AppConfig) -> Vec<String> {
     let Some(base) = config.broker.management_url.as_ref() else {
         return Vec::new();
     };
@@ -122,7 +127,7 @@ async fn management_families(config: &Config) -> Vec<String> {
 /// Families declared in the namespace by any process: remembered in Redis
 /// and listed by the management API. Redis being down only narrows the
 /// list (said on stderr); it does not fail `alertflow queues`.
-pub async fn declared_families(config: &Config) -> BTreeSet<String> {
+pub async fn declared_families(config: &AppConfig) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = management_families(config).await.into_iter().collect();
     match connect_redis(config).await {
         Ok(pool) => match WorkerRegistry::new(pool, &config.namespace)
@@ -141,12 +146,13 @@ pub async fn declared_families(config: &Config) -> BTreeSet<String> {
 }
 
 pub async fn queue_rows(
-    config: &Config,
+    config: &AppConfig,
     conn: &lapin::Connection,
     extra: &BTreeSet<String>,
 ) -> Result<Vec<QueueRow>, CliError> {
     let mut rows = Vec::new();
-    for (name, kind) in all_queues(config, extra) {
+    let registry = crate::tasks::lookup_registry(config)?;
+    for (name, kind) in all_queues(config, &registry, extra) {
         let counts = match management_counts(config, &name).await {
             Some((ready, unacked, consumers)) => Some((ready, Some(unacked), consumers)),
             None => passive_counts(conn, &name).await?,

@@ -6,6 +6,7 @@
 
 pub mod beat;
 pub mod bench;
+pub mod bench_incr;
 pub mod bench_more;
 pub mod bench_pipeline;
 pub mod check;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{AppConfig, ConfigError};
 use crate::telemetry::LogFormat;
 
 pub const EXIT_OK: u8 = 0;
@@ -103,6 +104,12 @@ impl From<ConfigError> for CliError {
     }
 }
 
+impl From<crate::tasks::SetupError> for CliError {
+    fn from(e: crate::tasks::SetupError) -> Self {
+        CliError::usage(e)
+    }
+}
+
 pub type CliResult = Result<u8, CliError>;
 
 /// Options every command takes.
@@ -126,8 +133,8 @@ impl GlobalOpts {
     /// Load and validate the config: the file's own rules and what only the
     /// task registry can check (see [`crate::tasks::validate_config`]). Every
     /// binary starts with this, and `check-config` runs exactly this.
-    pub fn load_config(&self) -> Result<Arc<Config>, CliError> {
-        let config = Config::load(self.config.as_deref())?;
+    pub fn load_config(&self) -> Result<Arc<AppConfig>, CliError> {
+        let config = AppConfig::load(self.config.as_deref())?;
         crate::tasks::validate_config(&config)?;
         Ok(Arc::new(config))
     }
@@ -314,7 +321,7 @@ pub fn finish(result: CliResult) -> ExitCode {
 /// login, a missing vhost or a queue declared otherwise is a configuration
 /// error (exit 2); a broker that is down or silent is a failure (exit 1),
 /// with a hint to start it only when nothing listens at the address.
-pub async fn connect_broker(config: &Config, role: &str) -> Result<lapin::Connection, CliError> {
+pub async fn connect_broker(config: &AppConfig, role: &str) -> Result<lapin::Connection, CliError> {
     crate::queue::publisher::connect(config, role)
         .await
         .map_err(broker_error)
@@ -336,7 +343,7 @@ pub fn broker_error(e: crate::queue::connect::BrokerError) -> CliError {
 /// A Redis pool, checked with a PING so a dead Redis is named at once
 /// (bounded by `redis.timeout`). The hint to start Redis only when nothing
 /// listens at the address; wrong credentials are a configuration error.
-pub async fn connect_redis(config: &Config) -> Result<deadpool_redis::Pool, CliError> {
+pub async fn connect_redis(config: &AppConfig) -> Result<deadpool_redis::Pool, CliError> {
     use deadpool_redis::redis::ErrorKind;
     let pool = crate::queue::context::redis_pool(config).map_err(CliError::usage)?;
     let explain = |e: &dyn std::fmt::Display, refused: bool, auth: bool| {
@@ -372,7 +379,7 @@ pub async fn connect_redis(config: &Config) -> Result<deadpool_redis::Pool, CliE
 }
 
 /// Resolve a queue argument: a family (`lark`) or a full name (`alertflow.lark`).
-pub fn resolve_queue(config: &Config, name: &str) -> String {
+pub fn resolve_queue(config: &AppConfig, name: &str) -> String {
     let prefix = format!("{}.", config.namespace);
     if name.starts_with(&prefix) {
         name.to_string()

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::cli::{
     CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis, print_table,
 };
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::notify::health::{HealthStore, Record, Status};
 use crate::notify::{Colour, Notification, Receiver, Section};
 use crate::queue::connect::close;
@@ -255,7 +255,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 /// Every recorded status, or why they cannot be read.
-async fn read_statuses(config: &Config) -> Result<BTreeMap<String, Option<Record>>, String> {
+async fn read_statuses(config: &AppConfig) -> Result<BTreeMap<String, Option<Record>>, String> {
     let pool = connect_redis(config)
         .await
         .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;
@@ -269,7 +269,7 @@ async fn read_statuses(config: &Config) -> Result<BTreeMap<String, Option<Record
 /// `None` when the queue does not exist (no process has declared the
 /// namespace's topology yet, so nothing was dead-lettered). Messages that an
 /// `alertflow dead list` holds at this moment are not counted.
-async fn count_dead_letters(config: &Config, queue: &str) -> Result<Option<u64>, String> {
+async fn count_dead_letters(config: &AppConfig, queue: &str) -> Result<Option<u64>, String> {
     let conn = connect_broker(config, "cli")
         .await
         .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;

@@ -22,19 +22,20 @@ use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, GlobalOpts, connect_broker,
     connect_redis, print_table,
 };
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::lark::window::pacific_date;
 use crate::queue::context::Services;
 use crate::queue::local::LocalRunner;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
+use crate::queue::task::Registry;
 use crate::queue::topology::Topology;
+use crate::recommendation::Recommendation;
+use crate::run_state::{RunState, RunSummary};
 use crate::severity::most_severe_first;
 use crate::sink::schema::{self, Dialect, StarRocksOptions};
 use crate::sink::starrocks::SqlSink;
-use crate::tasks::recommendation::Recommendation;
-use crate::tasks::run_state::{RunState, RunSummary};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -126,7 +127,7 @@ pub struct PublishedRun {
     pub task_id: Uuid,
 }
 
-fn fetch_envelope(config: &Config, plan: &DayPlan) -> (Envelope, String) {
+fn fetch_envelope(config: &AppConfig, registry: &Registry, plan: &DayPlan) -> (Envelope, String) {
     let run_id = Uuid::new_v4().to_string();
     let mut args = json!({"date": plan.date.format("%Y-%m-%d").to_string()});
     if plan.until_now {
@@ -134,16 +135,20 @@ fn fetch_envelope(config: &Config, plan: &DayPlan) -> (Envelope, String) {
     }
     let mut env = Envelope::new("fetch-day", args);
     env.run_id = Some(run_id.clone());
-    crate::tasks::registry().apply_policy(&mut env, config, None);
+    registry.apply_policy(&mut env, config, None);
     (env, run_id)
 }
 
 /// One `fetch-day` envelope (with a fresh run id) per day.
-fn plan_runs(config: &Config, plans: &[DayPlan]) -> (Vec<PublishedRun>, Vec<Envelope>) {
+fn plan_runs(
+    config: &AppConfig,
+    registry: &Registry,
+    plans: &[DayPlan],
+) -> (Vec<PublishedRun>, Vec<Envelope>) {
     plans
         .iter()
         .map(|p| {
-            let (env, run_id) = fetch_envelope(config, p);
+            let (env, run_id) = fetch_envelope(config, registry, p);
             let run = PublishedRun {
                 date: p.date.format("%Y-%m-%d").to_string(),
                 run_id,
@@ -156,7 +161,7 @@ fn plan_runs(config: &Config, plans: &[DayPlan]) -> (Vec<PublishedRun>, Vec<Enve
 
 /// Publish one `fetch-day` per day (with confirms) and record them queued.
 pub async fn publish_days(
-    config: &Arc<Config>,
+    config: &Arc<AppConfig>,
     plans: &[DayPlan],
 ) -> Result<Vec<PublishedRun>, CliError> {
     let pool = connect_redis(config).await?;
@@ -166,7 +171,7 @@ pub async fn publish_days(
     let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
         .await
         .map_err(CliError::failure)?;
-    let (out, envs) = plan_runs(config, plans);
+    let (out, envs) = plan_runs(config, &crate::tasks::lookup_registry(config)?, plans);
     let mut families: Vec<String> = envs.iter().map(|e| e.queue.clone()).collect();
     families.dedup();
     topology
@@ -335,7 +340,7 @@ fn bar_style() -> ProgressStyle {
 /// a terminal, one line per change of a day otherwise. Whatever `quiet`, a
 /// queue the waiting days need that nothing consumes is named on stderr.
 pub async fn wait_days(
-    config: &Arc<Config>,
+    config: &Arc<AppConfig>,
     runs_published: &[PublishedRun],
     timeout: Duration,
     quiet: bool,
@@ -344,7 +349,7 @@ pub async fn wait_days(
     let runs = RunState::new(pool.clone(), &config.namespace, config.state.ttl.0);
     let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
     let mut progress = Progress::new(runs_published, quiet);
-    let families = task_families(config);
+    let families = task_families(config, &crate::tasks::lookup_registry(config)?);
     let (tx, counts) = watch::channel(ConsumerCounts::new());
     let stop = CancellationToken::new();
     let mut prober = tokio::spawn(probe_consumers(
@@ -490,11 +495,15 @@ pub async fn run(g: &GlobalOpts, a: RunArgs) -> CliResult {
     })
 }
 
-async fn run_local(config: &Arc<Config>, plans: &[DayPlan], json: bool) -> CliResult {
+async fn run_local(config: &Arc<AppConfig>, plans: &[DayPlan], json: bool) -> CliResult {
     connect_redis(config).await?;
-    let (services, writer) = Services::new(config.clone()).map_err(CliError::usage)?;
-    let registry = Arc::new(crate::tasks::registry());
-    let (published, envs) = plan_runs(config, plans);
+    let (services, writer) =
+        Services::new(Arc::new(config.queue.clone())).map_err(CliError::usage)?;
+    let registry = Arc::new(crate::tasks::registry(
+        config,
+        &crate::tasks::Shared::of(&services),
+    )?);
+    let (published, envs) = plan_runs(config, &registry, plans);
     let report = LocalRunner::new(services.clone(), registry, config.worker.concurrency)
         .run(envs)
         .await;

@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::run::DayOutcome;
-use crate::config::Config;
+use crate::config::AppConfig;
+use crate::queue::task::Registry;
 use crate::queue::topology::Topology;
 
 /// The tasks of a run, in pipeline order.
@@ -271,8 +272,7 @@ impl ConsumerAlarm {
 
 /// The queue family each task of a run goes to (`[tasks.NAME] queue`, else
 /// the task's own).
-pub fn task_families(config: &Config) -> BTreeMap<&'static str, String> {
-    let registry = crate::tasks::registry();
+pub fn task_families(config: &AppConfig, registry: &Registry) -> BTreeMap<&'static str, String> {
     RUN_TASKS
         .iter()
         .map(|t| {
@@ -290,7 +290,7 @@ pub type ConsumerCounts = BTreeMap<String, Option<u32>>;
 /// on `tx`, until `stop`. A queue that does not exist has no consumer; a
 /// broker that cannot be reached gives `None` (the watch goes on).
 pub async fn probe_consumers(
-    config: std::sync::Arc<Config>,
+    config: std::sync::Arc<AppConfig>,
     families: BTreeSet<String>,
     tx: watch::Sender<ConsumerCounts>,
     stop: CancellationToken,
@@ -349,7 +349,7 @@ async fn consumers(conn: &lapin::Connection, queue: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::run_state::RunSummary;
+    use crate::run_state::RunSummary;
 
     fn day(status: &str, f: u64, total: Option<u64>, p: u64, w: u64) -> DayOutcome {
         DayOutcome {

@@ -52,8 +52,9 @@ struct Row {
 
 pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
     let config = g.load_config()?;
+    let registry = crate::tasks::lookup_registry(&config)?;
     let beat =
-        Beat::new(config.clone(), Arc::new(crate::tasks::registry())).map_err(CliError::usage)?;
+        Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)).map_err(CliError::usage)?;
     match cmd {
         ScheduleCommand::List { next, json } => {
             let now = Utc::now();

@@ -114,7 +114,7 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let config = Arc::new(config);
-    let (services, state_task) = match Services::new(config.clone()) {
+    let (services, state_task) = match Services::new(Arc::new(config.queue.clone())) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -123,7 +123,7 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
     };
     // Pipeline health: statuses always (`alertflow health` reads them),
     // notifications when `[notify]` has receivers.
-    if let Err(e) = crate::notify::health::HealthNotifier::attach(&services) {
+    if let Err(e) = crate::notify::health::HealthNotifier::attach(&config, &services) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -132,9 +132,16 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
         shutdown.clone(),
         "finishing in-flight tasks (or giving up connecting)",
     );
+    let registry = match crate::tasks::registry(&config, &crate::tasks::Shared::of(&services)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let worker = Worker::new(
         services.clone(),
-        Arc::new(crate::tasks::registry()),
+        Arc::new(registry),
         WorkerOptions::from_config(&config),
     )
     .on_ready(|| {

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Colour, Notification, Receiver, Receivers, Section};
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::queue::context::{Outcome, OutcomeObserver, Services};
 use crate::queue::message::{DeadReason, Envelope};
 
@@ -141,7 +141,7 @@ impl NotifyConfig {
                 .any(|t| t.receivers.as_ref().is_some_and(|r| !r.is_empty()))
     }
 
-    pub(super) fn validate(&self, config: &Config) -> Result<(), (String, String)> {
+    pub(super) fn validate(&self, config: &AppConfig) -> Result<(), (String, String)> {
         let check = |prefix: &str,
                      receivers: Option<&Vec<String>>,
                      silent: Option<f64>,
@@ -471,7 +471,7 @@ const SEND_QUEUE: usize = 1_000;
 impl HealthNotifier {
     /// Start the background tasks (needs a Tokio runtime).
     pub fn start(
-        config: Arc<Config>,
+        config: Arc<AppConfig>,
         redis: Pool,
         receivers: &Receivers,
         clock: Clock,
@@ -519,25 +519,24 @@ impl HealthNotifier {
     /// Build one from the services and add it as an observer. Every worker
     /// does: the statuses are recorded whether or not `[notify]` names
     /// receivers (which only decide who is told about a change).
-    pub fn attach(services: &Arc<Services>) -> Result<Arc<HealthNotifier>, String> {
-        Self::attach_with_clock(services, Arc::new(Utc::now))
+    pub fn attach(
+        config: &Arc<AppConfig>,
+        services: &Arc<Services>,
+    ) -> Result<Arc<HealthNotifier>, String> {
+        Self::attach_with_clock(config, services, Arc::new(Utc::now))
     }
 
     pub fn attach_with_clock(
+        config: &Arc<AppConfig>,
         services: &Arc<Services>,
         clock: Clock,
     ) -> Result<Arc<HealthNotifier>, String> {
-        let receivers = if services.config.notify.sends() {
-            Receivers::from_config(&services.config, Some(services.limiter.clone()))?
+        let receivers = if config.notify.sends() {
+            Receivers::from_config(config, Some(services.limiter.clone()))?
         } else {
             Receivers::default()
         };
-        let n = HealthNotifier::start(
-            services.config.clone(),
-            services.redis.clone(),
-            &receivers,
-            clock,
-        )?;
+        let n = HealthNotifier::start(config.clone(), services.redis.clone(), &receivers, clock)?;
         services.observe(n.clone());
         Ok(n)
     }
@@ -914,7 +913,7 @@ mod tests {
 
     #[test]
     fn policies_and_validation() {
-        let c = Config::from_toml(
+        let c = AppConfig::from_toml(
             "[receivers.s]\ntype = \"slack\"\nurl = \"http://127.0.0.1:1/services/T1/B1/x\"\n\
              [notify]\nreceivers = [\"s\"]\nerror_reasons = [\"fatal\"]\n\
              [notify.tasks.noop]\nenabled = false\n[notify.tasks.influx-check]\nsilent_seconds = 60\n",
@@ -926,23 +925,24 @@ mod tests {
         assert_eq!(c.notify.policy("influx-check").silent_seconds, 60.0);
         assert_eq!(c.notify.policy("influx-check").ok_silent_hours, 0.99);
         assert_eq!(c.notify.policy("x").error_reasons, vec![DeadReason::Fatal]);
-        let bad = Config::from_toml("[notify]\nreceivers = [\"nope\"]\n", "f.toml").unwrap();
+        let bad = AppConfig::from_toml("[notify]\nreceivers = [\"nope\"]\n", "f.toml").unwrap();
         assert_eq!(
             super::super::validate(&bad).unwrap_err().0,
             "notify.receivers"
         );
-        let bad = Config::from_toml("[notify]\nerror_reasons = [\"oops\"]\n", "f.toml")
+        let bad = AppConfig::from_toml("[notify]\nerror_reasons = [\"oops\"]\n", "f.toml")
             .unwrap_err()
             .to_string();
         assert!(
             bad.contains("oops") && bad.contains("retries-exhausted") && bad.contains("line 2"),
             "{bad}"
         );
-        let bad = Config::from_toml("[notify.tasks.x]\nsilent_seconds = -1\n", "f.toml").unwrap();
+        let bad =
+            AppConfig::from_toml("[notify.tasks.x]\nsilent_seconds = -1\n", "f.toml").unwrap();
         assert_eq!(
             super::super::validate(&bad).unwrap_err().0,
             "notify.tasks.x.silent_seconds"
         );
-        assert!(Config::from_toml("[notify]\nsilent_secs = 1\n", "f.toml").is_err());
+        assert!(AppConfig::from_toml("[notify]\nsilent_secs = 1\n", "f.toml").is_err());
     }
 }

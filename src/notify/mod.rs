@@ -30,7 +30,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::config::{Config, HumanDuration, LimitSpec, Secret};
+use crate::config::{AppConfig, HumanDuration, LimitSpec, Secret};
 use crate::queue::ratelimit::{AcquireError, RateLimiter};
 use crate::queue::task::TaskError;
 
@@ -179,7 +179,7 @@ pub fn url_host(url: &str) -> String {
 
 /// Check `[receivers]`, `[[checks]]`, `[notify]` and `[influx]`; the error
 /// is `(key, message)` with the key spelled as in the file.
-pub fn validate(config: &Config) -> Result<(), (String, String)> {
+pub fn validate(config: &AppConfig) -> Result<(), (String, String)> {
     for (name, src) in &config.influx.sources {
         src.validate()
             .map_err(|(k, m)| (format!("influx.sources.{name}.{k}"), m))?;
@@ -512,7 +512,10 @@ pub struct Receivers {
 
 impl Receivers {
     /// Every `[receivers.NAME]`, sharing `limiter`.
-    pub fn from_config(config: &Config, limiter: Option<RateLimiter>) -> Result<Receivers, String> {
+    pub fn from_config(
+        config: &AppConfig,
+        limiter: Option<RateLimiter>,
+    ) -> Result<Receivers, String> {
         let mut map = BTreeMap::new();
         for (name, rc) in &config.receivers {
             map.insert(name.clone(), Receiver::new(name, rc, limiter.clone())?);
@@ -556,7 +559,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let mut c = Config::default();
+        let mut c = AppConfig::default();
         c.receivers.insert(
             "ops".into(),
             ReceiverConfig::new(

@@ -13,10 +13,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, Value};
 
-use crate::config::Config;
+use crate::config::AppConfig;
 use crate::lark::card::AlertRow;
+use crate::recommendation::Recommendation;
 use crate::sink::schema::{self, Dialect, StarRocksOptions, Table};
-use crate::tasks::recommendation::Recommendation;
 
 /// Rows per INSERT statement (keeps statements well under max_allowed_packet).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -137,7 +137,7 @@ impl std::fmt::Debug for SqlSink {
 impl SqlSink {
     /// A pool for `config.mysql` (the database is not selected at connect,
     /// so `migrate` can create it).
-    pub fn new(config: &Config) -> SqlSink {
+    pub fn new(config: &AppConfig) -> SqlSink {
         let m = &config.mysql;
         let pool_opts = PoolOpts::default()
             .with_reset_connection(false)
@@ -148,7 +148,7 @@ impl SqlSink {
             .user(Some(m.user.clone()))
             .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
             .prefer_socket(false)
-            .ssl_opts(crate::tls::mysql_ssl_opts(config))
+            .ssl_opts(mysql_ssl_opts(config))
             .stmt_cache_size(0)
             .conn_ttl(std::time::Duration::from_secs(300))
             .pool_opts(pool_opts);
@@ -389,4 +389,17 @@ impl SqlSink {
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
     }
+}
+/// mysql_async's TLS settings when `mysql.tls` is on (`None`: plain TCP).
+/// Certificates are verified against the Mozilla roots (webpki-roots) plus
+/// `tls.ca_file`, and the server's name must match `mysql.host`.
+pub fn mysql_ssl_opts(config: &AppConfig) -> Option<mysql_async::SslOpts> {
+    if !config.mysql.tls {
+        return None;
+    }
+    let mut opts = mysql_async::SslOpts::default();
+    if let Some(ca) = &config.tls.ca_file {
+        opts = opts.with_root_certs(vec![ca.clone().into()]);
+    }
+    Some(opts)
 }

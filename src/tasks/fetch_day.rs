@@ -9,23 +9,26 @@
 
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 use tracing::info;
 
+use crate::config::{AppConfig, ConfigError};
 use crate::lark::client::{LarkClient, RetryPolicy};
 use crate::lark::window::{api_window, pacific_date};
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::run_state::RunState;
+use crate::tasks::Shared;
 use crate::tasks::parse_batch::{ParseBatch, ParseBatchArgs};
-use crate::tasks::run_state::RunState;
 
 /// The rate-limit key every Lark Open API call takes a slot of.
 pub const LARK_RATE_KEY: &str = "lark.api";
 
-/// Holds the worker's one Lark client, so every `fetch-day` of a worker
-/// shares its tenant token.
-#[derive(Default)]
+/// Holds the process's one Lark client, so every `fetch-day` of a worker
+/// shares its tenant token. Without Lark credentials there is no client:
+/// the task is registered (it can be enqueued and scheduled) and a worker
+/// that consumes its queue refuses to start (see [`Task::unavailable`]).
 pub struct FetchDay {
-    client: OnceCell<LarkClient>,
+    client: Option<LarkClient>,
+    default_chat: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -42,21 +45,25 @@ pub struct FetchDayArgs {
 }
 
 impl FetchDay {
-    async fn client(&self, ctx: &TaskContext) -> Result<&LarkClient, TaskError> {
-        self.client
-            .get_or_try_init(|| async {
-                let lark = &ctx.services.config.lark;
-                if lark.app_id.is_empty() || lark.app_secret.is_empty() {
-                    return Err(TaskError::fatal(
-                        "Lark credentials are not configured: set lark.app_id and lark.app_secret (or LARK_APP_ID and LARK_APP_SECRET)",
-                    ));
-                }
-                LarkClient::new(lark, Some(ctx.services.limiter.clone()), LARK_RATE_KEY)
-                    .map_err(TaskError::from)
-            })
-            .await
+    pub fn new(config: &AppConfig, shared: &Shared) -> Result<FetchDay, ConfigError> {
+        let lark = &config.lark;
+        let client = if lark.app_id.is_empty() || lark.app_secret.is_empty() {
+            None
+        } else {
+            Some(
+                LarkClient::new(lark, Some(shared.limiter.clone()), LARK_RATE_KEY)
+                    .map_err(|e| config.invalid("lark", &e.to_string()))?,
+            )
+        };
+        Ok(FetchDay {
+            client,
+            default_chat: lark.chat_id.clone(),
+        })
     }
 }
+
+/// Why `fetch-day` cannot run without Lark credentials.
+const NO_CREDENTIALS: &str = "Lark credentials are not configured: set lark.app_id and lark.app_secret (or LARK_APP_ID and LARK_APP_SECRET)";
 
 /// Parse and check a run date: a real date, not in the future.
 pub fn parse_run_date(s: &str) -> Result<NaiveDate, String> {
@@ -83,7 +90,11 @@ impl Task for FetchDay {
         "lark"
     }
 
-    fn validate(&self, a: &FetchDayArgs, _config: &crate::config::Config) -> Result<(), String> {
+    fn unavailable(&self) -> Option<String> {
+        self.client.is_none().then(|| NO_CREDENTIALS.to_string())
+    }
+
+    fn validate(&self, a: &FetchDayArgs) -> Result<(), String> {
         parse_run_date(&a.date).map_err(|e| format!("date: {e}"))?;
         match a.until.as_deref() {
             None | Some("now") => Ok(()),
@@ -103,10 +114,14 @@ impl Task for FetchDay {
             }
         };
         let config = &ctx.services.config;
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| TaskError::fatal(NO_CREDENTIALS))?;
         let chat = a
             .chat_id
             .clone()
-            .unwrap_or_else(|| config.lark.chat_id.clone());
+            .unwrap_or_else(|| self.default_chat.clone());
         let run_id = ctx
             .envelope
             .run_id
@@ -119,7 +134,6 @@ impl Task for FetchDay {
         );
         let (start, end) = api_window(date, until);
         let end = runs.begin(&run_id, &a.date, &chat, end).await?;
-        let client = self.client(ctx).await?;
         // Ride out short trouble in place; longer trouble retries the task.
         let policy = RetryPolicy {
             max_attempts: 3,
@@ -158,7 +172,7 @@ impl Task for FetchDay {
             }
         }
         runs.fetch_done(&run_id, page_no).await?;
-        crate::tasks::run_state::complete_if_done(ctx, &runs, &run_id).await?;
+        crate::run_state::complete_if_done(ctx, &runs, &run_id).await?;
         info!(date = %a.date, chat = %chat, pages = page_no, messages, run_id = %run_id, "day fetched");
         Ok(())
     }

@@ -15,21 +15,32 @@ use std::sync::Arc;
 use chrono::Utc;
 use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{AppConfig, ConfigError};
 use crate::influx::InfluxClient;
 use crate::notify::alarm::{AlarmStore, FiringState};
 use crate::notify::check::{ActiveAlarm, Alarm, CheckConfig, evaluate, grouped_notification};
 use crate::notify::{Receivers, truncate};
 use crate::queue::ratelimit::RateLimiter;
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::tasks::Shared;
 
 /// Holds the worker's one [`CheckRunner`] (HTTP pools, receivers).
-#[derive(Default)]
 pub struct InfluxCheck {
-    runner: OnceCell<CheckRunner>,
+    runner: CheckRunner,
+}
+
+impl InfluxCheck {
+    pub fn new(config: &AppConfig, shared: &Shared) -> Result<InfluxCheck, ConfigError> {
+        Ok(InfluxCheck {
+            runner: CheckRunner::new(
+                Arc::new(config.clone()),
+                shared.redis.clone(),
+                Some(shared.limiter.clone()),
+            )?,
+        })
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -47,7 +58,8 @@ impl Task for InfluxCheck {
         "influx"
     }
 
-    fn validate(&self, a: &InfluxCheckArgs, config: &crate::config::Config) -> Result<(), String> {
+    fn validate(&self, a: &InfluxCheckArgs) -> Result<(), String> {
+        let config = &self.runner.config;
         if config.checks.iter().any(|c| c.name == a.check) {
             return Ok(());
         }
@@ -63,16 +75,8 @@ impl Task for InfluxCheck {
         ))
     }
 
-    async fn run(&self, ctx: &TaskContext, a: InfluxCheckArgs) -> Result<(), TaskError> {
-        let s = &ctx.services;
-        let runner = self
-            .runner
-            .get_or_try_init(|| async {
-                CheckRunner::new(s.config.clone(), s.redis.clone(), Some(s.limiter.clone()))
-                    .map_err(TaskError::fatal)
-            })
-            .await?;
-        let report = runner.run(&a.check, false).await?;
+    async fn run(&self, _ctx: &TaskContext, a: InfluxCheckArgs) -> Result<(), TaskError> {
+        let report = self.runner.run(&a.check, false).await?;
         info!(
             check = %a.check,
             rows = report.rows,
@@ -119,7 +123,7 @@ pub struct DryRun {
 
 /// Evaluates checks and sends their alarms; one per worker (or CLI run).
 pub struct CheckRunner {
-    config: Arc<Config>,
+    config: Arc<AppConfig>,
     store: AlarmStore,
     receivers: Receivers,
     sources: BTreeMap<String, InfluxClient>,
@@ -127,19 +131,20 @@ pub struct CheckRunner {
 
 impl CheckRunner {
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<AppConfig>,
         redis: Pool,
         limiter: Option<RateLimiter>,
-    ) -> Result<CheckRunner, String> {
+    ) -> Result<CheckRunner, ConfigError> {
         let mut sources = BTreeMap::new();
         for (name, src) in &config.influx.sources {
-            let client =
-                InfluxClient::new(src).map_err(|e| format!("influx.sources.{name}: {e}"))?;
+            let client = InfluxClient::new(src)
+                .map_err(|e| config.invalid(&format!("influx.sources.{name}"), &e.to_string()))?;
             sources.insert(name.clone(), client);
         }
         Ok(CheckRunner {
             store: AlarmStore::new(redis, &config.namespace),
-            receivers: Receivers::from_config(&config, limiter)?,
+            receivers: Receivers::from_config(&config, limiter)
+                .map_err(|m| config.invalid("receivers", &m))?,
             sources,
             config,
         })

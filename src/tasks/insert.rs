@@ -14,16 +14,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::config::{Config, SinkMode};
+use crate::config::{AppConfig, ConfigError, SinkMode};
 use crate::lark::card::AlertRow;
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::run_state::{RunState, complete_if_done};
 use crate::sink::starrocks::{SinkError, SqlSink, StoredAlert};
 use crate::sink::stream_load::{LoadOutcome, StreamLoadConfig, StreamLoader, batch_label};
-use crate::tasks::run_state::{RunState, complete_if_done};
 
 /// With nothing new for this long, a partial batch is written.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
@@ -80,7 +80,7 @@ struct Coalescer {
 }
 
 impl Coalescer {
-    fn start(config: &Config) -> Result<Coalescer, TaskError> {
+    fn start(config: &AppConfig) -> Result<Coalescer, ConfigError> {
         let writer = match config.sink.mode {
             SinkMode::Sql => Writer::Sql(SqlSink::new(config)),
             SinkMode::StreamLoad => Writer::StreamLoad {
@@ -90,7 +90,7 @@ impl Coalescer {
                     password: config.mysql.password.clone(),
                     timeout: Duration::from_secs(120),
                 })
-                .map_err(|e| TaskError::fatal(format!("sink.stream_load_url: {e}")))?,
+                .map_err(|e| config.invalid("sink.stream_load_url", &e.to_string()))?,
                 db: config.mysql.database.clone(),
             },
         };
@@ -160,9 +160,17 @@ pub struct InsertArgs {
 }
 
 /// The worker's `insert` task; holds its one coalescer.
-#[derive(Default)]
 pub struct Insert {
-    coalescer: OnceCell<Coalescer>,
+    coalescer: Coalescer,
+}
+
+impl Insert {
+    /// Starts the coalescer (a background task: call within a runtime).
+    pub fn new(config: &AppConfig) -> Result<Insert, ConfigError> {
+        Ok(Insert {
+            coalescer: Coalescer::start(config)?,
+        })
+    }
 }
 
 impl Task for Insert {
@@ -181,10 +189,7 @@ impl Task for Insert {
 
     async fn run(&self, ctx: &TaskContext, a: InsertArgs) -> Result<(), TaskError> {
         let config = &ctx.services.config;
-        let coalescer = self
-            .coalescer
-            .get_or_try_init(|| async { Coalescer::start(config) })
-            .await?;
+        let coalescer = &self.coalescer;
         let now = Utc::now();
         let n = a.rows.len();
         let rows: Vec<StoredAlert> = a

@@ -8,12 +8,26 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::lark::card::parse_items;
+use crate::config::{AppConfig, ConfigError};
+use crate::lark::card::{Aliases, parse_items};
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::run_state::RunState;
 use crate::tasks::insert::{Insert, InsertArgs};
-use crate::tasks::run_state::RunState;
 
-pub struct ParseBatch;
+/// Holds the card-key aliases (built-in plus `[parser.aliases]`).
+pub struct ParseBatch {
+    aliases: Aliases,
+}
+
+impl ParseBatch {
+    pub fn new(config: &AppConfig) -> Result<ParseBatch, ConfigError> {
+        let aliases = config
+            .parser
+            .aliases()
+            .map_err(|m| config.invalid("parser.aliases", &m))?;
+        Ok(ParseBatch { aliases })
+    }
+}
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +48,7 @@ impl Task for ParseBatch {
 
     async fn run(&self, ctx: &TaskContext, a: ParseBatchArgs) -> Result<(), TaskError> {
         let config = &ctx.services.config;
-        let aliases = config
-            .parser
-            .aliases()
-            .map_err(|e| TaskError::fatal(format!("[parser.aliases]: {e}")))?;
-        let outcome = parse_items(&a.items, &aliases);
+        let outcome = parse_items(&a.items, &self.aliases);
         if !outcome.skips.is_empty() {
             debug!(page = a.page, skips = ?outcome.skips, "messages skipped");
         }

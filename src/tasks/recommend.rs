@@ -3,18 +3,34 @@
 //! twice gives the same table).
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
+use crate::config::{AppConfig, ConfigError};
 use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::recommendation::catalogue::Catalogue;
+use crate::recommendation::{NoisyThresholds, compute, unmapped};
 use crate::sink::starrocks::SqlSink;
-use crate::tasks::catalogue::Catalogue;
-use crate::tasks::recommendation::{NoisyThresholds, compute, unmapped};
 
 /// The worker's `recommend` task: keeps its catalogue and database pool.
-#[derive(Default)]
 pub struct Recommend {
-    state: OnceCell<(Catalogue, SqlSink)>,
+    catalogue: Catalogue,
+    sink: SqlSink,
+    noisy: NoisyThresholds,
+}
+
+impl Recommend {
+    pub fn new(config: &AppConfig) -> Result<Recommend, ConfigError> {
+        let catalogue = Catalogue::load(config.recommend.catalogue.as_deref())
+            .map_err(|e| config.invalid("recommend.catalogue", &e.to_string()))?;
+        Ok(Recommend {
+            catalogue,
+            sink: SqlSink::new(config),
+            noisy: NoisyThresholds {
+                fired: config.recommend.noisy_fired,
+                clusters: config.recommend.noisy_clusters,
+            },
+        })
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug)]
@@ -40,35 +56,22 @@ impl Task for Recommend {
         Some(12)
     }
 
-    fn validate(&self, a: &RecommendArgs, _config: &crate::config::Config) -> Result<(), String> {
+    fn validate(&self, a: &RecommendArgs) -> Result<(), String> {
         chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
             .map(|_| ())
             .map_err(|e| format!("date: {:?} is not YYYY-MM-DD: {e}", a.date))
     }
 
-    async fn run(&self, ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
-        let config = &ctx.services.config;
+    async fn run(&self, _ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
         chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
             .map_err(|e| TaskError::fatal(format!("date {:?} is not YYYY-MM-DD: {e}", a.date)))?;
-        let (catalogue, sink) = self
-            .state
-            .get_or_try_init(|| async {
-                let cat = Catalogue::load(config.recommend.catalogue.as_deref())
-                    .map_err(|e| TaskError::fatal(format!("recommend.catalogue: {e}")))?;
-                Ok::<_, TaskError>((cat, SqlSink::new(config)))
-            })
-            .await?;
-        let rows = sink.alerts_for_date(&a.date).await?;
-        let noisy = NoisyThresholds {
-            fired: config.recommend.noisy_fired,
-            clusters: config.recommend.noisy_clusters,
-        };
-        let recs = compute(&a.date, &rows, catalogue, &noisy);
-        let missing = unmapped(&rows, catalogue);
+        let rows = self.sink.alerts_for_date(&a.date).await?;
+        let recs = compute(&a.date, &rows, &self.catalogue, &self.noisy);
+        let missing = unmapped(&rows, &self.catalogue);
         if !missing.is_empty() {
             warn!(date = %a.date, names = ?missing, "alert names missing from the catalogue (add them to recommend.catalogue)");
         }
-        sink.replace_recommendations(&a.date, &recs).await?;
+        self.sink.replace_recommendations(&a.date, &recs).await?;
         info!(
             date = %a.date,
             run_id = a.run_id.as_deref().unwrap_or(""),

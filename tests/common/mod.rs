@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertflow::cli::dead::DeadEntry;
-use alertflow::config::{Config, HumanDuration};
+use alertflow::config::{AppConfig, HumanDuration};
 use alertflow::queue::context::Services;
 use alertflow::queue::message::Envelope;
 use alertflow::queue::publisher::{Publisher, connect};
@@ -24,7 +24,7 @@ pub fn ms(n: u64) -> HumanDuration {
 
 /// One test's isolated slice of the broker and Redis.
 pub struct TestEnv {
-    pub config: Arc<Config>,
+    pub config: Arc<AppConfig>,
     pub dir: tempfile::TempDir,
 }
 
@@ -34,13 +34,17 @@ impl TestEnv {
         Self::with(name, |_| {})
     }
 
-    pub fn with(name: &str, tweak: impl FnOnce(&mut Config)) -> TestEnv {
-        let mut c = Config {
-            namespace: format!(
-                "t-{name}-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
-            ..Config::default()
+    pub fn with(name: &str, tweak: impl FnOnce(&mut AppConfig)) -> TestEnv {
+        let defaults = AppConfig::default();
+        let mut c = AppConfig {
+            queue: alertflow::config::QueueConfig {
+                namespace: format!(
+                    "t-{name}-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
+                ..defaults.queue.clone()
+            },
+            ..defaults
         };
         c.broker.retry_tiers = vec![ms(100), ms(1000), ms(5000)];
         c.worker.retry_backoff_base = ms(200);
@@ -92,9 +96,16 @@ impl TestEnv {
         e
     }
 
+    /// Every task of alertflow, with clients built from this test's config
+    /// (as `alertflow-worker` builds them at start).
+    pub fn registry(&self) -> Registry {
+        alertflow::tasks::lookup_registry(&self.config).expect("tasks set up")
+    }
+
     /// Start an in-process worker.
     pub fn start_worker(&self, registry: Registry) -> RunningWorker {
-        let (services, _writer) = Services::new(self.config.clone()).expect("services");
+        let (services, _writer) =
+            Services::new(Arc::new(self.config.queue.clone())).expect("services");
         let token = CancellationToken::new();
         let worker = Worker::new(
             services.clone(),
@@ -194,7 +205,8 @@ impl Drop for TestEnv {
         let config = self.config.clone();
         // Drop may run inside a panicking test: clean up on a runtime of its own.
         cleanup_blocking(async move {
-            let families: Vec<String> = alertflow::tasks::registry()
+            let families: Vec<String> = alertflow::tasks::lookup_registry(&config)
+                .expect("tasks set up")
                 .families(&config)
                 .into_iter()
                 .collect();

@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod catalogue;
+
 use serde::{Deserialize, Serialize};
 
 use crate::lark::card::AlertRow;
+use crate::recommendation::catalogue::Catalogue;
 use crate::severity::{Severity, most_severe_first};
-use crate::tasks::catalogue::Catalogue;
 
 pub use crate::severity::UNKNOWN_SEVERITY;
 

@@ -34,17 +34,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::Config;
-use crate::queue::connect::{
-    BrokerError, ConfigErrorGate, declare_failure, is_precondition_failed,
-};
-use crate::queue::context::Services;
-use crate::queue::message::{DeadLetter, DeadReason, Envelope};
-use crate::queue::metrics::{self, Health};
-use crate::queue::publisher::{PublishError, Publisher, connect};
-use crate::queue::ratelimit::AcquireError;
-use crate::queue::state::{TaskState, TaskStatus, WorkerInfo};
-use crate::queue::task::{Registry, TaskContext, TaskError};
+use crate::config::QueueConfig;
+use crate::connect::{BrokerError, ConfigErrorGate, declare_failure, is_precondition_failed};
+use crate::context::Services;
+use crate::message::{DeadLetter, DeadReason, Envelope};
+use crate::metrics::{self, Health};
+use crate::publisher::{PublishError, Publisher, connect};
+use crate::ratelimit::AcquireError;
+use crate::state::{TaskState, TaskStatus, WorkerInfo};
+use crate::task::{Registry, TaskContext, TaskError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -96,7 +94,7 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    pub fn from_config(config: &Config) -> WorkerOptions {
+    pub fn from_config(config: &QueueConfig) -> WorkerOptions {
         let listen = config.worker.metrics_listen.trim();
         WorkerOptions {
             queues: config.worker.queues.clone(),
@@ -153,13 +151,35 @@ impl Worker {
         self.health.clone()
     }
 
+    /// Say at start, once per task, when a task routed to one of this
+    /// worker's queues cannot run here ([`crate::task::Task::unavailable`]):
+    /// its messages will be dead-lettered with that reason. (Not a refusal:
+    /// a worker without Lark credentials still serves every other task of
+    /// the queues it shares.)
+    fn warn_unavailable_tasks(&self) {
+        let config = &self.services.config;
+        for name in self.registry.names() {
+            let Some(task) = self.registry.get(name) else {
+                continue;
+            };
+            let queue = config.task_queue(name, task.queue());
+            if !self.opts.queues.contains(&queue) {
+                continue;
+            }
+            if let Some(reason) = task.unavailable() {
+                warn!(task = task.name(), %queue, %reason, "a task this worker consumes cannot run here; its messages will be dead-lettered");
+            }
+        }
+    }
+
     /// Run until `shutdown` is cancelled. Returns the `/metrics` bind error
     /// at once; broker and Redis trouble are retried, never returned.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         for q in &self.opts.queues {
-            crate::queue::topology::validate_queue_name(q).map_err(WorkerError::Queue)?;
+            crate::topology::validate_queue_name(q).map_err(WorkerError::Queue)?;
         }
         let s = &self.services;
+        self.warn_unavailable_tasks();
         if let Some(listen) = &self.opts.metrics_listen {
             let addr = metrics::serve(
                 listen,
@@ -504,10 +524,8 @@ impl SessionCtx {
             Some(format!("{}: {error}", reason.as_str())),
         );
         error!(reason = reason.as_str(), error, "task dead-lettered");
-        self.services.notify(
-            env,
-            crate::queue::context::Outcome::DeadLettered { reason, error },
-        );
+        self.services
+            .notify(env, crate::context::Outcome::DeadLettered { reason, error });
         Ok(())
     }
 
@@ -608,7 +626,7 @@ impl SessionCtx {
         let tctx = TaskContext {
             envelope: env.clone(),
             services: s.clone(),
-            publisher: crate::queue::task::Outbox::Broker(self.publisher.clone()),
+            publisher: crate::task::Outbox::Broker(self.publisher.clone()),
             registry: self.registry.clone(),
         };
         let started = Instant::now();
@@ -627,7 +645,7 @@ impl SessionCtx {
             Ok(()) => {
                 m.succeeded.with_label_values(&labels).inc();
                 self.state(&env, TaskStatus::Succeeded, None);
-                s.notify(&env, crate::queue::context::Outcome::Succeeded);
+                s.notify(&env, crate::context::Outcome::Succeeded);
                 debug!(?elapsed, "task succeeded");
                 Ok(())
             }
@@ -652,10 +670,7 @@ impl SessionCtx {
                 st.error = Some(message.clone());
                 s.state_writer.record(st);
                 warn!(error = %message, ?delay, next_attempt = next.attempt, "task failed; will retry");
-                s.notify(
-                    &env,
-                    crate::queue::context::Outcome::Retrying { error: &message },
-                );
+                s.notify(&env, crate::context::Outcome::Retrying { error: &message });
                 Ok(())
             }
         }

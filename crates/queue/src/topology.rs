@@ -22,7 +22,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::config::{Config, QueueType};
+use crate::config::{QueueConfig, QueueType};
 
 /// The queue family of a task that names none.
 pub const DEFAULT_FAMILY: &str = "default";
@@ -69,7 +69,7 @@ pub fn tier_label(d: Duration) -> String {
 }
 
 impl Topology {
-    pub fn from_config(config: &Config) -> Topology {
+    pub fn from_config(config: &QueueConfig) -> Topology {
         let mut tiers: Vec<Duration> = config.broker.retry_tiers.iter().map(|t| t.0).collect();
         tiers.sort();
         tiers.dedup();
@@ -294,7 +294,7 @@ pub async fn queue_counts(ch: &Channel, queue: &str) -> Result<Option<QueueCount
             ready: u64::from(q.message_count()),
             consumers: u64::from(q.consumer_count()),
         })),
-        Err(e) if crate::queue::connect::is_not_found(&e) => Ok(None),
+        Err(e) if crate::connect::is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn tiers_and_names() {
-        let t = Topology::from_config(&Config::default());
+        let t = Topology::from_config(&QueueConfig::default());
         assert_eq!(t.queue("lark"), "alertflow.lark");
         assert_eq!(
             t.tier_for(Duration::from_millis(300)),

@@ -11,8 +11,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use crate::queue::message::{DeadLetter, Envelope};
-use crate::queue::topology::Topology;
+use crate::message::{DeadLetter, Envelope};
+use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -38,7 +38,7 @@ pub enum PublishError {
 /// How long to wait for one confirm before calling the publish failed.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub use crate::queue::connect::connect;
+pub use crate::connect::connect;
 
 /// A publisher on its own confirm-mode channel. Cheap to clone.
 #[derive(Clone)]

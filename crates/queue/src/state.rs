@@ -86,7 +86,7 @@ pub struct TaskState {
 }
 
 impl TaskState {
-    pub fn of(env: &crate::queue::message::Envelope, status: TaskStatus) -> TaskState {
+    pub fn of(env: &crate::message::Envelope, status: TaskStatus) -> TaskState {
         TaskState {
             id: env.id,
             task: env.task.clone(),

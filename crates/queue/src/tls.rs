@@ -1,22 +1,20 @@
-//! Transport security for the three services with a wire protocol of their
-//! own: `amqps://` (lapin, rustls), `rediss://` (redis, rustls) and MySQL
-//! (`mysql.tls`, mysql_async, rustls). Certificates are always verified and
+//! Transport security of the queue's two services: `amqps://` (lapin,
+//! rustls) and `rediss://` (redis, rustls). Certificates are always verified and
 //! host names checked; nothing here turns verification off. `[tls] ca_file`
 //! (or `ALERTFLOW_TLS_CA_FILE`) names a PEM file with a private CA:
 //!
-//! - AMQP and MySQL trust it in addition to the system / built-in roots;
+//! - AMQP trusts it in addition to the system / built-in roots;
 //! - Redis trusts only it (the redis crate replaces its roots with it).
 //!
-//! Without `ca_file`, AMQP verifies against the platform store, Redis against
-//! the system store (rustls-native-certs) and MySQL against the Mozilla roots
-//! (webpki-roots).
+//! Without `ca_file`, AMQP verifies against the platform store and Redis
+//! against the system store (rustls-native-certs).
 
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::QueueConfig;
 
 /// The CA file's bytes, when `tls.ca_file` is set.
-pub fn ca_pem(config: &Config) -> std::io::Result<Option<Vec<u8>>> {
+pub fn ca_pem(config: &QueueConfig) -> std::io::Result<Option<Vec<u8>>> {
     match &config.tls.ca_file {
         None => Ok(None),
         Some(p) => read_ca(p).map(Some),
@@ -43,17 +41,17 @@ fn read_ca(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Whether the broker URL asks for TLS.
-pub fn amqp_uses_tls(config: &Config) -> bool {
+pub fn amqp_uses_tls(config: &QueueConfig) -> bool {
     config.broker.url.expose().starts_with("amqps://")
 }
 
 /// Whether the Redis URL asks for TLS.
-pub fn redis_uses_tls(config: &Config) -> bool {
+pub fn redis_uses_tls(config: &QueueConfig) -> bool {
     config.redis.url.expose().starts_with("rediss://")
 }
 
 /// lapin's TLS settings: the CA file as extra trusted roots, if any.
-pub fn amqp_tls_config(config: &Config) -> std::io::Result<lapin::tcp::OwnedTLSConfig> {
+pub fn amqp_tls_config(config: &QueueConfig) -> std::io::Result<lapin::tcp::OwnedTLSConfig> {
     let cert_chain = match ca_pem(config)? {
         None => None,
         Some(pem) => Some(String::from_utf8(pem).map_err(|_| {
@@ -71,7 +69,7 @@ pub fn amqp_tls_config(config: &Config) -> std::io::Result<lapin::tcp::OwnedTLSC
 
 /// A Redis pool manager for `rediss://` with the CA file as its roots;
 /// `None` when the default (`deadpool_redis::Config::from_url`) will do.
-pub fn redis_tls_manager(config: &Config) -> Result<Option<deadpool_redis::Manager>, String> {
+pub fn redis_tls_manager(config: &QueueConfig) -> Result<Option<deadpool_redis::Manager>, String> {
     if !redis_uses_tls(config) {
         return Ok(None);
     }
@@ -92,28 +90,15 @@ pub fn redis_tls_manager(config: &Config) -> Result<Option<deadpool_redis::Manag
         .map_err(|e| e.to_string())
 }
 
-/// mysql_async's TLS settings when `mysql.tls` is on (`None`: plain TCP).
-pub fn mysql_ssl_opts(config: &Config) -> Option<mysql_async::SslOpts> {
-    if !config.mysql.tls {
-        return None;
-    }
-    let mut opts = mysql_async::SslOpts::default();
-    if let Some(ca) = &config.tls.ca_file {
-        opts = opts.with_root_certs(vec![ca.clone().into()]);
-    }
-    Some(opts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn plain_urls_need_nothing() {
-        let c = Config::default();
+        let c = QueueConfig::default();
         assert!(!amqp_uses_tls(&c) && !redis_uses_tls(&c));
         assert!(redis_tls_manager(&c).unwrap().is_none());
-        assert!(mysql_ssl_opts(&c).is_none());
         assert!(amqp_tls_config(&c).unwrap().cert_chain.is_none());
     }
 
@@ -122,13 +107,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ca.pem");
         std::fs::write(&p, "not a certificate").unwrap();
-        let mut c = Config::default();
+        let mut c = QueueConfig::default();
         c.tls.ca_file = Some(p);
         let e = amqp_tls_config(&c).unwrap_err().to_string();
         assert!(e.contains("tls.ca_file") && e.contains("no PEM"), "{e}");
-        c.mysql.tls = true;
-        let o = mysql_ssl_opts(&c).expect("tls on");
-        assert_eq!(o.root_certs().len(), 1);
-        assert!(!o.accept_invalid_certs() && !o.skip_domain_validation());
     }
 }

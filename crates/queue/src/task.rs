@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::queue::context::Services;
-use crate::queue::message::Envelope;
-use crate::queue::publisher::{PublishError, Publisher};
+use crate::context::Services;
+use crate::message::Envelope;
+use crate::publisher::{PublishError, Publisher};
 
 /// How a task failed, which decides what the worker does with its message.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,7 @@ pub trait Task: Send + Sync + 'static {
 
     /// Queue family it is published to unless `[tasks.NAME].queue` says otherwise.
     fn queue(&self) -> &'static str {
-        crate::queue::topology::DEFAULT_FAMILY
+        crate::topology::DEFAULT_FAMILY
     }
     /// Retries before dead-lettering; `None` = `worker.max_retries`.
     fn max_retries(&self) -> Option<u32> {
@@ -166,11 +166,18 @@ pub trait Task: Send + Sync + 'static {
     fn rate_limit_keys(&self, _args: &Self::Args) -> Vec<String> {
         Vec::new()
     }
+    /// Why this task cannot run in this process (a client it needs is not
+    /// configured), or `None`. A worker consuming the task's queue refuses
+    /// to start while this says something, rather than dead-lettering every
+    /// message.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
     /// Checks beyond the argument type, run before anything is published
     /// (`alertflow enqueue`, beat schedules, `check-config`): a date that
     /// does not exist, a check the config does not name. The message names
     /// the field.
-    fn validate(&self, _args: &Self::Args, _config: &crate::config::Config) -> Result<(), String> {
+    fn validate(&self, _args: &Self::Args) -> Result<(), String> {
         Ok(())
     }
     fn run(
@@ -187,10 +194,11 @@ pub trait DynTask: Send + Sync {
     fn max_retries(&self) -> Option<u32>;
     fn time_limit(&self) -> Option<Duration>;
     fn rate_limit_keys(&self, args: &Value) -> Result<Vec<String>, TaskError>;
+    fn unavailable(&self) -> Option<String>;
     /// Decode `args` into the task's argument type and run its
     /// [`Task::validate`]; the error names the field (`date: invalid type:
     /// integer `5`, expected a string`).
-    fn check_args(&self, args: &Value, config: &crate::config::Config) -> Result<(), String>;
+    fn check_args(&self, args: &Value) -> Result<(), String>;
     fn call<'a>(
         &'a self,
         ctx: &'a TaskContext,
@@ -232,9 +240,12 @@ impl<T: Task> DynTask for T {
         let a: T::Args = decode_args(T::NAME, args)?;
         Ok(Task::rate_limit_keys(self, &a))
     }
-    fn check_args(&self, args: &Value, config: &crate::config::Config) -> Result<(), String> {
+    fn unavailable(&self) -> Option<String> {
+        Task::unavailable(self)
+    }
+    fn check_args(&self, args: &Value) -> Result<(), String> {
         let a: T::Args = decode_named(args)?;
-        Task::validate(self, &a, config)
+        Task::validate(self, &a)
     }
     fn call<'a>(
         &'a self,
@@ -277,9 +288,12 @@ impl Registry {
     /// each registered task's own, `worker.queues` and `[tasks.NAME].queue`
     /// (families come from the registry and the config, not a constant).
     /// Anything else would be a queue nobody consumes.
-    pub fn families(&self, config: &crate::config::Config) -> std::collections::BTreeSet<String> {
+    pub fn families(
+        &self,
+        config: &crate::config::QueueConfig,
+    ) -> std::collections::BTreeSet<String> {
         let mut out =
-            std::collections::BTreeSet::from([crate::queue::topology::DEFAULT_FAMILY.to_string()]);
+            std::collections::BTreeSet::from([crate::topology::DEFAULT_FAMILY.to_string()]);
         out.extend(self.tasks.values().map(|t| t.queue().to_string()));
         out.extend(config.worker.queues.iter().cloned());
         out.extend(config.tasks.values().filter_map(|o| o.queue.clone()));
@@ -293,7 +307,7 @@ impl Registry {
     /// key (or the environment variable that set it).
     pub fn validate_config(
         &self,
-        config: &crate::config::Config,
+        config: &crate::config::QueueConfig,
     ) -> Result<(), crate::config::ConfigError> {
         let known = || self.names().collect::<Vec<_>>().join(", ");
         for name in config.tasks.keys() {
@@ -308,7 +322,7 @@ impl Registry {
         let now = chrono::Utc::now();
         for sc in &config.schedules {
             let key = format!("schedules.{}", sc.name);
-            let schedule = crate::queue::schedule::Schedule::from_config(sc)
+            let schedule = crate::schedule::Schedule::from_config(sc)
                 .map_err(|e| config.invalid(&key, &e.to_string()))?;
             let Some(task) = self.get(schedule.task()) else {
                 return Err(config.invalid(
@@ -331,7 +345,7 @@ impl Registry {
                     ),
                 ));
             }
-            task.check_args(&schedule.args_for(now), config)
+            task.check_args(&schedule.args_for(now))
                 .map_err(|e| config.invalid(&format!("{key}.args"), &e))?;
         }
         Ok(())
@@ -342,7 +356,7 @@ impl Registry {
     pub fn apply_policy(
         &self,
         env: &mut Envelope,
-        config: &crate::config::Config,
+        config: &crate::config::QueueConfig,
         queue: Option<&str>,
     ) {
         let task = self.get(&env.task);
@@ -365,7 +379,7 @@ impl Registry {
     pub fn start_keys(
         task: &dyn DynTask,
         env: &Envelope,
-        config: &crate::config::Config,
+        config: &crate::config::QueueConfig,
     ) -> Result<Vec<String>, TaskError> {
         let mut keys = task.rate_limit_keys(&env.args)?;
         if config
@@ -379,7 +393,7 @@ impl Registry {
     }
 
     /// The time limit of a task: `[tasks.NAME]`, then the task, then the default.
-    pub fn time_limit(&self, task: &str, config: &crate::config::Config) -> Duration {
+    pub fn time_limit(&self, task: &str, config: &crate::config::QueueConfig) -> Duration {
         config
             .tasks
             .get(task)

@@ -10,11 +10,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span, warn};
 
-use crate::queue::context::Services;
-use crate::queue::message::Envelope;
-use crate::queue::state::{TaskState, TaskStatus};
-use crate::queue::task::{Outbox, Registry, TaskContext, TaskError};
-use crate::queue::worker::next_attempt;
+use crate::context::Services;
+use crate::message::Envelope;
+use crate::state::{TaskState, TaskStatus};
+use crate::task::{Outbox, Registry, TaskContext, TaskError};
+use crate::worker::next_attempt;
 
 /// How a local run ended.
 #[derive(Debug, Default, Clone)]
@@ -117,7 +117,7 @@ async fn run_one(
     let span = info_span!("task", task.id = %env.id, task.name = %env.task, attempt = env.attempt, run_id = env.run_id.as_deref().unwrap_or(""));
     async {
         let result = async {
-            for key in crate::queue::task::Registry::start_keys(task.as_ref(), &env, &s.config)? {
+            for key in crate::task::Registry::start_keys(task.as_ref(), &env, &s.config)? {
                 s.limiter
                     .acquire(&key, Duration::from_secs(300))
                     .await

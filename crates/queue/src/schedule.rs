@@ -37,7 +37,7 @@
 //! # Time zones and DST
 //!
 //! Cron expressions are evaluated on the local wall clock of the schedule's IANA
-//! `timezone` (default `America/Los_Angeles`). Each matching local wall-clock time
+//! `timezone` (default `UTC`). Each matching local wall-clock time
 //! is mapped to exactly one instant:
 //!
 //! * **Nonexistent local time (spring-forward gap):** fires once, at the first
@@ -72,7 +72,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Time zone used when a schedule does not name one.
-pub const DEFAULT_TIMEZONE: Tz = chrono_tz::America::Los_Angeles;
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::UTC;
 
 /// Catch-up window used when a schedule does not set `catch_up_window`.
 pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -119,7 +119,7 @@ pub struct ScheduleConfig {
     /// Fixed period such as `"30s"` or `"1h30m"`. Exclusive with `cron`.
     #[serde(default)]
     pub every: Option<String>,
-    /// IANA time zone name; defaults to `America/Los_Angeles`.
+    /// IANA time zone name; defaults to `UTC` (an application may set its own default before handing schedules to the queue).
     #[serde(default)]
     pub timezone: Option<String>,
     /// Task name to publish.
@@ -964,14 +964,14 @@ mod tests {
             s.next_fire_after(utc("2026-03-02T12:00:00Z")),
             Some(utc("2026-03-03T08:00:00Z"))
         );
-        // Default time zone is America/Los_Angeles.
+        // The queue's default time zone is UTC.
         let mut c = cfg("d");
         c.cron = Some("0 9 * * *".into());
         let s = Schedule::from_config(&c).unwrap();
-        assert_eq!(s.timezone(), la());
+        assert_eq!(s.timezone(), chrono_tz::UTC);
         assert_eq!(
             s.next_fire_after(utc("2026-03-02T12:00:00Z")),
-            Some(utc("2026-03-02T17:00:00Z"))
+            Some(utc("2026-03-03T09:00:00Z"))
         );
     }
 
@@ -1281,6 +1281,7 @@ mod tests {
         let mut c = cfg("t");
         c.cron = Some("30 0 * * *".into());
         c.args = json!({"date": "{yesterday}"});
+        c.timezone = Some("America/Los_Angeles".into());
         let s = Schedule::from_config(&c).unwrap();
         let fire = s.next_fire_after(utc("2026-03-10T12:00:00Z")).unwrap();
         assert_eq!(fire, utc("2026-03-11T07:30:00Z"));
@@ -1393,7 +1394,7 @@ mod tests {
         assert_eq!(s.queue(), None);
         assert_eq!(s.catch_up(), CatchUp::Once);
         assert_eq!(s.catch_up_window(), Duration::from_secs(86_400));
-        assert_eq!(s.timezone(), la());
+        assert_eq!(s.timezone(), chrono_tz::UTC);
         assert_eq!(s.describe(), "0 9 * * MON-FRI");
         assert!(s.enabled());
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
-use crate::config::Config;
+use crate::config::QueueConfig;
 
 /// AMQP reply codes that mean the configuration is wrong.
 const ACCESS_REFUSED: u16 = 403;
@@ -175,7 +175,7 @@ impl ConfigErrorGate {
 
 /// Open an AMQP connection named after this process, bounded by
 /// `broker.connect_timeout`.
-pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerError> {
+pub async fn connect(config: &QueueConfig, role: &str) -> Result<Connection, BrokerError> {
     let url = config.broker.url.redacted();
     let timeout = config.broker.connect_timeout.0;
     match tokio::time::timeout(timeout, open(config, role)).await {
@@ -185,7 +185,7 @@ pub async fn connect(config: &Config, role: &str) -> Result<Connection, BrokerEr
     }
 }
 
-async fn open(config: &Config, role: &str) -> Result<Connection, lapin::Error> {
+async fn open(config: &QueueConfig, role: &str) -> Result<Connection, lapin::Error> {
     let name = format!(
         "alertflow-{role}@{}:{}/{}",
         gethostname::gethostname().to_string_lossy(),

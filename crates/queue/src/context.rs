@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use deadpool_redis::{Pool, Runtime};
 
-use crate::config::Config;
-use crate::queue::metrics::Metrics;
-use crate::queue::ratelimit::RateLimiter;
-use crate::queue::state::{StateStore, StateWriter, WorkerRegistry};
-use crate::queue::topology::Topology;
+use crate::config::QueueConfig;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::state::{StateStore, StateWriter, WorkerRegistry};
+use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the Redis pool for {url}: {message}")]
@@ -18,7 +18,7 @@ pub struct RedisSetupError {
 }
 
 /// Build a Redis pool with timeouts, so a dead Redis gives errors, not hangs.
-pub fn redis_pool(config: &Config) -> Result<Pool, RedisSetupError> {
+pub fn redis_pool(config: &QueueConfig) -> Result<Pool, RedisSetupError> {
     let err = |message: String| RedisSetupError {
         url: config.redis.url.redacted(),
         message,
@@ -51,7 +51,7 @@ pub enum Outcome<'a> {
     },
     /// Sent to the dead-letter queue.
     DeadLettered {
-        reason: crate::queue::message::DeadReason,
+        reason: crate::message::DeadReason,
         error: &'a str,
     },
 }
@@ -60,12 +60,12 @@ pub enum Outcome<'a> {
 /// Called on the worker's hot path: an implementation must return at once
 /// and do its I/O in the background, and must never fail the task.
 pub trait OutcomeObserver: Send + Sync {
-    fn on_outcome(&self, envelope: &crate::queue::message::Envelope, outcome: Outcome<'_>);
+    fn on_outcome(&self, envelope: &crate::message::Envelope, outcome: Outcome<'_>);
 }
 
 /// What every task and the worker runtime share.
 pub struct Services {
-    pub config: Arc<Config>,
+    pub config: Arc<QueueConfig>,
     pub topology: Arc<Topology>,
     pub redis: Pool,
     pub states: StateStore,
@@ -82,7 +82,7 @@ pub struct Services {
 impl Services {
     /// Build the services; spawns the state writer (hence needs a runtime).
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<QueueConfig>,
     ) -> Result<(Arc<Services>, tokio::task::JoinHandle<()>), RedisSetupError> {
         let redis = redis_pool(&config)?;
         let states = StateStore::new(redis.clone(), &config.namespace, config.state.ttl.0);
@@ -125,7 +125,7 @@ impl Services {
 
     /// Tell every observer; an observer that panics is not allowed to fail
     /// the task. Observers only enqueue, so the read lock is held briefly.
-    pub fn notify(&self, envelope: &crate::queue::message::Envelope, outcome: Outcome<'_>) {
+    pub fn notify(&self, envelope: &crate::message::Envelope, outcome: Outcome<'_>) {
         let list = self
             .observers
             .read()

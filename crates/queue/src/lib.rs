@@ -2,6 +2,7 @@
 //! rate limits, state and scheduling. Nothing here knows about alerts.
 
 pub mod beat;
+pub mod config;
 pub mod connect;
 pub mod context;
 pub mod local;
@@ -12,5 +13,6 @@ pub mod ratelimit;
 pub mod schedule;
 pub mod state;
 pub mod task;
+pub mod tls;
 pub mod topology;
 pub mod worker;

@@ -6,10 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -168,6 +164,9 @@ impl Health {
 }
 
 /// Serve `/metrics` and `/healthz` until `shutdown`; returns the bound address.
+///
+/// Two fixed routes over HTTP/1.1 need no framework: hyper's connection
+/// builder serves each accepted connection with one small handler.
 pub async fn serve(
     listen: &str,
     registry: Registry,
@@ -181,31 +180,50 @@ pub async fn serve(
         )
     })?;
     let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let r = registry.clone();
-                async move { ([("content-type", "text/plain; version=0.0.4")], render(&r)) }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let h = health.clone();
-                async move {
-                    if h.healthy() {
-                        (StatusCode::OK, "ok\n").into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not consuming\n").into_response()
-                    }
-                }
-            }),
-        );
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "metrics listener: accept failed");
+                        continue;
+                    }
+                },
+            };
+            let registry = registry.clone();
+            let health = health.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let response = respond(req.uri().path(), &registry, &health);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                // A request is answered at once; a bounded wait keeps a
+                // stalled client from holding a task forever.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+            });
+        }
     });
     Ok(addr)
+}
+
+fn respond(
+    path: &str,
+    registry: &Registry,
+    health: &Health,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (200, "text/plain; version=0.0.4", render(registry)),
+        "/healthz" if health.healthy() => (200, "text/plain", "ok\n".to_string()),
+        "/healthz" => (503, "text/plain", "not consuming\n".to_string()),
+        _ => (404, "text/plain", "not found\n".to_string()),
+    };
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .expect("a static status and header make a valid response")
 }

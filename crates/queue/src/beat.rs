@@ -30,14 +30,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
-use crate::config::Config;
-use crate::queue::message::Envelope;
-use crate::queue::metrics::Health;
-use crate::queue::publisher::{PublishError, Publisher, connect};
-use crate::queue::schedule::{CatchUp, Schedule, fire_message_id};
-use crate::queue::state::{StateStore, TaskState, TaskStatus};
-use crate::queue::task::Registry;
-use crate::queue::topology::Topology;
+use crate::config::QueueConfig;
+use crate::message::Envelope;
+use crate::metrics::Health;
+use crate::publisher::{PublishError, Publisher, connect};
+use crate::schedule::{CatchUp, Schedule, fire_message_id};
+use crate::state::{StateStore, TaskState, TaskStatus};
+use crate::task::Registry;
+use crate::topology::Topology;
 
 /// Namespace of the UUID v5 task ids of beat fires.
 pub const FIRE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_f10e_5c4e_4d1a_9b3f_0a1e_7f10_b3a7);
@@ -51,7 +51,7 @@ pub enum BeatError {
     #[error("redis: {0}")]
     RedisPool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
-    Connect(#[from] crate::queue::connect::BrokerError),
+    Connect(#[from] crate::connect::BrokerError),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
     #[error("{0}")]
@@ -65,9 +65,9 @@ pub enum BeatError {
 impl BeatError {
     /// True when retrying cannot help (see [`WorkerError::is_config`]).
     ///
-    /// [`WorkerError::is_config`]: crate::queue::worker::WorkerError::is_config
+    /// [`WorkerError::is_config`]: crate::worker::WorkerError::is_config
     pub fn is_config(&self) -> bool {
-        use crate::queue::connect::is_precondition_failed;
+        use crate::connect::is_precondition_failed;
         match self {
             BeatError::Config(_) => true,
             BeatError::Connect(e) => e.is_config(),
@@ -201,7 +201,7 @@ struct Pending {
 
 /// The scheduler.
 pub struct Beat {
-    config: Arc<Config>,
+    config: Arc<QueueConfig>,
     topology: Arc<Topology>,
     redis: Pool,
     states: StateStore,
@@ -214,7 +214,7 @@ pub struct Beat {
 
 impl Beat {
     /// Validate the schedules (each must name a registered task).
-    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Result<Beat, BeatError> {
+    pub fn new(config: Arc<QueueConfig>, registry: Arc<Registry>) -> Result<Beat, BeatError> {
         let mut schedules = Vec::new();
         for sc in &config.schedules {
             let s = Schedule::from_config(sc).map_err(|e| BeatError::Config(e.to_string()))?;
@@ -230,8 +230,8 @@ impl Beat {
                 schedules.push(s);
             }
         }
-        let redis = crate::queue::context::redis_pool(&config)
-            .map_err(|e| BeatError::Config(e.to_string()))?;
+        let redis =
+            crate::context::redis_pool(&config).map_err(|e| BeatError::Config(e.to_string()))?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Beat {
             topology: Arc::new(Topology::from_config(&config)),
@@ -515,7 +515,7 @@ impl Beat {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), BeatError> {
         let listen = self.config.beat.metrics_listen.trim();
         if !listen.is_empty() && listen != "off" {
-            let addr = crate::queue::metrics::serve(
+            let addr = crate::metrics::serve(
                 listen,
                 self.metrics.registry.clone(),
                 self.health.clone(),
@@ -527,7 +527,7 @@ impl Beat {
         }
         info!(beat = %self.id, schedules = self.schedules.len(), "beat starting");
         let mut backoff = Duration::from_millis(200);
-        let mut gate = crate::queue::connect::ConfigErrorGate::default();
+        let mut gate = crate::connect::ConfigErrorGate::default();
         while !shutdown.is_cancelled() {
             let started = std::time::Instant::now();
             let result = self.session(&shutdown).await;
@@ -572,7 +572,7 @@ impl Beat {
         self.topology
             .declare(publisher.channel(), &families)
             .await
-            .map_err(|e| match crate::queue::connect::declare_failure(&e) {
+            .map_err(|e| match crate::connect::declare_failure(&e) {
                 Some(config) => BeatError::Connect(config),
                 None => BeatError::Broker(e),
             })?;
