@@ -469,57 +469,44 @@ pub fn parse_v1(body: &str) -> Result<Vec<Row>, InfluxError> {
     Ok(rows)
 }
 
-/// Split CSV text into records (RFC 4180 quoting, CRLF tolerated). A blank
-/// line is kept as an empty record: it separates annotated-CSV tables.
-fn csv_records(text: &str) -> Vec<Vec<String>> {
-    let mut records = Vec::new();
-    let mut record: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut chars = text.chars().peekable();
-    let mut line_has_content = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    in_quotes = false;
-                }
-            } else {
-                field.push(c);
-            }
-            continue;
+/// Split CSV text into tables of records (the `csv` crate reads RFC 4180
+/// quoting and CRLF). Annotated CSV separates tables by a blank line, which
+/// the reader skips, so the gap is found in the text before each record: a
+/// record's position is where the reader started looking for it, just after
+/// the previous record's `\r` (the `\n` of a CRLF is still ahead) or its
+/// `\n`; any further line end there is a blank line. A line of blanks also
+/// separates tables, as a blank line does.
+fn csv_tables(text: &str) -> Result<Vec<Vec<Vec<String>>>, InfluxError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let bytes = text.as_bytes();
+    let mut tables: Vec<Vec<Vec<String>>> = vec![Vec::new()];
+    let mut record = csv::StringRecord::new();
+    while reader
+        .read_record(&mut record)
+        .map_err(|e| InfluxError::Decode(format!("annotated CSV: {e}")))?
+    {
+        let start = record.position().map_or(0, |p| p.byte() as usize);
+        let line_ends = bytes[start.min(bytes.len())..]
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .filter(|b| **b == b'\n')
+            .count();
+        let rest_of_crlf = usize::from(start > 0 && bytes.get(start - 1) == Some(&b'\r'));
+        let blank_before = line_ends > rest_of_crlf;
+        let blank_line = record.iter().all(|c| c.trim().is_empty());
+        let current_is_empty = tables.last().is_some_and(Vec::is_empty);
+        if (blank_before || blank_line) && !current_is_empty {
+            tables.push(Vec::new());
         }
-        match c {
-            '"' => {
-                in_quotes = true;
-                line_has_content = true;
-            }
-            ',' => {
-                record.push(std::mem::take(&mut field));
-                line_has_content = true;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' | '\r' => {
-                if line_has_content || !field.is_empty() {
-                    record.push(std::mem::take(&mut field));
-                }
-                records.push(std::mem::take(&mut record));
-                line_has_content = false;
-            }
-            _ => {
-                field.push(c);
-                line_has_content = true;
-            }
+        if !blank_line && let Some(table) = tables.last_mut() {
+            table.push(record.iter().map(str::to_string).collect());
         }
     }
-    if line_has_content || !field.is_empty() {
-        record.push(field);
-        records.push(record);
-    }
-    records
+    tables.retain(|t| !t.is_empty());
+    Ok(tables)
 }
 
 /// Convert a CSV cell by its `#datatype`.
@@ -565,14 +552,17 @@ pub fn parse_annotated_csv(body: &str) -> Result<Vec<Row>, InfluxError> {
     let mut datatypes: Vec<String> = Vec::new();
     let mut defaults: Vec<String> = Vec::new();
     let mut header: Option<Vec<String>> = None;
-    for rec in csv_records(body) {
-        if rec.is_empty() || (rec.len() == 1 && rec[0].trim().is_empty()) {
-            // A new table follows: annotations and header start over.
+    let records = csv_tables(body)?.into_iter().flat_map(|table| {
+        // A new table: annotations and header start over.
+        std::iter::once(None).chain(table.into_iter().map(Some))
+    });
+    for rec in records {
+        let Some(rec) = rec else {
             datatypes.clear();
             defaults.clear();
             header = None;
             continue;
-        }
+        };
         let first = rec[0].as_str();
         if first.starts_with('#') {
             if header.is_some() {
@@ -723,6 +713,22 @@ mod tests {
             }
         );
         assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn plain_tables_are_split_by_blank_lines_and_quotes_keep_newlines() {
+        // Two tables without annotations, each with its own header, CRLF
+        // line ends, and a quoted cell holding a comma and a blank line.
+        let body = ",result,table,_value,host\r\n,_result,0,3.5,h1\r\n\r\n\
+,result,table,note\r\n,_result,1,\"a, b\n\nc\"\r\n";
+        for body in [body.to_string(), body.replace("\r\n", "\n")] {
+            let rows = parse_annotated_csv(&body).unwrap();
+            assert_eq!(rows.len(), 2, "{rows:?}");
+            assert_eq!(rows[0]["_value"], 3.5);
+            assert_eq!(rows[0]["host"], "h1");
+            assert_eq!(rows[1]["note"], "a, b\n\nc");
+            assert!(!rows[1].contains_key("host"), "{rows:?}");
+        }
     }
 
     #[test]

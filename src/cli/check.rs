@@ -168,7 +168,11 @@ fn describe(c: &AppConfig) -> String {
         "{} (namespace {}, queues {}, concurrency {}, {} schedule(s) enabled)",
         c.source,
         c.namespace,
-        c.worker.queues.join(","),
+        if c.worker.queues.is_empty() {
+            "all of its tasks'".to_string()
+        } else {
+            c.worker.queues.join(",")
+        },
         c.worker.concurrency,
         enabled
     )

@@ -7,6 +7,7 @@
 //! (see "Add a task" in the README).
 
 pub mod fetch_day;
+pub mod http_probe;
 pub mod influx_check;
 pub mod insert;
 pub mod noop;
@@ -71,7 +72,8 @@ pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupEr
         .with(parse_batch::ParseBatch::new(config)?)
         .with(insert::Insert::new(config)?)
         .with(recommend::Recommend::new(config)?)
-        .with(influx_check::InfluxCheck::new(config, shared)?))
+        .with(influx_check::InfluxCheck::new(config, shared)?)
+        .with(http_probe::HttpProbe::new(config)?))
 }
 
 /// [`registry`] for a process without a worker runtime (CLI, beat): names,

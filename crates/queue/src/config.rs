@@ -235,7 +235,9 @@ impl Default for RedisConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Queue families consumed (`lark`, `db`, `influx`, `default`).
+    /// Queue families consumed. Empty (the default): every family of the
+    /// registry's tasks, `[tasks.NAME] queue` and `default` (see
+    /// [`crate::task::Registry::consumed_families`]).
     pub queues: Vec<String>,
     /// Tasks run at once.
     pub concurrency: usize,
@@ -258,12 +260,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            queues: vec![
-                "default".into(),
-                "lark".into(),
-                "db".into(),
-                "influx".into(),
-            ],
+            queues: Vec::new(),
             concurrency: 8,
             prefetch_multiplier: 1,
             shutdown_timeout: HumanDuration(Duration::from_secs(30)),
@@ -579,9 +576,6 @@ impl QueueConfig {
         }
         if self.worker.prefetch_multiplier == 0 {
             return Err(invalid("worker.prefetch_multiplier", "must be at least 1"));
-        }
-        if self.worker.queues.is_empty() {
-            return Err(invalid("worker.queues", "needs at least one queue"));
         }
         for q in &self.worker.queues {
             crate::topology::validate_queue_name(q).map_err(|m| invalid("worker.queues", &m))?;

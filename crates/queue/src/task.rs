@@ -300,6 +300,16 @@ impl Registry {
         out
     }
 
+    /// The families a worker consumes: `worker.queues` when set, else every
+    /// family of [`Registry::families`].
+    pub fn consumed_families(&self, config: &crate::config::QueueConfig) -> Vec<String> {
+        if config.worker.queues.is_empty() {
+            self.families(config).into_iter().collect()
+        } else {
+            config.worker.queues.clone()
+        }
+    }
+
     /// What only the registry can check in a config, run by every binary at
     /// start and by `check-config`: each `[tasks.NAME]` names a task, each
     /// schedule names a task, routes to a known family and has arguments

@@ -130,7 +130,15 @@ enum SessionEnd {
 }
 
 impl Worker {
-    pub fn new(services: Arc<Services>, registry: Arc<Registry>, opts: WorkerOptions) -> Worker {
+    /// Empty `opts.queues` means every family the registry's tasks use.
+    pub fn new(
+        services: Arc<Services>,
+        registry: Arc<Registry>,
+        mut opts: WorkerOptions,
+    ) -> Worker {
+        if opts.queues.is_empty() {
+            opts.queues = registry.consumed_families(&services.config);
+        }
         Worker {
             services,
             registry,
