@@ -158,11 +158,10 @@ pub struct ParserConfig {
 
 impl ParserConfig {
     /// The built-in alias tables extended by `[parser.aliases]`.
-    pub fn aliases(&self) -> Result<crate::lark::card::Aliases, String> {
+    pub fn aliases(&self) -> Result<crate::lark::card::Aliases, crate::lark::card::UnknownField> {
         let mut a = crate::lark::card::Aliases::default();
         for (field, extra) in &self.aliases {
-            a.extend(field, extra.iter().cloned())
-                .map_err(|e| format!("{e}"))?;
+            a.extend(field, extra.iter().cloned())?;
         }
         Ok(a)
     }
@@ -511,7 +510,7 @@ impl AppConfig {
         }
         self.parser
             .aliases()
-            .map_err(|m| invalid("parser.aliases", &m))?;
+            .map_err(|m| invalid("parser.aliases", &m.to_string()))?;
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
         Ok(())
     }

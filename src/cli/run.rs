@@ -102,7 +102,7 @@ pub fn plan_days(a: &RunArgs, today: NaiveDate) -> Result<Vec<DayPlan>, String> 
         let mut v = Vec::new();
         for s in &a.dates {
             // The rule `fetch-day` itself applies (and `report`).
-            let d = crate::tasks::fetch_day::check_run_date(s, today)?;
+            let d = crate::tasks::fetch_day::check_run_date(s, today).map_err(|e| e.to_string())?;
             v.push(day(d, d == today));
         }
         v.sort_by_key(|p| p.date);

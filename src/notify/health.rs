@@ -532,7 +532,8 @@ impl HealthNotifier {
         clock: Clock,
     ) -> Result<Arc<HealthNotifier>, String> {
         let receivers = if config.notify.sends() {
-            Receivers::from_config(config, Some(services.limiter.clone()))?
+            Receivers::from_config(config, Some(services.limiter.clone()))
+                .map_err(|e| e.to_string())?
         } else {
             Receivers::default()
         };

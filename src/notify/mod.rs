@@ -394,18 +394,30 @@ impl fmt::Debug for Receiver {
     }
 }
 
+/// A receiver whose HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("receiver {name}: cannot build an HTTP client: {source}")]
+pub struct ReceiverError {
+    pub name: String,
+    #[source]
+    pub source: reqwest::Error,
+}
+
 impl Receiver {
     /// Without a limiter, sends are not rate limited (tools and tests only).
     pub fn new(
         name: &str,
         config: &ReceiverConfig,
         limiter: Option<RateLimiter>,
-    ) -> Result<Receiver, String> {
+    ) -> Result<Receiver, ReceiverError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5).min(config.timeout.0))
             .timeout(config.timeout.0)
             .build()
-            .map_err(|e| format!("receiver {name}: cannot build an HTTP client: {e}"))?;
+            .map_err(|source| ReceiverError {
+                name: name.to_string(),
+                source,
+            })?;
         Ok(Receiver {
             inner: Arc::new(ReceiverInner {
                 name: name.to_string(),
@@ -515,7 +527,7 @@ impl Receivers {
     pub fn from_config(
         config: &AppConfig,
         limiter: Option<RateLimiter>,
-    ) -> Result<Receivers, String> {
+    ) -> Result<Receivers, ReceiverError> {
         let mut map = BTreeMap::new();
         for (name, rc) in &config.receivers {
             map.insert(name.clone(), Receiver::new(name, rc, limiter.clone())?);

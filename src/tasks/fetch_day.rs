@@ -14,7 +14,7 @@ use tracing::info;
 use crate::config::{AppConfig, ConfigError};
 use crate::lark::client::{LarkClient, RetryPolicy};
 use crate::lark::window::{api_window, pacific_date};
-use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::run_state::RunState;
 use crate::tasks::Shared;
 use crate::tasks::parse_batch::{ParseBatch, ParseBatchArgs};
@@ -65,21 +65,34 @@ impl FetchDay {
 /// Why `fetch-day` cannot run without Lark credentials.
 const NO_CREDENTIALS: &str = "Lark credentials are not configured: set lark.app_id and lark.app_secret (or LARK_APP_ID and LARK_APP_SECRET)";
 
+/// A run date that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunDateError {
+    #[error("date {input:?} is not YYYY-MM-DD: {source}")]
+    NotADate {
+        input: String,
+        source: chrono::ParseError,
+    },
+    #[error("date {date} is in the future (today is {today} in America/Los_Angeles)")]
+    InTheFuture { date: NaiveDate, today: NaiveDate },
+}
+
 /// Parse and check a run date: a real date, not in the future.
-pub fn parse_run_date(s: &str) -> Result<NaiveDate, String> {
+pub fn parse_run_date(s: &str) -> Result<NaiveDate, RunDateError> {
     check_run_date(s, pacific_date(Utc::now()))
 }
 
 /// [`parse_run_date`] with the Pacific `today` given.
-pub fn check_run_date(s: &str, today: NaiveDate) -> Result<NaiveDate, String> {
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| format!("date {s:?} is not YYYY-MM-DD: {e}"))?;
-    if d > today {
-        return Err(format!(
-            "date {d} is in the future (today is {today} in America/Los_Angeles)"
-        ));
+pub fn check_run_date(s: &str, today: NaiveDate) -> Result<NaiveDate, RunDateError> {
+    let date =
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|source| RunDateError::NotADate {
+            input: s.to_string(),
+            source,
+        })?;
+    if date > today {
+        return Err(RunDateError::InTheFuture { date, today });
     }
-    Ok(d)
+    Ok(date)
 }
 
 impl Task for FetchDay {
@@ -94,11 +107,14 @@ impl Task for FetchDay {
         self.client.is_none().then(|| NO_CREDENTIALS.to_string())
     }
 
-    fn validate(&self, a: &FetchDayArgs) -> Result<(), String> {
-        parse_run_date(&a.date).map_err(|e| format!("date: {e}"))?;
+    fn validate(&self, a: &FetchDayArgs) -> Result<(), InvalidArgs> {
+        parse_run_date(&a.date).map_err(|e| InvalidArgs::field("date", e))?;
         match a.until.as_deref() {
             None | Some("now") => Ok(()),
-            Some(other) => Err(format!("until: must be \"now\" (or absent), not {other:?}")),
+            Some(other) => Err(InvalidArgs::field(
+                "until",
+                format!("must be \"now\" (or absent), not {other:?}"),
+            )),
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, ConfigError, redact_url};
-use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 
 /// Holds the process's one HTTP client (its connection pool).
 pub struct HttpProbe {
@@ -58,17 +58,21 @@ impl Task for HttpProbe {
     const NAME: &'static str = "http-probe";
     type Args = HttpProbeArgs;
 
-    fn validate(&self, a: &HttpProbeArgs) -> Result<(), String> {
-        let url = url::Url::parse(&a.url)
-            .map_err(|e| format!("url: {:?} is not a URL: {e}", redact_url(&a.url)))?;
+    fn validate(&self, a: &HttpProbeArgs) -> Result<(), InvalidArgs> {
+        let url = url::Url::parse(&a.url).map_err(|e| {
+            InvalidArgs::field("url", format!("{:?} is not a URL: {e}", redact_url(&a.url)))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: must be http:// or https://, not {}://",
-                url.scheme()
+            return Err(InvalidArgs::field(
+                "url",
+                format!("must be http:// or https://, not {}://", url.scheme()),
             ));
         }
         if !(100..=599).contains(&a.status) {
-            return Err(format!("status: {} is not an HTTP status", a.status));
+            return Err(InvalidArgs::field(
+                "status",
+                format!("{} is not an HTTP status", a.status),
+            ));
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use crate::notify::alarm::{AlarmStore, FiringState};
 use crate::notify::check::{ActiveAlarm, Alarm, CheckConfig, evaluate, grouped_notification};
 use crate::notify::{Receivers, truncate};
 use crate::queue::ratelimit::RateLimiter;
-use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::tasks::Shared;
 
 /// Holds the worker's one [`CheckRunner`] (HTTP pools, receivers).
@@ -58,20 +58,23 @@ impl Task for InfluxCheck {
         "influx"
     }
 
-    fn validate(&self, a: &InfluxCheckArgs) -> Result<(), String> {
+    fn validate(&self, a: &InfluxCheckArgs) -> Result<(), InvalidArgs> {
         let config = &self.runner.config;
         if config.checks.iter().any(|c| c.name == a.check) {
             return Ok(());
         }
         let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
-        Err(format!(
-            "check: {:?} is not a [[checks]] name in the config (known: {})",
-            a.check,
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
+        Err(InvalidArgs::field(
+            "check",
+            format!(
+                "{:?} is not a [[checks]] name in the config (known: {})",
+                a.check,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
         ))
     }
 
@@ -144,7 +147,7 @@ impl CheckRunner {
         Ok(CheckRunner {
             store: AlarmStore::new(redis, &config.namespace),
             receivers: Receivers::from_config(&config, limiter)
-                .map_err(|m| config.invalid("receivers", &m))?,
+                .map_err(|m| config.invalid("receivers", &m.to_string()))?,
             sources,
             config,
         })

@@ -31,7 +31,26 @@ const IDLE_FLUSH: Duration = Duration::from_millis(50);
 struct Submission {
     rows: Vec<StoredAlert>,
     label_part: String,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), WriteFailure>>,
+}
+
+/// Why a coalesced write failed, told to every task of the batch.
+#[derive(Clone, Debug)]
+struct WriteFailure {
+    /// The database may take it on a later attempt (the task retries); if
+    /// not, the task is dead-lettered.
+    retryable: bool,
+    message: String,
+}
+
+impl From<WriteFailure> for TaskError {
+    fn from(f: WriteFailure) -> TaskError {
+        if f.retryable {
+            TaskError::retry(f.message)
+        } else {
+            TaskError::fatal(f.message)
+        }
+    }
 }
 
 enum Writer {
@@ -44,13 +63,17 @@ impl Writer {
         &self,
         rows: &[StoredAlert],
         label_parts: &[String],
-    ) -> Result<(), (bool, String)> {
+    ) -> Result<(), WriteFailure> {
         match self {
-            Writer::Sql(sink) => sink
-                .write_alerts(rows)
-                .await
-                .map(|_| ())
-                .map_err(|e: SinkError| (e.is_retryable(), e.to_string())),
+            Writer::Sql(sink) => {
+                sink.write_alerts(rows)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e: SinkError| WriteFailure {
+                        retryable: e.is_retryable(),
+                        message: e.to_string(),
+                    })
+            }
             Writer::StreamLoad { loader, db } => {
                 let parts: Vec<&str> = label_parts.iter().map(String::as_str).collect();
                 let label = batch_label("alertflow_lark_alerts", &parts);
@@ -59,7 +82,10 @@ impl Writer {
                         .expect("rows serialize");
                 match loader.load(db, "lark_alerts", &label, body, None).await {
                     Ok(LoadOutcome::Loaded { .. }) | Ok(LoadOutcome::AlreadyLoaded) => Ok(()),
-                    Err(e) => Err((e.is_retryable(), e.to_string())),
+                    Err(e) => Err(WriteFailure {
+                        retryable: e.is_retryable(),
+                        message: e.to_string(),
+                    }),
                 }
             }
         }
@@ -127,18 +153,12 @@ impl Coalescer {
                     Ok(()) => {
                         debug!(rows = all.len(), messages = waiters.len(), elapsed = ?started.elapsed(), "batch written")
                     }
-                    Err((_, e)) => {
+                    Err(WriteFailure { message: e, .. }) => {
                         warn!(rows = all.len(), messages = waiters.len(), error = %e, "batch write failed; its messages will retry")
                     }
                 }
                 for w in waiters {
-                    let _ = w.send(
-                        result.clone().map_err(
-                            |(retry, e)| {
-                                if retry { e } else { format!("fatal: {e}") }
-                            },
-                        ),
-                    );
+                    let _ = w.send(result.clone());
                 }
             }
         });
@@ -214,8 +234,7 @@ impl Task for Insert {
                 .map_err(|_| TaskError::retry("the insert coalescer stopped"))?;
             match wait.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if e.starts_with("fatal: ") => return Err(TaskError::fatal(&e[7..])),
-                Ok(Err(e)) => return Err(TaskError::retry(e)),
+                Ok(Err(failure)) => return Err(failure.into()),
                 Err(_) => return Err(TaskError::retry("the insert coalescer stopped")),
             }
         }

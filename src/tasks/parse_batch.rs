@@ -24,7 +24,7 @@ impl ParseBatch {
         let aliases = config
             .parser
             .aliases()
-            .map_err(|m| config.invalid("parser.aliases", &m))?;
+            .map_err(|m| config.invalid("parser.aliases", &m.to_string()))?;
         Ok(ParseBatch { aliases })
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::{AppConfig, ConfigError};
-use crate::queue::task::{Task, TaskContext, TaskError};
+use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::recommendation::catalogue::Catalogue;
 use crate::recommendation::{NoisyThresholds, compute, unmapped};
 use crate::sink::starrocks::SqlSink;
@@ -56,10 +56,10 @@ impl Task for Recommend {
         Some(12)
     }
 
-    fn validate(&self, a: &RecommendArgs) -> Result<(), String> {
+    fn validate(&self, a: &RecommendArgs) -> Result<(), InvalidArgs> {
         chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
             .map(|_| ())
-            .map_err(|e| format!("date: {:?} is not YYYY-MM-DD: {e}", a.date))
+            .map_err(|e| InvalidArgs::field("date", format!("{:?} is not YYYY-MM-DD: {e}", a.date)))
     }
 
     async fn run(&self, _ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {

@@ -177,7 +177,7 @@ pub trait Task: Send + Sync + 'static {
     /// (`alertflow enqueue`, beat schedules, `check-config`): a date that
     /// does not exist, a check the config does not name. The message names
     /// the field.
-    fn validate(&self, _args: &Self::Args) -> Result<(), String> {
+    fn validate(&self, _args: &Self::Args) -> Result<(), InvalidArgs> {
         Ok(())
     }
     fn run(
@@ -198,12 +198,31 @@ pub trait DynTask: Send + Sync {
     /// Decode `args` into the task's argument type and run its
     /// [`Task::validate`]; the error names the field (`date: invalid type:
     /// integer `5`, expected a string`).
-    fn check_args(&self, args: &Value) -> Result<(), String>;
+    fn check_args(&self, args: &Value) -> Result<(), InvalidArgs>;
     fn call<'a>(
         &'a self,
         ctx: &'a TaskContext,
         args: Value,
     ) -> BoxFuture<'a, Result<(), TaskError>>;
+}
+
+/// Arguments a task refuses: the path of the field and why (`date: ...`,
+/// `items[3].id: ...`; no field when the whole value is wrong).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct InvalidArgs {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl InvalidArgs {
+    /// `field` is wrong: `message` says how.
+    pub fn field(field: &str, message: impl fmt::Display) -> InvalidArgs {
+        InvalidArgs {
+            field: Some(field.to_string()),
+            message: message.to_string(),
+        }
+    }
 }
 
 fn decode_args<A: DeserializeOwned>(task: &str, args: &Value) -> Result<A, TaskError> {
@@ -212,13 +231,12 @@ fn decode_args<A: DeserializeOwned>(task: &str, args: &Value) -> Result<A, TaskE
 
 /// Decode, naming the path of the field that failed (`date: ...`,
 /// `items[3].id: ...`); serde alone says only what it expected.
-fn decode_named<A: DeserializeOwned>(args: &Value) -> Result<A, String> {
+fn decode_named<A: DeserializeOwned>(args: &Value) -> Result<A, InvalidArgs> {
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
+        InvalidArgs {
+            field: (path != ".").then_some(path),
+            message: e.into_inner().to_string(),
         }
     })
 }
@@ -243,7 +261,7 @@ impl<T: Task> DynTask for T {
     fn unavailable(&self) -> Option<String> {
         Task::unavailable(self)
     }
-    fn check_args(&self, args: &Value) -> Result<(), String> {
+    fn check_args(&self, args: &Value) -> Result<(), InvalidArgs> {
         let a: T::Args = decode_named(args)?;
         Task::validate(self, &a)
     }
@@ -356,7 +374,7 @@ impl Registry {
                 ));
             }
             task.check_args(&schedule.args_for(now))
-                .map_err(|e| config.invalid(&format!("{key}.args"), &e))?;
+                .map_err(|e| config.invalid(&format!("{key}.args"), &e.to_string()))?;
         }
         Ok(())
     }
