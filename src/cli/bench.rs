@@ -362,74 +362,7 @@ async fn alertflow_round(
     Ok((enqueue_rate, drain_rate))
 }
 
-/// Delete a benchmark's namespace: its queues and exchanges (for
-/// `families`), and its Redis keys. Best effort: used after failures too.
-pub async fn delete_namespace(config: &AppConfig, families: &[String]) {
-    let pool = crate::queue::context::redis_pool(config).ok();
-    // Families any process declared in the namespace go too.
-    let mut families = families.to_vec();
-    if let Some(pool) = &pool
-        && let Ok(more) = crate::queue::state::WorkerRegistry::new(pool.clone(), &config.namespace)
-            .families()
-            .await
-    {
-        families.extend(more);
-        families.sort();
-        families.dedup();
-    }
-    if let Ok(conn) = crate::queue::publisher::connect(config, "cleanup").await {
-        if let Ok(ch) = conn.create_channel().await {
-            let _ = crate::queue::topology::Topology::from_config(config)
-                .delete(&ch, &families)
-                .await;
-            let _ = ch.close(200, "cleanup".into()).await;
-        }
-        let _ = conn.close(200, "cleanup".into()).await;
-    }
-    if let Some(pool) = pool {
-        let _ = delete_namespace_keys(&pool, &config.namespace).await;
-    }
-}
-
-/// Delete every Redis key of a namespace (benchmarks and tests clean up).
-pub async fn delete_namespace_keys(
-    pool: &deadpool_redis::Pool,
-    namespace: &str,
-) -> Result<u64, deadpool_redis::redis::RedisError> {
-    let mut conn = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(deadpool_redis::redis::RedisError::from((
-                deadpool_redis::redis::ErrorKind::Io,
-                "pool",
-                e.to_string(),
-            )));
-        }
-    };
-    let mut cursor: u64 = 0;
-    let mut deleted = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = deadpool_redis::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{namespace}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len() as u64;
-            let _: () = deadpool_redis::redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
+pub use crate::queue::admin::{delete_namespace, delete_namespace_keys};
 
 fn print_report(r: &NoopReport, json: bool) {
     if json {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alertflow::cli::dead::DeadEntry;
 use alertflow::config::{AppConfig, HumanDuration};
+use alertflow::queue::admin::DeadEntry;
 use alertflow::queue::context::Services;
 use alertflow::queue::message::Envelope;
 use alertflow::queue::publisher::{Publisher, connect};
@@ -160,7 +160,7 @@ impl TestEnv {
         let conn = connect(&self.config, "test").await.expect("broker");
         let ch = conn.create_channel().await.expect("channel");
         let out: Vec<DeadEntry> =
-            alertflow::cli::dead::peek(&ch, &self.topology().dead_queue(), usize::MAX)
+            alertflow::queue::admin::peek(&ch, &self.topology().dead_queue(), usize::MAX)
                 .await
                 .expect("peek dead letters")
                 .into_iter()
@@ -210,7 +210,7 @@ impl Drop for TestEnv {
                 .families(&config)
                 .into_iter()
                 .collect();
-            alertflow::cli::bench::delete_namespace(&config, &families).await;
+            alertflow::queue::admin::delete_namespace(&config, &families).await;
             if config.mysql.database.starts_with("t_") {
                 let sink = alertflow::sink::starrocks::SqlSink::new(&config);
                 let _ = sink.drop_database().await;
