@@ -6,6 +6,7 @@ pub mod beat;
 pub mod config;
 pub mod connect;
 pub mod context;
+pub mod execute;
 pub mod local;
 pub mod message;
 pub mod metrics;

@@ -1,34 +1,32 @@
-//! An in-process queue for `alertflow run --local`: the same tasks, the same
-//! retry, time-limit and rate-limit rules and the same task states, without
-//! RabbitMQ. For a single box or for debugging; nothing survives the process.
+//! An in-process queue for `alertflow run --local`: the worker's execution
+//! path ([`crate::execute`]), so the same expiry, retry, time-limit and
+//! rate-limit rules, task states, metrics and observers, without RabbitMQ.
+//! For a single box or for debugging; nothing survives the process.
+//!
+//! Where the worker publishes a verdict, this runner acts on it in memory:
+//! a retried or deferred task waits its delay in a tokio sleep that holds
+//! no concurrency slot, then goes back on the queue; a dead-lettered one is
+//! reported (there is no dead-letter queue).
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
-use tracing::{Instrument, info_span, warn};
+use tracing::warn;
 
 use crate::context::Services;
+use crate::execute::{Clock, Executor, Outlet, Verdict, system_clock};
 use crate::message::Envelope;
-use crate::state::{TaskState, TaskStatus};
-use crate::task::{Outbox, Registry, TaskContext, TaskError};
-use crate::worker::next_attempt;
+use crate::task::{Outbox, Registry};
 
 /// How a local run ended.
 #[derive(Debug, Default, Clone)]
 pub struct LocalReport {
     pub succeeded: u64,
     pub retried: u64,
-    /// Tasks that ended failed or dead, with the error.
+    /// Tasks that ended dead, with `reason: error`.
     pub failed: Vec<(Envelope, String)>,
-}
-
-enum Outcome {
-    Done,
-    Again(Envelope),
-    Failed(Envelope, String),
 }
 
 /// Runs tasks in this process until none are left.
@@ -36,6 +34,19 @@ pub struct LocalRunner {
     services: Arc<Services>,
     registry: Arc<Registry>,
     concurrency: usize,
+    clock: Clock,
+}
+
+/// Nothing to make durable before a verdict is recorded: the runner
+/// re-enqueues after [`Executor::execute`] returns.
+struct InProcess;
+
+impl Outlet for InProcess {
+    type Error = Infallible;
+
+    async fn carry_out(&self, _: &Envelope, _: &Verdict) -> Result<(), Infallible> {
+        Ok(())
+    }
 }
 
 impl LocalRunner {
@@ -48,7 +59,15 @@ impl LocalRunner {
             services,
             registry,
             concurrency: concurrency.max(1),
+            clock: system_clock(),
         }
+    }
+
+    /// Read `eta` and `expires_at` against `clock` rather than the system
+    /// clock (tests that pause tokio time).
+    pub fn with_clock(mut self, clock: Clock) -> LocalRunner {
+        self.clock = clock;
+        self
     }
 
     /// Run `initial` and everything it spawns.
@@ -57,28 +76,45 @@ impl LocalRunner {
         for e in initial {
             let _ = tx.send(e);
         }
+        let executor = Arc::new(
+            Executor::new(
+                self.services.clone(),
+                self.registry.clone(),
+                Outbox::Local(tx.clone()),
+            )
+            .worker_name(format!("{} (local)", self.services.worker_id))
+            .with_clock(self.clock.clone()),
+        );
         let sem = Arc::new(Semaphore::new(self.concurrency));
-        let mut running: JoinSet<Outcome> = JoinSet::new();
+        let mut running: JoinSet<(Envelope, Verdict)> = JoinSet::new();
         let mut report = LocalReport::default();
         loop {
             tokio::select! {
                 Some(env) = rx.recv() => {
                     let permit = sem.clone().acquire_owned().await.expect("never closed");
-                    let (s, r, out) = (self.services.clone(), self.registry.clone(), tx.clone());
+                    let executor = executor.clone();
                     running.spawn(async move {
-                        let o = run_one(s, r, out, env).await;
+                        let Ok(verdict) = executor.execute(&env, &InProcess).await;
                         drop(permit);
-                        o
+                        if let Verdict::Retry { delay, .. } | Verdict::Defer { delay, .. } = &verdict {
+                            tokio::time::sleep(*delay).await;
+                        }
+                        (env, verdict)
                     });
                 }
                 Some(done) = running.join_next() => {
                     match done {
-                        Ok(Outcome::Done) => report.succeeded += 1,
-                        Ok(Outcome::Again(next)) => {
+                        Ok((_, Verdict::Ack)) => report.succeeded += 1,
+                        Ok((_, Verdict::Retry { next, .. })) => {
                             report.retried += 1;
-                            let _ = tx.send(next);
+                            let _ = tx.send(*next);
                         }
-                        Ok(Outcome::Failed(env, e)) => report.failed.push((env, e)),
+                        Ok((_, Verdict::Defer { next, .. })) => {
+                            let _ = tx.send(*next);
+                        }
+                        Ok((env, Verdict::DeadLetter { reason, error })) => {
+                            report.failed.push((env, format!("{reason}: {error}")));
+                        }
                         Err(e) => warn!(error = %e, "a local task panicked"),
                     }
                 }
@@ -90,75 +126,4 @@ impl LocalRunner {
         }
         report
     }
-}
-
-async fn run_one(
-    s: Arc<Services>,
-    registry: Arc<Registry>,
-    out: mpsc::UnboundedSender<Envelope>,
-    env: Envelope,
-) -> Outcome {
-    if let Some(eta) = env.eta
-        && let Ok(wait) = (eta - Utc::now()).to_std()
-    {
-        tokio::time::sleep(wait).await;
-    }
-    let record = |env: &Envelope, status: TaskStatus, error: Option<String>| {
-        let mut st = TaskState::of(env, status);
-        st.worker = Some(format!("{} (local)", s.worker_id));
-        st.error = error;
-        s.state_writer.record(st);
-    };
-    let Some(task) = registry.get(&env.task).cloned() else {
-        let e = format!("no task named {:?}", env.task);
-        record(&env, TaskStatus::Dead, Some(e.clone()));
-        return Outcome::Failed(env, e);
-    };
-    let span = info_span!("task", task.id = %env.id, task.name = %env.task, attempt = env.attempt, run_id = env.run_id.as_deref().unwrap_or(""));
-    async {
-        let result = async {
-            for key in crate::task::Registry::start_keys(task.as_ref(), &env, &s.config)? {
-                s.limiter
-                    .acquire(&key, Duration::from_secs(300))
-                    .await
-                    .map_err(TaskError::retry)?;
-            }
-            record(&env, TaskStatus::Started, None);
-            let limit = registry.time_limit(&env.task, &s.config);
-            let ctx = TaskContext {
-                envelope: env.clone(),
-                services: s.clone(),
-                publisher: Outbox::Local(out.clone()),
-                registry: registry.clone(),
-            };
-            match tokio::time::timeout(limit, task.call(&ctx, env.args.clone())).await {
-                Ok(r) => r,
-                Err(_) => Err(TaskError::TimedOut(limit)),
-            }
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                record(&env, TaskStatus::Succeeded, None);
-                Outcome::Done
-            }
-            Err(TaskError::Fatal(e)) => {
-                record(&env, TaskStatus::Failed, Some(e.clone()));
-                Outcome::Failed(env.clone(), e)
-            }
-            Err(e) if env.attempt >= env.max_retries => {
-                let msg = format!("gave up after {} attempts: {e}", env.attempt + 1);
-                record(&env, TaskStatus::Dead, Some(msg.clone()));
-                Outcome::Failed(env.clone(), msg)
-            }
-            Err(e) => {
-                let (next, delay) = next_attempt(&env, &e, &s.config.worker);
-                warn!(error = %e, ?delay, "task failed; will retry");
-                record(&next, TaskStatus::Retrying, Some(e.to_string()));
-                Outcome::Again(next)
-            }
-        }
-    }
-    .instrument(span)
-    .await
 }

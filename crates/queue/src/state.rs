@@ -35,8 +35,8 @@ pub enum TaskStatus {
     /// Failed transiently; waiting in a delay tier for the next attempt.
     Retrying,
     Succeeded,
-    /// A fatal error in `alertflow run --local`, which has no dead-letter
-    /// queue (also read from records written by older versions).
+    /// A fatal error, in records written by older versions (`alertflow run
+    /// --local` now records `Dead`, as a worker does).
     Failed,
     /// In the dead-letter queue, whatever the reason (fatal error, retries
     /// exhausted, unknown task, bad arguments, expired); the record's error

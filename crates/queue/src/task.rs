@@ -2,8 +2,8 @@
 //!
 //! A task is a type implementing [`Task`]; adding one is a new file in
 //! `src/tasks/` and one `.with(...)` line in `tasks::registry()`. Retries,
-//! time limits, rate limits, state and metrics live once in the worker, not
-//! in tasks.
+//! time limits, rate limits, state and metrics live once in the execution
+//! path ([`crate::execute`]), not in tasks.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -403,7 +403,7 @@ impl Registry {
 
     /// Rate-limit keys a delivery must pass before its task starts: the
     /// task's own ([`Task::rate_limit_keys`]) and `task.NAME` when
-    /// `[tasks.NAME] rate_limits` is set. Both execution paths use this.
+    /// `[tasks.NAME] rate_limits` is set.
     pub fn start_keys(
         task: &dyn DynTask,
         env: &Envelope,

@@ -1,4 +1,5 @@
-//! The worker runtime: consume, dispatch, ack / retry / dead-letter, shut down.
+//! The worker runtime: consume, hand each delivery to the execution path
+//! ([`crate::execute`]), carry its verdict out on the broker, ack, shut down.
 //!
 //! Guarantees:
 //! - a delivery is acked only after its task finished and everything it
@@ -17,7 +18,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -32,17 +32,17 @@ use lapin::{Channel, Connection};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{error, info, warn};
 
 use crate::config::QueueConfig;
 use crate::connect::{BrokerError, ConfigErrorGate, declare_failure, is_precondition_failed};
 use crate::context::Services;
+use crate::execute::{Activity, Executor, Outlet, Verdict};
 use crate::message::{DeadLetter, DeadReason, Envelope};
 use crate::metrics::{self, Health};
 use crate::publisher::{PublishError, Publisher, connect};
-use crate::ratelimit::AcquireError;
-use crate::state::{TaskState, TaskStatus, WorkerInfo};
-use crate::task::{Registry, TaskContext, TaskError};
+use crate::state::WorkerInfo;
+use crate::task::{Outbox, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -107,20 +107,14 @@ impl WorkerOptions {
     }
 }
 
-/// Process-wide counters shown in heartbeats.
-#[derive(Default)]
-struct Counters {
-    active: AtomicUsize,
-    processed: AtomicU64,
-}
-
 /// A worker: runs sessions under a supervisor until shut down.
 pub struct Worker {
     services: Arc<Services>,
     registry: Arc<Registry>,
     opts: WorkerOptions,
     health: Arc<Health>,
-    counters: Arc<Counters>,
+    /// Shown in heartbeats; shared by every session.
+    activity: Arc<Activity>,
     on_ready: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -144,7 +138,7 @@ impl Worker {
             registry,
             opts,
             health: Arc::new(Health::default()),
-            counters: Arc::new(Counters::default()),
+            activity: Arc::default(),
             on_ready: None,
         }
     }
@@ -202,7 +196,7 @@ impl Worker {
         let heartbeat = tokio::spawn(heartbeat_loop(
             s.clone(),
             self.opts.clone(),
-            self.counters.clone(),
+            self.activity.clone(),
             shutdown.child_token(),
         ));
         info!(
@@ -294,9 +288,13 @@ impl Worker {
 
         let ctx = Arc::new(SessionCtx {
             services: s.clone(),
-            registry: self.registry.clone(),
             publisher: publisher.clone(),
-            counters: self.counters.clone(),
+            executor: Executor::new(
+                s.clone(),
+                self.registry.clone(),
+                Outbox::Broker(publisher.clone()),
+            )
+            .with_activity(self.activity.clone()),
         });
         let mut streams = SelectAll::new();
         let mut consumers: Vec<(Channel, String)> = Vec::new();
@@ -414,7 +412,7 @@ impl Worker {
 async fn heartbeat_loop(
     s: Arc<Services>,
     opts: WorkerOptions,
-    counters: Arc<Counters>,
+    activity: Arc<Activity>,
     stop: CancellationToken,
 ) {
     let interval = s.config.worker.heartbeat_interval.0;
@@ -426,8 +424,8 @@ async fn heartbeat_loop(
             pid: std::process::id(),
             queues: opts.queues.clone(),
             concurrency: opts.concurrency,
-            active: counters.active.load(Ordering::Relaxed),
-            processed: counters.processed.load(Ordering::Relaxed),
+            active: activity.active(),
+            processed: activity.processed(),
             started_at,
             heartbeat_at: Utc::now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -445,41 +443,8 @@ async fn heartbeat_loop(
 /// What the tasks of one broker session share.
 struct SessionCtx {
     services: Arc<Services>,
-    registry: Arc<Registry>,
     publisher: Publisher,
-    counters: Arc<Counters>,
-}
-
-/// The delay to wait before attempt `attempt + 1`: exponential from `base`,
-/// capped at `max`, with equal jitter (half fixed, half random).
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(30)));
-    let d = exp.min(max);
-    d / 2 + d.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// The envelope of the next attempt after a retryable failure, and how long
-/// it waits: the task's `retry_after`, else [`backoff`].
-pub fn next_attempt(
-    env: &Envelope,
-    e: &TaskError,
-    worker: &crate::config::WorkerConfig,
-) -> (Envelope, Duration) {
-    let delay = match e {
-        TaskError::Retry {
-            retry_after: Some(after),
-            ..
-        } => *after,
-        _ => backoff(
-            env.attempt,
-            worker.retry_backoff_base.0,
-            worker.retry_backoff_max.0,
-        ),
-    };
-    let mut next = env.clone();
-    next.attempt += 1;
-    next.eta = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
-    (next, delay)
+    executor: Executor,
 }
 
 impl SessionCtx {
@@ -504,39 +469,6 @@ impl SessionCtx {
         }
     }
 
-    fn state(&self, env: &Envelope, status: TaskStatus, error: Option<String>) {
-        let mut st = TaskState::of(env, status);
-        st.worker = Some(self.services.worker_id.clone());
-        st.error = error;
-        self.services.state_writer.record(st);
-    }
-
-    async fn dead_letter(
-        &self,
-        env: &Envelope,
-        reason: DeadReason,
-        error: &str,
-    ) -> Result<(), PublishError> {
-        let m = &self.services.metrics;
-        m.dead_lettered
-            .with_label_values(&[env.task.as_str(), env.queue.as_str(), m.hostname.as_str()])
-            .inc();
-        self.publisher
-            .publish_dead(&self.dead(Some(env), None, reason, error, &env.queue))
-            .await?;
-        // One word for "in the dead-letter queue", whatever the reason; the
-        // reason leads the error text.
-        self.state(
-            env,
-            TaskStatus::Dead,
-            Some(format!("{}: {error}", reason.as_str())),
-        );
-        error!(reason = reason.as_str(), error, "task dead-lettered");
-        self.services
-            .notify(env, crate::context::Outcome::DeadLettered { reason, error });
-        Ok(())
-    }
-
     /// Decide and carry out what happens to one delivery. `Ok` means the
     /// delivery may be acked; `Err` means its outcome could not be made
     /// durable and it must go back to the queue.
@@ -557,129 +489,24 @@ impl SessionCtx {
         if env.queue.is_empty() {
             env.queue = family.to_string();
         }
-        let span = info_span!(
-            "task",
-            task.id = %env.id,
-            task.name = %env.task,
-            attempt = env.attempt,
-            run_id = env.run_id.as_deref().unwrap_or(""),
-            queue = family,
-        );
-        self.process_envelope(env).instrument(span).await
+        self.executor.execute(&env, self).await.map(drop)
     }
+}
 
-    async fn process_envelope(&self, env: Envelope) -> Result<(), PublishError> {
-        let s = &self.services;
-        let m = &s.metrics;
-        let labels = [env.task.as_str(), env.queue.as_str(), m.hostname.as_str()];
-        m.received.with_label_values(&labels).inc();
-        let now = Utc::now();
-        if env.expires_at.is_some_and(|x| x < now) {
-            return self
-                .dead_letter(&env, DeadReason::Expired, "expired before it could run")
-                .await;
-        }
-        if let Some(eta) = env.eta
-            && let Ok(remaining) = (eta - now).to_std()
-        {
-            if remaining > s.topology.tiers[0] {
-                debug!(?remaining, "not due yet; back to a delay tier");
-                return self.publisher.publish_delayed(&env, remaining).await;
-            }
-            tokio::time::sleep(remaining).await;
-        }
-        let Some(task) = self.registry.get(&env.task).cloned() else {
-            let msg = format!("no task named {:?} is registered in this worker", env.task);
-            return self.dead_letter(&env, DeadReason::UnknownTask, &msg).await;
-        };
-        let keys = match Registry::start_keys(task.as_ref(), &env, &s.config) {
-            Ok(k) => k,
-            Err(e) => {
-                return self
-                    .dead_letter(&env, DeadReason::Fatal, &e.to_string())
-                    .await;
-            }
-        };
-        for key in &keys {
-            let wait = match s
-                .limiter
-                .acquire(key, s.config.worker.max_rate_limit_wait.0)
-                .await
-            {
-                Ok(()) => continue,
-                Err(AcquireError::TooLong(w)) => w,
-                Err(AcquireError::Unavailable(e)) => {
-                    warn!(key, error = %e, "rate limiter unavailable; deferring task");
-                    s.topology.tiers[0]
-                }
-                Err(AcquireError::UnknownKey(k)) => {
-                    let msg =
-                        format!("task uses rate-limit key {k:?} but [rate_limits] has no such key");
-                    return self.dead_letter(&env, DeadReason::Fatal, &msg).await;
-                }
-            };
-            m.rate_limited.with_label_values(&labels).inc();
-            let mut later = env.clone();
-            later.eta = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
-            debug!(key, ?wait, "rate limited; deferring without holding a slot");
-            self.publisher.publish_delayed(&later, wait).await?;
-            self.state(&later, TaskStatus::Queued, None);
-            return Ok(());
-        }
+/// The worker's side of a verdict: everything it causes is confirmed by the
+/// broker before the delivery is acked.
+impl Outlet for SessionCtx {
+    type Error = PublishError;
 
-        self.state(&env, TaskStatus::Started, None);
-        self.counters.active.fetch_add(1, Ordering::Relaxed);
-        m.in_flight.inc();
-        let limit = self.registry.time_limit(&env.task, &s.config);
-        let tctx = TaskContext {
-            envelope: env.clone(),
-            services: s.clone(),
-            publisher: crate::task::Outbox::Broker(self.publisher.clone()),
-            registry: self.registry.clone(),
-        };
-        let started = Instant::now();
-        let result = match tokio::time::timeout(limit, task.call(&tctx, env.args.clone())).await {
-            Ok(r) => r,
-            Err(_) => Err(TaskError::TimedOut(limit)),
-        };
-        let elapsed = started.elapsed();
-        m.in_flight.dec();
-        self.counters.active.fetch_sub(1, Ordering::Relaxed);
-        self.counters.processed.fetch_add(1, Ordering::Relaxed);
-        m.runtime
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
-        match result {
-            Ok(()) => {
-                m.succeeded.with_label_values(&labels).inc();
-                self.state(&env, TaskStatus::Succeeded, None);
-                s.notify(&env, crate::context::Outcome::Succeeded);
-                debug!(?elapsed, "task succeeded");
-                Ok(())
+    async fn carry_out(&self, env: &Envelope, verdict: &Verdict) -> Result<(), PublishError> {
+        match verdict {
+            Verdict::Ack => Ok(()),
+            Verdict::Retry { next, delay, .. } | Verdict::Defer { next, delay, .. } => {
+                self.publisher.publish_delayed(next, *delay).await
             }
-            Err(TaskError::Fatal(msg)) => {
-                m.failed.with_label_values(&labels).inc();
-                self.dead_letter(&env, DeadReason::Fatal, &msg).await
-            }
-            Err(e) => {
-                m.failed.with_label_values(&labels).inc();
-                let message = e.to_string();
-                if env.attempt >= env.max_retries {
-                    let msg = format!("gave up after {} attempts: {message}", env.attempt + 1);
-                    return self
-                        .dead_letter(&env, DeadReason::RetriesExhausted, &msg)
-                        .await;
-                }
-                let (next, delay) = next_attempt(&env, &e, &s.config.worker);
-                self.publisher.publish_delayed(&next, delay).await?;
-                m.retried.with_label_values(&labels).inc();
-                let mut st = TaskState::of(&next, TaskStatus::Retrying);
-                st.worker = Some(s.worker_id.clone());
-                st.error = Some(message.clone());
-                s.state_writer.record(st);
-                warn!(error = %message, ?delay, next_attempt = next.attempt, "task failed; will retry");
-                s.notify(&env, crate::context::Outcome::Retrying { error: &message });
-                Ok(())
+            Verdict::DeadLetter { reason, error } => {
+                let dl = self.dead(Some(env), None, *reason, error, &env.queue);
+                self.publisher.publish_dead(&dl).await
             }
         }
     }
@@ -933,17 +760,5 @@ mod tests {
             l.flush(t0, STRAGGLER_AFTER, false),
             vec![AckFrame::Multiple(1)]
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..10 {
-            let d = backoff(attempt, base, max);
-            let full = (base * 2u32.pow(attempt)).min(max);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert!(backoff(100, base, max) <= max);
     }
 }
