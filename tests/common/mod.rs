@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use alertflow::config::{AppConfig, HumanDuration};
 use alertflow::queue::admin::DeadEntry;
 use alertflow::queue::context::Services;
+use alertflow::queue::harness;
 use alertflow::queue::message::Envelope;
 use alertflow::queue::publisher::{Publisher, connect};
 use alertflow::queue::state::{StateStore, TaskState, TaskStatus};
 use alertflow::queue::task::Registry;
 use alertflow::queue::topology::Topology;
-use alertflow::queue::worker::{Worker, WorkerOptions};
-use tokio_util::sync::CancellationToken;
+use alertflow::queue::worker::WorkerOptions;
 
 pub fn ms(n: u64) -> HumanDuration {
     HumanDuration(Duration::from_millis(n))
@@ -38,10 +38,7 @@ impl TestEnv {
         let defaults = AppConfig::default();
         let mut c = AppConfig {
             queue: alertflow::config::QueueConfig {
-                namespace: format!(
-                    "t-{name}-{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                ),
+                namespace: alertflow::queue::harness::unique_namespace(name),
                 ..defaults.queue.clone()
             },
             ..defaults
@@ -106,19 +103,7 @@ impl TestEnv {
     pub fn start_worker(&self, registry: Registry) -> RunningWorker {
         let (services, _writer) =
             Services::new(Arc::new(self.config.queue.clone())).expect("services");
-        let token = CancellationToken::new();
-        let worker = Worker::new(
-            services.clone(),
-            Arc::new(registry),
-            WorkerOptions::from_config(&self.config),
-        );
-        let stop = token.clone();
-        let handle = tokio::spawn(async move { worker.run(stop).await.map_err(|e| e.to_string()) });
-        RunningWorker {
-            token,
-            handle,
-            services,
-        }
+        harness::start_worker(services, registry, WorkerOptions::from_config(&self.config))
     }
 
     /// Poll until the task reaches `status` (panics after `timeout`).
@@ -128,19 +113,7 @@ impl TestEnv {
         status: TaskStatus,
         timeout: Duration,
     ) -> TaskState {
-        let states = self.states();
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(s) = states.get(id).await.expect("redis") {
-                if s.status == status {
-                    return s;
-                }
-                last = Some(s);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("task {id} did not reach {status:?} within {timeout:?}; last state {last:?}");
+        harness::wait_status(&self.states(), id, status, timeout).await
     }
 
     /// Messages ready in a queue (by full name).
@@ -224,32 +197,10 @@ impl Drop for TestEnv {
 /// panicking test, inside or outside a runtime): on a thread with a runtime
 /// of its own.
 pub fn cleanup_blocking(f: impl std::future::Future<Output = ()> + Send + 'static) {
-    let _ = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    })
-    .join();
+    harness::block_on_own_runtime(f)
 }
 
-pub struct RunningWorker {
-    pub token: CancellationToken,
-    pub handle: tokio::task::JoinHandle<Result<(), String>>,
-    pub services: Arc<Services>,
-}
-
-impl RunningWorker {
-    pub async fn stop(self) {
-        self.token.cancel();
-        let r = tokio::time::timeout(Duration::from_secs(20), self.handle)
-            .await
-            .expect("worker stops within 20s")
-            .expect("worker task did not panic");
-        r.expect("worker ran without error");
-    }
-}
+pub use harness::RunningWorker;
 
 /// Path of a binary built by cargo for the integration tests.
 pub fn bin(name: &str) -> PathBuf {

@@ -7,6 +7,8 @@ pub mod config;
 pub mod connect;
 pub mod context;
 pub mod execute;
+#[cfg(feature = "test-harness")]
+pub mod harness;
 pub mod local;
 pub mod message;
 pub mod metrics;
