@@ -5,6 +5,9 @@
 //! knows nothing about alerts; `tasks` holds the tasks and their registry;
 //! `cli` the operator commands; the other modules are the domain the tasks
 //! use (cards, sinks, recommendations, checks and notifications).
+//! `sandbox` (the `alertflow-sandbox` crate) holds the stand-ins for Lark,
+//! Slack, Stream Load and InfluxDB that the CLI's `sandbox`, `demo` and
+//! benchmarks and the tests use; nothing the worker or beat runs reaches it.
 
 pub mod cli;
 pub mod config;
@@ -14,7 +17,7 @@ pub mod notify;
 pub mod recommendation;
 pub mod run_state;
 pub use alertflow_queue as queue;
-pub mod sandbox;
+pub use alertflow_sandbox as sandbox;
 pub mod severity;
 pub mod sink;
 pub mod tasks;

@@ -328,7 +328,12 @@ where
         "{name}: the backfill did not finish: {outcomes:#?}"
     );
     let (rows, duplicated) = stored_rows(&ctx.env.config, &dates).await;
-    let expected = expected_range(&sandbox_cfg, CHAT, dates[0], *dates.last().unwrap()).rows;
+    let expected: Vec<AlertRow> =
+        expected_range(&sandbox_cfg, CHAT, dates[0], *dates.last().unwrap())
+            .rows
+            .into_iter()
+            .map(AlertRow::from)
+            .collect();
     let want: BTreeMap<&str, &AlertRow> = expected
         .iter()
         .map(|r| (r.message_id.as_str(), r))

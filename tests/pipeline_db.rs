@@ -154,7 +154,11 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     let env = db_env("pipe", &sandbox);
     let sink = migrate(&env.config).await;
     let dates = ["2026-03-08", "2026-03-09"];
-    let expected = expected_range(&cfg, CHAT, day(dates[0]), day(dates[1]));
+    let expected: Vec<AlertRow> = expected_range(&cfg, CHAT, day(dates[0]), day(dates[1]))
+        .rows
+        .into_iter()
+        .map(AlertRow::from)
+        .collect();
 
     let w = env.start_worker(env.registry());
     let plans: Vec<DayPlan> = dates
@@ -184,14 +188,14 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     assert_eq!(recommends, 2, "exactly one recommend per run");
 
     let rows = all_rows(&sink, &dates).await;
-    assert_eq!(rows.len(), expected.rows.len());
+    assert_eq!(rows.len(), expected.len());
     assert_eq!(
         rows,
-        sorted(expected.rows.clone()),
+        sorted(expected.clone()),
         "rows in MariaDB equal the sandbox's expected rows"
     );
     for d in dates {
-        check_recommendations(&env.config, &sink, d, &expected.rows).await;
+        check_recommendations(&env.config, &sink, d, &expected).await;
     }
 
     // The same day again (a new run): nothing doubles, the tables stay the same.
@@ -311,7 +315,11 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
         per_day: 100,
         ..SandboxConfig::default()
     };
-    let rows = expected_range(&cfg, CHAT, day("2026-03-02"), day("2026-03-02")).rows;
+    let rows: Vec<AlertRow> = expected_range(&cfg, CHAT, day("2026-03-02"), day("2026-03-02"))
+        .rows
+        .into_iter()
+        .map(AlertRow::from)
+        .collect();
     let registry = env.registry();
     let (_c, publisher) = env.publisher().await;
     let env_page = |page: u32, rows: Vec<AlertRow>| {

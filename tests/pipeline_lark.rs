@@ -122,9 +122,10 @@ async fn fetch_day_pages_and_parse_batch_rows_match_the_sandbox() {
     );
     let pages = capture.pages.lock().unwrap().clone();
     let rows: Vec<AlertRow> = pages.into_values().flatten().collect();
-    assert_eq!(rows.len(), expected.rows.len());
+    let expected_rows: Vec<AlertRow> = expected.rows.into_iter().map(AlertRow::from).collect();
+    assert_eq!(rows.len(), expected_rows.len());
     assert_eq!(
-        rows, expected.rows,
+        rows, expected_rows,
         "rows equal the sandbox's expected rows, in order"
     );
     let expected_skips: BTreeMap<String, u64> =

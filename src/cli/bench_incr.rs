@@ -1,6 +1,8 @@
-//! `bench-incr`: increments one Redis key (`INCR`). The task body of the
-//! throughput and memory benchmarks, the same body the Celery side of
-//! `bench/run` runs, so both queues do the same work per task.
+//! `bench-incr`: increments one Redis key (`INCR`). The task body of
+//! `alertflow bench noop --task incr`, the same body the Celery side of
+//! `bench/run` runs, so both queues do the same work per task. Only that
+//! in-process benchmark registers it: `tasks::registry` does not, so an
+//! `alertflow-worker` process dead-letters it as an unknown task.
 //!
 //! The key must lie in this process's namespace (`<namespace>:...`), so a
 //! published `bench-incr` can never touch another application's keys.

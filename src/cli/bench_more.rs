@@ -6,7 +6,9 @@
 //!   `now - sent` (the wall-clock time stamped into its args just before
 //!   publishing) when it starts. p50 / p99 / max per rate.
 //! - `memory`: RSS of a real `alertflow-worker` process (the binary beside
-//!   this one), idle and while it drains N `bench-incr` tasks.
+//!   this one), idle and while it drains N `noop` tasks (a task the
+//!   production worker runs; `bench-incr` is registered only in this
+//!   process). The drain ends when every task's `succeeded` state is in Redis.
 //! - `parser`: synthetic sandbox days through `parse_items` on one thread.
 //! - `ratelimit`: decisions per second of the GCRA limiter under many
 //!   concurrent clients, Redis CPU per decision, and the admitted count under
@@ -32,7 +34,7 @@ use crate::queue::context::Services;
 use crate::queue::message::Envelope;
 use crate::queue::publisher::Publisher;
 use crate::queue::ratelimit::{Decision, RateLimiter};
-use crate::queue::state::{TaskState, TaskStatus};
+use crate::queue::state::{StateStore, TaskState, TaskStatus};
 use crate::queue::task::{Registry, Task, TaskContext, TaskError};
 use crate::queue::topology::Topology;
 use crate::queue::worker::{Worker, WorkerOptions};
@@ -105,16 +107,6 @@ fn quantile(v: &[u64], q: f64) -> u64 {
     }
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
-}
-
-async fn redis_get_u64(pool: &deadpool_redis::Pool, key: &str) -> Result<u64, CliError> {
-    let mut c = pool.get().await.map_err(CliError::failure)?;
-    let v: Option<u64> = deadpool_redis::redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .map_err(CliError::failure)?;
-    Ok(v.unwrap_or(0))
 }
 
 // ---------------------------------------------------------------- latency
@@ -365,7 +357,7 @@ async fn offer(
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MemoryArgs {
-    /// Tasks (`bench-incr`) drained under load.
+    /// Tasks (`noop`) drained under load.
     #[arg(long, default_value_t = 20_000)]
     pub tasks: usize,
     /// Worker concurrency (`alertflow-worker -c`).
@@ -448,7 +440,7 @@ pub async fn memory(g: &GlobalOpts, a: MemoryArgs) -> CliResult {
         return Ok(EXIT_OK);
     }
     println!(
-        "memory: alertflow-worker -c {}, RSS idle and while draining {} bench-incr tasks",
+        "memory: alertflow-worker -c {}, RSS idle and while draining {} noop tasks",
         report.concurrency, report.tasks
     );
     print_table(
@@ -510,7 +502,7 @@ async fn measure_memory(
         .await
         .map_err(CliError::failure)?;
     let registry = crate::tasks::lookup_registry(config)?;
-    let key = incr_key(&config.namespace);
+    let states = StateStore::new(pool.clone(), &config.namespace, config.state.ttl.0);
 
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(["-Q", FAMILY, "-c", &a.concurrency.to_string()])
@@ -532,27 +524,27 @@ async fn measure_memory(
         let envs = |n: usize| -> Vec<Envelope> {
             (0..n)
                 .map(|_| {
-                    let mut e = BenchTask::Incr.envelope(&config.namespace);
+                    let mut e = BenchTask::Noop.envelope(&config.namespace);
                     registry.apply_policy(&mut e, config, Some(FAMILY));
                     e
                 })
                 .collect()
         };
+        let ids = |envs: &[Envelope]| envs.iter().map(|e| e.id).collect::<Vec<_>>();
         // One task through, so the worker is connected and consuming.
+        let first = envs(1);
+        let first_ids = ids(&first);
         publisher
-            .publish_many(envs(1), |_| {})
+            .publish_many(first, |_| {})
             .await
             .map_err(CliError::failure)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while redis_get_u64(&pool, &key).await? < 1 {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(CliError::failure(format!("the worker exited: {st}")));
-            }
-            if Instant::now() > deadline {
-                return Err(CliError::failure("the worker did not start within 30 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_succeeded(&pool, &states, first_ids, deadline, &mut child)
+            .await
+            .map_err(|e| match e {
+                DrainError::Timeout(_) => CliError::failure("the worker did not start within 30 s"),
+                e => CliError::failure(e),
+            })?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = proc_mem(pid).ok_or_else(|| CliError::failure("no /proc status"))?;
 
@@ -570,19 +562,17 @@ async fn measure_memory(
                 }
             })
         };
+        let load = envs(a.tasks);
+        let load_ids = ids(&load);
         let t = Instant::now();
         publisher
-            .publish_many(envs(a.tasks), |_| {})
+            .publish_many(load, |_| {})
             .await
             .map_err(CliError::failure)?;
-        let target = a.tasks as u64 + 1;
         let deadline = Instant::now() + Duration::from_secs(600);
-        while redis_get_u64(&pool, &key).await? < target {
-            if Instant::now() > deadline {
-                return Err(CliError::failure("the drain stalled"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_succeeded(&pool, &states, load_ids, deadline, &mut child)
+            .await
+            .map_err(CliError::failure)?;
         let drain = a.tasks as f64 / t.elapsed().as_secs_f64();
         sampling.cancel();
         let _ = sampler.await;
@@ -607,6 +597,80 @@ async fn measure_memory(
     let _ = conn.close(200, "bench done".into()).await;
     outcome
 }
+
+/// Why [`wait_succeeded`] gave up.
+#[derive(Debug, thiserror::Error)]
+enum DrainError {
+    #[error("the drain stalled: {0} tasks not succeeded by the deadline")]
+    Timeout(usize),
+    #[error("the worker exited: {0}")]
+    WorkerExited(std::process::ExitStatus),
+    #[error("task {id} ended {status}: {error}")]
+    TaskFailed {
+        id: uuid::Uuid,
+        status: &'static str,
+        error: String,
+    },
+    #[error("reading task states: {0}")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    #[error("reading task states: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+}
+
+/// Waits until every task of `pending` has its `succeeded` state in Redis,
+/// which the worker records once the task's body has returned. Ids are read
+/// in publish order, [`STATE_POLL_CHUNK`] at a time, and dropped once
+/// succeeded: the worker takes tasks roughly in that order, so each read
+/// finds mostly finished tasks and the whole drain costs about N / chunk
+/// reads. A task that ends any other way (dead-lettered, failed) is an error,
+/// never counted as drained.
+async fn wait_succeeded(
+    pool: &deadpool_redis::Pool,
+    states: &StateStore,
+    mut pending: Vec<uuid::Uuid>,
+    deadline: Instant,
+    child: &mut tokio::process::Child,
+) -> Result<(), DrainError> {
+    let mut conn = pool.get().await?;
+    while !pending.is_empty() {
+        let n = pending.len().min(STATE_POLL_CHUNK);
+        let keys: Vec<String> = pending[..n].iter().map(|id| states.key(id)).collect();
+        let raw: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await?;
+        let mut left = Vec::new();
+        for (id, raw) in pending[..n].iter().zip(raw) {
+            match raw.and_then(|s| serde_json::from_str::<TaskState>(&s).ok()) {
+                Some(st) if st.status == TaskStatus::Succeeded => {}
+                Some(st) if st.status.is_final() => {
+                    return Err(DrainError::TaskFailed {
+                        id: *id,
+                        status: st.status.as_str(),
+                        error: st.error.unwrap_or_default(),
+                    });
+                }
+                _ => left.push(*id),
+            }
+        }
+        let progressed = left.len() < n;
+        pending.splice(..n, left);
+        if progressed {
+            continue;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(DrainError::WorkerExited(st));
+        }
+        if Instant::now() > deadline {
+            return Err(DrainError::Timeout(pending.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Task states read per Redis round trip while waiting for a drain.
+const STATE_POLL_CHUNK: usize = 512;
 
 // ---------------------------------------------------------------- parser
 

@@ -20,6 +20,7 @@ use crate::cli::{
     CliError, CliResult, EXIT_OK, GlobalOpts, connect_broker, connect_redis, print_table,
 };
 use crate::config::{HumanDuration, LimitSpec, Secret};
+use crate::lark::card::AlertRow;
 use crate::lark::window::pacific_date;
 use crate::queue::context::Services;
 use crate::queue::message::Envelope;
@@ -207,7 +208,11 @@ async fn measure(
     // 2. The insert path alone: the same rows as `insert` messages, once more.
     let first = plans.first().expect("a day").date;
     let last = plans.last().expect("a day").date;
-    let expected = expected_range(sandbox_cfg, &sandbox_cfg.chats[0], first, last);
+    let expected: Vec<AlertRow> = expected_range(sandbox_cfg, &sandbox_cfg.chats[0], first, last)
+        .rows
+        .into_iter()
+        .map(AlertRow::from)
+        .collect();
     let conn = connect_broker(config, "bench").await?;
     let publisher = Publisher::open(
         &conn,
@@ -219,7 +224,6 @@ async fn measure(
     let registry = crate::tasks::lookup_registry(config)?;
     let run_id = format!("bench-insert-{}", uuid::Uuid::new_v4().simple());
     let envs: Vec<Envelope> = expected
-        .rows
         .chunks(100)
         .enumerate()
         .map(|(i, chunk)| {
@@ -259,7 +263,7 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let insert_rows_per_s = expected.rows.len() as f64 / t1.elapsed().as_secs_f64();
+    let insert_rows_per_s = expected.len() as f64 / t1.elapsed().as_secs_f64();
     let _ = conn.close(200, "done".into()).await;
     shutdown.cancel();
     let _ = worker_task.await;
@@ -267,7 +271,7 @@ async fn measure(
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 
     // 3. A bare multi-row INSERT of the same rows into an empty copy of the table.
-    let bare = bare_insert_rows_per_s(config, sink, &expected.rows).await?;
+    let bare = bare_insert_rows_per_s(config, sink, &expected).await?;
     let floor = pages as f64 / f64::from(QUOTA_PER_SEC);
     Ok(PipelineReport {
         days: a.days,
@@ -289,7 +293,7 @@ async fn measure(
 async fn bare_insert_rows_per_s(
     config: &crate::config::AppConfig,
     sink: &SqlSink,
-    rows: &[crate::lark::card::AlertRow],
+    rows: &[AlertRow],
 ) -> Result<f64, CliError> {
     let db = &config.mysql.database;
     let opts = mysql_async::OptsBuilder::default()

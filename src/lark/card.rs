@@ -40,6 +40,45 @@ pub struct AlertRow {
     pub summary: String,
 }
 
+/// The sandbox's expected row, to compare with what this parser produced.
+/// The sandbox builds its rows from what it generated and the contract,
+/// never from this module, so the two types agree only through the columns.
+impl From<alertflow_sandbox::ExpectedRow> for AlertRow {
+    fn from(r: alertflow_sandbox::ExpectedRow) -> Self {
+        // Destructured, so a column added on either side fails to compile.
+        let alertflow_sandbox::ExpectedRow {
+            message_id,
+            lark_message_id,
+            chat_id,
+            status,
+            alert_name,
+            severity,
+            clusters,
+            regions,
+            alert_count,
+            created_at,
+            alert_date,
+            title,
+            summary,
+        } = r;
+        AlertRow {
+            message_id,
+            lark_message_id,
+            chat_id,
+            status,
+            alert_name,
+            severity,
+            clusters,
+            regions,
+            alert_count,
+            created_at,
+            alert_date,
+            title,
+            summary,
+        }
+    }
+}
+
 /// Why a message gave no rows (cards.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {

@@ -14,7 +14,9 @@ use super::{Notification, NotifyError, Receiver, truncate};
 
 /// The custom-bot signature (`lark-api.md` §4.2): base64 of
 /// HMAC-SHA256 with `"{timestamp}\n{secret}"` as the KEY over an empty
-/// message. The sandbox verifies with the same function.
+/// message. The sandbox verifies with its own implementation of the
+/// contract (`alertflow_sandbox::lark_bot_sign`); `tests/sandbox_oracle.rs`
+/// checks that the two agree.
 pub fn lark_bot_sign(timestamp: i64, secret: &str) -> String {
     sign_with(&timestamp.to_string(), secret)
 }

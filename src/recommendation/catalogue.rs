@@ -247,7 +247,7 @@ mod tests {
         ("OperationDurationGT10m", "info"),
     ];
 
-    /// The alert names src/sandbox/generator.rs draws from.
+    /// The alert names crates/sandbox/src/generator.rs draws from.
     const GENERATOR_NAMES: [&str; 23] = [
         "ProcNotRunning",
         "BeAliveAbnormal",

@@ -1,5 +1,5 @@
 //! A fake StarRocks Stream Load endpoint for tests and the demo (see
-//! `crate::sink::stream_load`). It never talks to a real StarRocks.
+//! alertflow's `sink::stream_load`). It never talks to a real StarRocks.
 //!
 //! Two listeners on `127.0.0.1`:
 //! - the **FE** answers every `PUT /api/{db}/{table}/_stream_load` with

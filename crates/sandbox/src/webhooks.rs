@@ -9,7 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use super::{
     Endpoint, Fault, Outcome, SandboxState, code_message, json_value, new_log_id, text_response,
@@ -20,8 +24,23 @@ const MAX_BOT_BODY: usize = 20 * 1024;
 /// How far a signed request's timestamp may be from the server's clock.
 const MAX_SIGN_SKEW_SECS: i64 = 3600;
 
-pub use crate::notify::lark_bot::lark_bot_sign;
-use crate::notify::lark_bot::sign_with;
+/// The custom-bot signature for a timestamp in seconds (`lark-api.md` §4.2).
+/// The sandbox's own implementation of the contract, so that it checks
+/// alertflow's signer rather than agreeing with it by construction.
+pub fn lark_bot_sign(timestamp: i64, secret: &str) -> String {
+    sign_with(&timestamp.to_string(), secret)
+}
+
+/// Base64 (standard, padded) of HMAC-SHA256 keyed with `"{timestamp}\n{secret}"`
+/// over an empty message, for the timestamp exactly as sent.
+fn sign_with(timestamp: &str, secret: &str) -> String {
+    let key = format!("{timestamp}\n{secret}");
+    match Hmac::<Sha256>::new_from_slice(key.as_bytes()) {
+        Ok(mac) => STANDARD.encode(mac.finalize().into_bytes()),
+        // HMAC takes keys of any length; no request can be signed this way.
+        Err(_) => String::new(),
+    }
+}
 
 fn bot_reply(code: i64, log_id: &str) -> Response {
     json_value(

@@ -8,6 +8,12 @@
 //! card must parse to come from the generator (`generator.rs`), which knows
 //! what it generated. It must never talk to the real services.
 //!
+//! The crate does not depend on `alertflow`: the expected rows
+//! ([`ExpectedRow`]), their severity ranking and the bot signature check are
+//! written here from the contracts (`docs/cards.md`, `docs/lark-api.md`), so
+//! they test alertflow's code instead of repeating it. The `alertflow-worker`
+//! and `alertflow-beat` binaries do not link this crate.
+//!
 //! Choices where the real API is undocumented:
 //! - `start_time` and `end_time` are both inclusive, compared in whole
 //!   seconds: a message is listed when `start_time <= create_time / 1000 <= end_time`.
@@ -46,9 +52,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use generator::{
-    Expected, RECALLED_CONTENT, SKIP_NO_ALERT_FIELDS, SKIP_NO_ALERT_NAME, SKIP_NOT_A_CARD,
-    SKIP_RECALLED, SKIP_UNREADABLE, UPGRADE_PLACEHOLDER, day_messages, expected_day,
-    expected_range, pacific_date_of_ms, pacific_day_bounds_ms,
+    Expected, ExpectedRow, RECALLED_CONTENT, SKIP_NO_ALERT_FIELDS, SKIP_NO_ALERT_NAME,
+    SKIP_NOT_A_CARD, SKIP_RECALLED, SKIP_UNREADABLE, UPGRADE_PLACEHOLDER, day_messages,
+    expected_day, expected_range, pacific_date_of_ms, pacific_day_bounds_ms,
 };
 pub use webhooks::lark_bot_sign;
 
