@@ -10,19 +10,22 @@
 # --- build -------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them: a stub crate
-# with the real manifest and lock file.
+# Dependencies first, so a source change does not rebuild them: stub crates
+# (the package and the workspace members) with the real manifests and lock file.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin \
+COPY crates/queue/Cargo.toml crates/queue/
+COPY crates/sandbox/Cargo.toml crates/sandbox/
+RUN mkdir -p src/bin crates/queue/src crates/sandbox/src \
  && echo 'fn main() {}' > src/bin/alertflow.rs \
  && cp src/bin/alertflow.rs src/bin/worker.rs \
  && cp src/bin/alertflow.rs src/bin/beat.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs crates/queue/src/lib.rs crates/sandbox/src/lib.rs \
  && cargo build --release --locked --bins \
- && rm -rf src
+ && rm -rf src crates/queue/src crates/sandbox/src
 COPY src ./src
+COPY crates ./crates
 # Make cargo see the real sources as newer than the stub's build.
-RUN touch src/lib.rs src/bin/*.rs \
+RUN touch src/lib.rs src/bin/*.rs crates/*/src/lib.rs \
  && cargo build --release --locked --bins \
  && mkdir -p /out \
  && cp target/release/alertflow target/release/alertflow-worker target/release/alertflow-beat /out/
