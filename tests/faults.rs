@@ -515,7 +515,7 @@ async fn fault_suite_loses_nothing() {
             let dead = ctx.env.wait_dead(1000, Duration::from_secs(60)).await;
             let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
             for d in &dead {
-                *reasons.entry(d.reason.clone()).or_default() += 1;
+                *reasons.entry(d.reason.to_string()).or_default() += 1;
             }
             assert_eq!(
                 dead.len(),

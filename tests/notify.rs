@@ -372,7 +372,7 @@ async fn wrong_signing_secret_is_fatal_and_leaves_no_dedup_key() {
     );
     let dead = env.wait_dead(1, Duration::from_secs(5)).await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].reason, "fatal");
+    assert_eq!(dead[0].reason, DeadReason::Fatal);
     assert_eq!(dead[0].attempts, 1, "not retried");
     assert!(
         dead[0].last_error.contains("signing secret"),

@@ -2,6 +2,8 @@
 
 mod common;
 
+use alertflow::queue::message::DeadReason;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -158,7 +160,7 @@ async fn exhausted_retries_are_dead_lettered_and_replay_brings_them_back() {
     let dead = env.wait_dead(1, Duration::from_secs(5)).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, e.id.to_string());
-    assert_eq!(dead[0].reason, "retries-exhausted");
+    assert_eq!(dead[0].reason, DeadReason::RetriesExhausted);
     assert_eq!(dead[0].attempts, 3);
     assert!(dead[0].last_error.contains("scripted transient failure 3"));
     assert!(!dead[0].worker.is_empty());
@@ -228,7 +230,7 @@ async fn poison_is_dead_lettered_at_once_and_the_worker_keeps_going() {
     let dead = env.wait_dead(4, Duration::from_secs(10)).await;
     let mut reasons: Vec<(String, String)> = dead
         .iter()
-        .map(|d| (d.reason.clone(), d.task.clone()))
+        .map(|d| (d.reason.to_string(), d.task.clone()))
         .collect();
     reasons.sort();
     assert_eq!(
@@ -240,7 +242,10 @@ async fn poison_is_dead_lettered_at_once_and_the_worker_keeps_going() {
             ("unknown-task".into(), "no-such-task".into()),
         ]
     );
-    let undecodable = dead.iter().find(|d| d.reason == "undecodable").unwrap();
+    let undecodable = dead
+        .iter()
+        .find(|d| d.reason == DeadReason::Undecodable)
+        .unwrap();
     assert_eq!(undecodable.raw_body.as_deref(), Some("{not json"));
     assert_eq!(s.times("f").len(), 1, "a fatal error is not retried");
     assert_eq!(
@@ -280,7 +285,7 @@ async fn time_limit_is_retried_then_dead_lettered() {
     );
     assert_eq!(s.times("t").len(), 2, "first attempt and one retry");
     let dead = env.wait_dead(1, Duration::from_secs(5)).await;
-    assert_eq!(dead[0].reason, "retries-exhausted");
+    assert_eq!(dead[0].reason, DeadReason::RetriesExhausted);
     w.stop().await;
 }
 
@@ -428,7 +433,7 @@ async fn quorum_queues_work_with_retries_and_dead_letters() {
         .await;
     let dead = env.wait_dead(1, Duration::from_secs(5)).await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].reason, "retries-exhausted");
+    assert_eq!(dead[0].reason, DeadReason::RetriesExhausted);
     w.stop().await;
     // The queues really are quorum queues: redeclaring one as classic fails.
     let conn = alertflow::queue::publisher::connect(&env.config, "test")

@@ -5,6 +5,8 @@
 
 mod common;
 
+use alertflow::queue::message::DeadReason;
+
 use std::time::Duration;
 
 use alertflow::queue::state::TaskStatus;
@@ -50,7 +52,7 @@ async fn http_probe_succeeds_on_the_expected_status_and_dead_letters_a_dead_endp
     assert!(!error.contains("s3cret-pw"), "{error}");
     let dead = env.wait_dead(1, Duration::from_secs(5)).await;
     assert_eq!(dead[0].id, down.id.to_string());
-    assert_eq!(dead[0].reason, "retries-exhausted");
+    assert_eq!(dead[0].reason, DeadReason::RetriesExhausted);
     assert_eq!(dead[0].attempts, 2);
     assert!(!dead[0].last_error.contains("s3cret-pw"));
     w.stop().await;

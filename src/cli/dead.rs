@@ -83,7 +83,7 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
                         vec![
                             e.id.clone(),
                             e.task.clone(),
-                            e.reason.clone(),
+                            e.reason.to_string(),
                             e.attempts.to_string(),
                             e.dead_at
                                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())

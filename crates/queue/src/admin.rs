@@ -39,8 +39,8 @@ pub enum AdminError {
 pub struct DeadEntry {
     pub id: String,
     pub task: String,
-    /// A [`DeadReason`] name (`retries-exhausted`, `broker`, ...).
-    pub reason: String,
+    /// Serialized as its name (`retries-exhausted`, `broker`, ...).
+    pub reason: DeadReason,
     pub attempts: u32,
     pub last_error: String,
     pub worker: String,
@@ -67,7 +67,7 @@ impl DeadEntry {
                     .as_ref()
                     .map(|e| e.task.clone())
                     .unwrap_or_else(|| "(undecodable)".into()),
-                reason: d.reason.as_str().into(),
+                reason: d.reason,
                 attempts: d.attempts,
                 last_error: d.last_error,
                 worker: d.worker,
@@ -81,7 +81,7 @@ impl DeadEntry {
             return DeadEntry {
                 id: e.id.to_string(),
                 task: e.task.clone(),
-                reason: DeadReason::Broker.as_str().into(),
+                reason: DeadReason::Broker,
                 attempts: e.attempt + 1,
                 last_error: "dead-lettered by the broker (delivery limit or rejection)".into(),
                 worker: String::new(),
@@ -94,7 +94,7 @@ impl DeadEntry {
         DeadEntry {
             id: message_id.unwrap_or_default().to_string(),
             task: "(undecodable)".into(),
-            reason: DeadReason::Undecodable.as_str().into(),
+            reason: DeadReason::Undecodable,
             attempts: 0,
             last_error: "not a dead-letter record".into(),
             worker: String::new(),
