@@ -20,9 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::queue::config::{
-    BeatConfig, BrokerConfig, ConfigError, EnvOverride, HumanDuration, LimitSpec, QueueConfig,
-    QueueType, RedisConfig, Secret, SecretUrl, StateConfig, TaskOverride, TlsConfig, WorkerConfig,
-    parse_duration, redact_url, split_list, task_rate_key,
+    BeatConfig, BrokerConfig, ConfigError, DurationError, EnvOverride, HumanDuration, LimitSpec,
+    QueueConfig, QueueType, RedisConfig, Secret, SecretUrl, StateConfig, TaskOverride, TlsConfig,
+    WorkerConfig, parse_duration, redact_url, split_list, task_rate_key,
 };
 use crate::queue::schedule::ScheduleConfig;
 

@@ -27,7 +27,7 @@ pub struct CheckArgs {
     pub timeout: HumanDuration,
 }
 
-fn parse_timeout(s: &str) -> Result<HumanDuration, String> {
+fn parse_timeout(s: &str) -> Result<HumanDuration, crate::config::DurationError> {
     crate::config::parse_duration(s).map(HumanDuration)
 }
 

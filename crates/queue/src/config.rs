@@ -154,11 +154,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// Parse `"30s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"` (see
-/// [`crate::schedule::parse_duration`] for the exact grammar).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::schedule::parse_duration(s).map_err(|e| e.to_string())
-}
+pub use crate::schedule::{DurationError, parse_duration};
 
 /// Classic (default) or quorum work queues.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -578,12 +574,13 @@ impl QueueConfig {
             return Err(invalid("worker.prefetch_multiplier", "must be at least 1"));
         }
         for q in &self.worker.queues {
-            crate::topology::validate_queue_name(q).map_err(|m| invalid("worker.queues", &m))?;
+            crate::topology::validate_queue_name(q)
+                .map_err(|e| invalid("worker.queues", &e.to_string()))?;
         }
         for (name, o) in &self.tasks {
             if let Some(q) = &o.queue {
                 crate::topology::validate_queue_name(q)
-                    .map_err(|m| invalid(&format!("tasks.{name}.queue"), &m))?;
+                    .map_err(|e| invalid(&format!("tasks.{name}.queue"), &e.to_string()))?;
             }
         }
         let mut names = std::collections::BTreeSet::new();
@@ -595,7 +592,8 @@ impl QueueConfig {
                 return Err(invalid(&key, "two schedules have this name"));
             }
             if let Some(q) = &sc.queue {
-                crate::topology::validate_queue_name(q).map_err(|m| invalid(&key, &m))?;
+                crate::topology::validate_queue_name(q)
+                    .map_err(|e| invalid(&key, &e.to_string()))?;
             }
         }
         let named = self

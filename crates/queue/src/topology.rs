@@ -39,7 +39,7 @@ pub struct Topology {
 
 /// A queue family name must be short, lowercase and dot-free (dots separate
 /// the tier from the family in delay routing keys).
-pub fn validate_queue_name(name: &str) -> Result<(), String> {
+pub fn validate_queue_name(name: &str) -> Result<(), QueueNameError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -48,10 +48,17 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "queue name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
-        ))
+        Err(QueueNameError {
+            name: name.to_string(),
+        })
     }
+}
+
+/// A queue family name [`validate_queue_name`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'")]
+pub struct QueueNameError {
+    pub name: String,
 }
 
 /// `1s`, `500ms`, `2m`, `1h`: a tier's label in queue names and routing keys.

@@ -54,8 +54,8 @@ pub enum WorkerError {
     Broker(#[from] lapin::Error),
     #[error("{0}")]
     Publish(#[from] PublishError),
-    #[error("unknown queue {0:?}")]
-    Queue(String),
+    #[error(transparent)]
+    Queue(#[from] crate::topology::QueueNameError),
 }
 
 impl WorkerError {
@@ -178,7 +178,7 @@ impl Worker {
     /// at once; broker and Redis trouble are retried, never returned.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         for q in &self.opts.queues {
-            crate::topology::validate_queue_name(q).map_err(WorkerError::Queue)?;
+            crate::topology::validate_queue_name(q)?;
         }
         let s = &self.services;
         self.warn_unavailable_tasks();
