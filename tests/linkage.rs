@@ -32,13 +32,15 @@ fn symbols_naming(bin: &str, needle: &str) -> usize {
 }
 
 #[test]
-fn worker_and_beat_do_not_link_the_sandbox_and_the_cli_does() {
+fn worker_and_beat_do_not_link_the_sandbox_or_the_benchmarks_and_the_cli_does() {
     let cli = env!("CARGO_BIN_EXE_alertflow");
     let cli_count = symbols_naming(cli, "alertflow_sandbox");
     assert!(
         cli_count > 0,
         "the alertflow CLI runs the sandbox, so its symbols must be visible to this check (found none in {cli})"
     );
+    let cli_bench = symbols_naming(cli, "alertflow::cli::bench");
+    assert!(cli_bench > 0, "the alertflow CLI runs the benchmarks");
     for bin in [
         env!("CARGO_BIN_EXE_alertflow-worker"),
         env!("CARGO_BIN_EXE_alertflow-beat"),
@@ -52,6 +54,12 @@ fn worker_and_beat_do_not_link_the_sandbox_and_the_cli_does() {
             symbols_naming(bin, "alertflow_sandbox"),
             0,
             "{bin} links sandbox code (alertflow CLI: {cli_count} such symbols)"
+        );
+        // Benchmarks (and their `bench-incr` task) leave the worker too.
+        assert_eq!(
+            symbols_naming(bin, "alertflow::cli::bench"),
+            0,
+            "{bin} links benchmark code (alertflow CLI: {cli_bench} such symbols)"
         );
     }
 }
