@@ -36,6 +36,8 @@ fn parse_timeout(s: &str) -> Result<HumanDuration, crate::config::DurationError>
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
+    /// Answered, but configured in a way that can lose data (see the detail).
+    Warn,
     Fail,
     /// Not configured, so not checked.
     Skip,
@@ -45,6 +47,7 @@ impl Status {
     fn label(self) -> &'static str {
         match self {
             Status::Ok => "OK",
+            Status::Warn => "WARN",
             Status::Fail => "FAIL",
             Status::Skip => "SKIP",
         }
@@ -139,6 +142,14 @@ pub async fn check_config(g: &GlobalOpts, a: CheckArgs) -> CliResult {
                 .collect();
             print_table(&["SERVICE", "STATUS", "TIME", "ADDRESS", "DETAIL"], &rows);
             println!();
+            let warned: Vec<&str> = checks
+                .iter()
+                .filter(|c| c.status == Status::Warn)
+                .map(|c| c.service.as_str())
+                .collect();
+            if !warned.is_empty() {
+                println!("warnings: {} (see DETAIL)", warned.join(", "));
+            }
             if failed == 0 {
                 println!("all services answered");
             } else {
@@ -192,7 +203,7 @@ pub async fn run_checks(config: &AppConfig, timeout: Duration) -> Vec<Check> {
             "redis",
             config.redis.url.redacted(),
             timeout,
-            check_redis(config)
+            check_redis_durability(config)
         ),
         timed(
             "database",
@@ -234,11 +245,14 @@ async fn timed(
     service: impl Into<String>,
     address: String,
     timeout: Duration,
-    f: impl Future<Output = Result<String, String>>,
+    f: impl Future<Output = Result<impl Into<Answer>, String>>,
 ) -> Check {
     let started = Instant::now();
     let (status, detail) = match tokio::time::timeout(timeout, f).await {
-        Ok(Ok(d)) => (Status::Ok, d),
+        Ok(Ok(a)) => {
+            let a: Answer = a.into();
+            (a.status, a.detail)
+        }
         Ok(Err(e)) => (Status::Fail, e),
         Err(_) => (Status::Fail, format!("no answer within {timeout:?}")),
     };
@@ -249,6 +263,87 @@ async fn timed(
         detail: one_line(&detail),
         ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// A service that answered: OK, or WARN with what is wrong.
+struct Answer {
+    status: Status,
+    detail: String,
+}
+
+impl From<String> for Answer {
+    fn from(detail: String) -> Answer {
+        Answer {
+            status: Status::Ok,
+            detail,
+        }
+    }
+}
+
+/// [`check_redis`], then whether the server keeps what alertflow stores in
+/// it: a Redis that evicts keys or keeps nothing across a restart is a
+/// warning (docs/operations.md, "What lives in Redis"). A server that hides
+/// `CONFIG` (some managed services) is not judged.
+async fn check_redis_durability(config: &AppConfig) -> Result<Answer, String> {
+    let detail = check_redis(config).await?;
+    let pool = crate::queue::context::redis_pool(config).map_err(|e| e.to_string())?;
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut settings = std::collections::BTreeMap::new();
+    for key in ["maxmemory", "maxmemory-policy", "appendonly", "save"] {
+        let got: Result<Vec<String>, _> = deadpool_redis::redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await;
+        match got {
+            Ok(pair) if pair.len() == 2 => {
+                settings.insert(key, pair[1].clone());
+            }
+            _ => {
+                return Ok(Answer::from(format!(
+                    "{detail}; persistence not checked (CONFIG GET refused)"
+                )));
+            }
+        }
+    }
+    let warnings = redis_durability_warnings(&settings);
+    Ok(if warnings.is_empty() {
+        Answer::from(detail)
+    } else {
+        Answer {
+            status: Status::Warn,
+            detail: format!("{detail}; {}", warnings.join("; ")),
+        }
+    })
+}
+
+/// What is wrong with Redis settings for alertflow (empty: nothing).
+fn redis_durability_warnings(s: &std::collections::BTreeMap<&str, String>) -> Vec<String> {
+    let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("");
+    let mut out = Vec::new();
+    let limited = get("maxmemory").parse::<u64>().is_ok_and(|m| m > 0);
+    if limited && get("maxmemory-policy") != "noeviction" {
+        out.push(format!(
+            "evicts keys at maxmemory (maxmemory-policy {}): set noeviction",
+            get("maxmemory-policy")
+        ));
+    }
+    if get("appendonly") != "yes" {
+        if get("save").trim().is_empty() {
+            out.push(
+                "no persistence (appendonly no, no save points): a restart loses every key; \
+                 set appendonly yes, appendfsync everysec"
+                    .to_string(),
+            );
+        } else {
+            out.push(format!(
+                "snapshots only (save {}): a restart loses what was written since the last one; \
+                 set appendonly yes, appendfsync everysec",
+                get("save")
+            ));
+        }
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {
@@ -447,6 +542,50 @@ async fn check_lark(config: &AppConfig, timeout: Duration) -> Check {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn redis_that_evicts_or_forgets_is_a_warning() {
+        let settings = |pairs: &[(&'static str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let good = settings(&[
+            ("maxmemory", "0"),
+            ("maxmemory-policy", "allkeys-lru"),
+            ("appendonly", "yes"),
+            ("save", ""),
+        ]);
+        assert!(
+            redis_durability_warnings(&good).is_empty(),
+            "no limit: nothing is evicted"
+        );
+        let w = redis_durability_warnings(&settings(&[
+            ("maxmemory", "1073741824"),
+            ("maxmemory-policy", "allkeys-lru"),
+            ("appendonly", "no"),
+            ("save", ""),
+        ]));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("allkeys-lru") && w[0].contains("noeviction"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("no persistence"), "{w:?}");
+        let w = redis_durability_warnings(&settings(&[
+            ("maxmemory", "1073741824"),
+            ("maxmemory-policy", "noeviction"),
+            ("appendonly", "no"),
+            ("save", "3600 1 300 100"),
+        ]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("snapshots only (save 3600 1 300 100)"),
+            "{w:?}"
+        );
+    }
+
     use super::*;
 
     #[test]
