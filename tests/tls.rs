@@ -242,7 +242,9 @@ async fn rediss_verifies_the_redis_certificate() {
     let (status, detail) = tokio::task::block_in_place(|| check("", &env(Some(&certs.ca))))
         .remove("redis")
         .unwrap();
-    assert_eq!(status, "ok", "{detail}");
+    // Answered over TLS; `warn` when the Redis behind the proxy keeps
+    // nothing across a restart (its durability is judged too).
+    assert!(status == "ok" || status == "warn", "{status}: {detail}");
     assert!(
         detail.contains("PONG") && detail.contains("TLS"),
         "{detail}"
