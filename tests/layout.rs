@@ -1,7 +1,7 @@
 //! The layout's promises, checked: the queue crate stays generic (no alert
 //! vocabulary in its code, none of the application's heavy clients in its
 //! dependencies) and the repository is self-contained (nothing reads a
-//! sibling `shared/` directory).
+//! sibling directory of shared references).
 
 use std::path::{Path, PathBuf};
 
@@ -102,12 +102,14 @@ fn nothing_reads_outside_the_repository() {
     for dir in ["src", "crates", "tests"] {
         rust_files(&root().join(dir), &mut files);
     }
-    let this = root().join("tests/layout.rs");
+    // The needles are built, so this file does not name the path it forbids.
+    let sibling = ["..", "shared"].join("/");
+    let fixtures = ["shared", "fixtures"].join("/");
     let mut found = Vec::new();
-    for f in files.iter().filter(|f| **f != this) {
+    for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         for (n, line) in text.lines().enumerate() {
-            if line.contains("../shared") || line.contains("shared/fixtures") {
+            if line.contains(&sibling) || line.contains(&fixtures) {
                 found.push(format!("{}:{}: {line}", f.display(), n + 1));
             }
         }

@@ -31,24 +31,18 @@ pub struct BeatCli {
 }
 
 pub async fn run(cli: BeatCli) -> ExitCode {
-    let mut config = match cli.global.load_config() {
-        Ok(c) => (*c).clone(),
+    let (config, registry) = match cli.global.load_with_registry() {
+        Ok((c, r)) => ((*c).clone(), r),
         Err(e) => {
             eprintln!("error: {}", e.message);
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let mut queue = config.queue;
     if let Some(m) = cli.metrics_listen {
-        config.beat.metrics_listen = m;
+        queue.beat.metrics_listen = m;
     }
-    let registry = match crate::tasks::lookup_registry(&config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let beat = match Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)) {
+    let beat = match Beat::new(Arc::new(queue), Arc::new(registry)) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");

@@ -203,7 +203,7 @@ pub async fn run_checks(config: &AppConfig, timeout: Duration) -> Vec<Check> {
             "redis",
             config.redis.url.redacted(),
             timeout,
-            check_redis_durability(config)
+            check_redis(config)
         ),
         timed(
             "database",
@@ -280,14 +280,23 @@ impl From<String> for Answer {
     }
 }
 
-/// [`check_redis`], then whether the server keeps what alertflow stores in
-/// it: a Redis that evicts keys or keeps nothing across a restart is a
-/// warning (docs/operations.md, "What lives in Redis"). A server that hides
-/// `CONFIG` (some managed services) is not judged.
-async fn check_redis_durability(config: &AppConfig) -> Result<Answer, String> {
-    let detail = check_redis(config).await?;
+/// `PING`, then, on the same connection, whether the server keeps what
+/// alertflow stores in it: a Redis that evicts keys or keeps nothing across
+/// a restart is a warning (docs/operations.md, "What lives in Redis"). A
+/// server that hides `CONFIG` (some managed services) is not judged.
+async fn check_redis(config: &AppConfig) -> Result<Answer, String> {
     let pool = crate::queue::context::redis_pool(config).map_err(|e| e.to_string())?;
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let pong: String = deadpool_redis::redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = if crate::queue::tls::redis_uses_tls(config) {
+        ", TLS"
+    } else {
+        ""
+    };
+    let detail = format!("PING -> {pong}{tls}");
     let mut settings = std::collections::BTreeMap::new();
     for key in ["maxmemory", "maxmemory-policy", "appendonly", "save"] {
         let got: Result<Vec<String>, _> = deadpool_redis::redis::cmd("CONFIG")
@@ -362,21 +371,6 @@ async fn check_broker(config: &AppConfig) -> Result<String, String> {
         ""
     };
     Ok(format!("connected{tls} (heartbeat {heartbeat} s)"))
-}
-
-async fn check_redis(config: &AppConfig) -> Result<String, String> {
-    let pool = crate::queue::context::redis_pool(config).map_err(|e| e.to_string())?;
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let pong: String = deadpool_redis::redis::cmd("PING")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = if crate::queue::tls::redis_uses_tls(config) {
-        ", TLS"
-    } else {
-        ""
-    };
-    Ok(format!("PING -> {pong}{tls}"))
 }
 
 async fn check_database(config: &AppConfig) -> Result<String, String> {

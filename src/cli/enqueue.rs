@@ -102,7 +102,7 @@ pub fn check_family<'a>(
 }
 
 pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
-    let config = g.load_config()?;
+    let (config, registry) = g.load_with_registry()?;
     let args = parse_args(&read_args(&a.args)?)?;
     let countdown = match a.countdown {
         Some(c) if !(0.0..=86_400.0 * 365.0).contains(&c) => {
@@ -113,7 +113,6 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
         Some(c) => Some(Duration::from_secs_f64(c)),
         None => None,
     };
-    let registry = crate::tasks::lookup_registry(&config)?;
     let Some(task) = registry.get(&a.task) else {
         let known: Vec<&str> = registry.names().collect();
         return Err(CliError::usage(format!(

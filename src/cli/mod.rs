@@ -32,6 +32,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::{AppConfig, ConfigError};
+use crate::queue::task::Registry;
 use crate::telemetry::LogFormat;
 
 pub const EXIT_OK: u8 = 0;
@@ -134,9 +135,17 @@ impl GlobalOpts {
     /// task registry can check (see [`crate::tasks::validate_config`]). Every
     /// binary starts with this, and `check-config` runs exactly this.
     pub fn load_config(&self) -> Result<Arc<AppConfig>, CliError> {
+        Ok(self.load_with_registry()?.0)
+    }
+
+    /// [`GlobalOpts::load_config`], keeping the task registry it checked the
+    /// config with, for commands that look tasks up (its clients are built
+    /// once per process, not once per check).
+    pub fn load_with_registry(&self) -> Result<(Arc<AppConfig>, Registry), CliError> {
         let config = AppConfig::load(self.config.as_deref())?;
-        crate::tasks::validate_config(&config)?;
-        Ok(Arc::new(config))
+        let registry = crate::tasks::lookup_registry(&config)?;
+        registry.validate_config(&config)?;
+        Ok((Arc::new(config), registry))
     }
 }
 

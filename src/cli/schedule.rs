@@ -51,8 +51,7 @@ struct Row {
 }
 
 pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
-    let config = g.load_config()?;
-    let registry = crate::tasks::lookup_registry(&config)?;
+    let (config, registry) = g.load_with_registry()?;
     let beat =
         Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)).map_err(CliError::usage)?;
     match cmd {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalOpts};
+use crate::config::AppConfig;
 use crate::queue::context::Services;
 use crate::queue::worker::{Worker, WorkerOptions};
 
@@ -93,10 +94,12 @@ pub fn spawn_watchdog(
 }
 
 pub async fn run(cli: WorkerCli) -> ExitCode {
-    let mut config = match cli.global.load_config() {
-        Ok(c) => (*c).clone(),
+    // The registry check runs below, with the registry this worker runs
+    // (its clients are built once).
+    let mut config = match AppConfig::load(cli.global.config.as_deref()) {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -139,6 +142,10 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Err(e) = registry.validate_config(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let worker = Worker::new(
         services.clone(),
         Arc::new(registry),
