@@ -2,6 +2,10 @@
 //! field per page and stage, so that retried and redelivered tasks record
 //! the same page twice without counting it twice. Runs are indexed by date
 //! in `<ns>:runs:<date>`.
+//!
+//! This is the fast path for progress only: the truth of what a run did is
+//! the run ledger in the database ([`crate::sink::ledger`]), and the run
+//! barrier is decided there, so a run whose hash Redis lost still finishes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -166,9 +170,13 @@ impl RunState {
     /// true for the single caller that recorded it.
     pub async fn claim_recommend(&self, run_id: &str, task_id: &str) -> Result<bool, TaskError> {
         let mut c = self.conn().await?;
-        c.hset_nx(self.key(run_id), "recommend", task_id)
-            .await
-            .map_err(redis_err)
+        let key = self.key(run_id);
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(&key, "recommend", task_id)
+            .expire(&key, self.ttl.as_secs() as i64)
+            .ignore();
+        let (claimed,): (bool,) = pipe.query_async(&mut c).await.map_err(redis_err)?;
+        Ok(claimed)
     }
 
     /// Undo [`claim_recommend`] when publishing the task failed.
@@ -177,6 +185,13 @@ impl RunState {
         c.hdel::<_, _, ()>(self.key(run_id), "recommend")
             .await
             .map_err(redis_err)
+    }
+
+    /// Whether the run's hash still holds what `begin` wrote: false when
+    /// Redis lost it (a hash that later writes recreated lacks `date`).
+    pub async fn intact(&self, run_id: &str) -> Result<bool, TaskError> {
+        let mut c = self.conn().await?;
+        c.hexists(self.key(run_id), "date").await.map_err(redis_err)
     }
 
     /// Run ids started for a date, oldest first.
@@ -223,25 +238,37 @@ impl RunState {
     }
 }
 
-/// If every page of the run is written, publish the run's one `recommend`
-/// (for its date). Called by each `insert` and by `fetch-day` when it
-/// records the page total, so whichever finishes last triggers it; the
-/// claim in the run's hash makes it exactly one, across redeliveries and
-/// workers.
+/// If the ledger says every page of the run is written, publish the run's
+/// `recommend` (see [`publish_recommend`]). Called by `fetch-day` once it
+/// recorded the page total; `insert` learns the same from its coalescer.
 pub async fn complete_if_done(
     ctx: &crate::queue::task::TaskContext,
     runs: &RunState,
+    sink: &crate::sink::starrocks::SqlSink,
     run_id: &str,
+    date: &str,
 ) -> Result<Option<uuid::Uuid>, TaskError> {
-    let Some(s) = runs.summary(run_id).await? else {
-        return Ok(None);
-    };
-    if !s.written_all() || s.recommend.is_some() {
+    if sink.complete_runs(&[run_id.to_string()]).await?.is_empty() {
         return Ok(None);
     }
+    publish_recommend(ctx, runs, run_id, date).await
+}
+
+/// Publish the run's one `recommend` (for its date) once the run barrier,
+/// decided on the database ledger, says every page is written; whichever
+/// of the run's tasks finishes last calls it. The claim in the run's Redis
+/// hash makes it one across redeliveries and workers while Redis keeps its
+/// data; if Redis lost it, a second `recommend` may go out, which is
+/// harmless (it recomputes the same table), where a missing one is not.
+pub async fn publish_recommend(
+    ctx: &crate::queue::task::TaskContext,
+    runs: &RunState,
+    run_id: &str,
+    date: &str,
+) -> Result<Option<uuid::Uuid>, TaskError> {
     let mut rec = ctx.child_task::<crate::tasks::recommend::Recommend>(
         &crate::tasks::recommend::RecommendArgs {
-            date: s.date.clone(),
+            date: date.to_string(),
             run_id: Some(run_id.to_string()),
         },
         Some(&format!("recommend:{run_id}")),
@@ -254,6 +281,6 @@ pub async fn complete_if_done(
         runs.release_recommend(run_id).await?;
         return Err(e);
     }
-    tracing::info!(run_id, date = %s.date, rows = s.rows_written, pages = s.pages_written, "run written; recommend published");
+    tracing::info!(run_id, date, "run written; recommend published");
     Ok(Some(rec.id))
 }

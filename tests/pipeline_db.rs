@@ -297,19 +297,49 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
         FakeFailure, FakeStreamLoadOptions, spawn_fake_stream_load,
     };
     use alertflow::tasks::insert::InsertArgs;
-    let fake = spawn_fake_stream_load(FakeStreamLoadOptions::default())
-        .await
-        .unwrap();
+    // As on StarRocks, the FE's HTTP loads and its MySQL protocol (which
+    // the run ledger is written over) take the same user: one of this
+    // test's own on MariaDB.
+    let user = format!("af_sl_{}", std::process::id());
+    let fake = spawn_fake_stream_load(FakeStreamLoadOptions {
+        user: user.clone(),
+        ..FakeStreamLoadOptions::default()
+    })
+    .await
+    .unwrap();
+    let password = FakeStreamLoadOptions::default().password;
     let fe = fake.fe_url();
+    let (u, pw) = (user.clone(), password.clone());
     let env = TestEnv::with("streamload", move |c| {
         c.worker.queues = vec!["db".into()];
         c.worker.concurrency = 1; // one message per load, so labels are per page
         c.sink.mode = alertflow::config::SinkMode::StreamLoad;
         c.sink.stream_load_url = fe;
-        c.mysql.user = "root".into();
-        c.mysql.password = alertflow::config::Secret::new("sandbox-starrocks");
+        c.mysql.user = u;
+        c.mysql.password = alertflow::config::Secret::new(&pw);
         c.sink.batch_interval = common::ms(100);
     });
+    let root = {
+        let mut c = (*env.config).clone();
+        c.mysql.user = "root".into();
+        c.mysql.password = alertflow::config::Secret::new("");
+        c
+    };
+    let admin = SqlSink::new(&root);
+    admin.migrate().await.unwrap();
+    common::sql(
+        &root,
+        &[
+            &format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'"),
+            &format!("CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}'"),
+            &format!("GRANT ALL ON `{}`.* TO '{user}'@'%'", root.mysql.database),
+            &format!(
+                "GRANT ALL ON `{}`.* TO '{user}'@'localhost'",
+                root.mysql.database
+            ),
+        ],
+    )
+    .await;
     let cfg = SandboxConfig {
         seed: 3,
         per_day: 100,
@@ -331,7 +361,8 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
                 date: "2026-03-02".into(),
                 page,
                 rows,
-                raw: Default::default()
+                raw: Default::default(),
+                skips: Default::default(),
             }),
         )
     };
@@ -378,7 +409,24 @@ async fn insert_in_stream_load_mode_loads_once_per_batch_label() {
         fe_requests >= 4 && be_requests >= 4,
         "every load went FE → BE: {fe_requests}/{be_requests}"
     );
+    // The run ledger (over SQL) has both pages, once each.
+    let ledger = admin.run_ledgers(&["r1".to_string()]).await.unwrap();
+    assert!(
+        ledger.is_empty(),
+        "no fetch-day recorded run r1: {ledger:?}"
+    );
+    let written = admin.pages_written(&["r1".to_string()]).await.unwrap();
+    assert_eq!(written.get("r1"), Some(&2), "{written:?}");
     w.stop().await;
+    common::sql(
+        &root,
+        &[
+            &format!("DROP USER IF EXISTS '{user}'@'%'"),
+            &format!("DROP USER IF EXISTS '{user}'@'localhost'"),
+        ],
+    )
+    .await;
+    admin.drop_database().await.unwrap();
 }
 
 /// `run --wait` piped, started before any worker: it warns that nothing

@@ -235,6 +235,7 @@ async fn measure(
                     page: i as u32 + 1,
                     rows: chunk.to_vec(),
                     raw: Default::default(),
+                    skips: Default::default(),
                 }),
             );
             registry.apply_policy(&mut e, config, None);

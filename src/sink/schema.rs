@@ -1,4 +1,4 @@
-//! The two tables, defined once and rendered in two SQL dialects:
+//! The tables (alert rows, recommendations and the run ledger), defined once and rendered in two SQL dialects:
 //! `starrocks` (Primary Key tables, `DISTRIBUTED BY HASH`, `PROPERTIES`,
 //! VARCHAR lengths in bytes) and `mysql` (what MariaDB and MySQL accept;
 //! long text becomes TEXT/MEDIUMTEXT to stay under the 64 KB row limit).
@@ -172,7 +172,109 @@ pub const ALERT_RECOMMENDATIONS: Table = Table {
     index: None,
 };
 
-pub const TABLES: [&Table; 2] = [&LARK_ALERTS, &ALERT_RECOMMENDATIONS];
+/// `pipeline_runs`: the run ledger, one row per run (a `fetch-day` and the
+/// pages it published). Written by `fetch-day` when it starts (window) and
+/// again once its last page is published (page total).
+pub const PIPELINE_RUNS: Table = Table {
+    name: "pipeline_runs",
+    comment: "Run ledger: one row per fetch-day run",
+    key: &["run_id"],
+    columns: &[
+        col("run_id", ColType::Varchar(64), "run id"),
+        col(
+            "report_date",
+            ColType::Date,
+            "America/Los_Angeles date fetched",
+        ),
+        col("chat_id", ColType::Varchar(64), "Lark chat id"),
+        col(
+            "window_start",
+            ColType::DateTime,
+            "first instant fetched, UTC",
+        ),
+        col(
+            "window_end",
+            ColType::DateTime,
+            "last instant fetched, UTC (fixed on the first attempt)",
+        ),
+        col("started_at", ColType::DateTime, "when the run started, UTC"),
+        col(
+            "total_pages",
+            ColType::Int,
+            "pages published; 0 until the last page is known",
+        ),
+        col("messages", ColType::Int, "messages fetched, over all pages"),
+        col(
+            "fetched_at",
+            ColType::DateTime,
+            "when the last page was published, UTC (started_at until then)",
+        ),
+    ],
+    index: Some("report_date"),
+};
+
+/// `pipeline_pages`: the page ledger, one row per page written to
+/// `lark_alerts`, recorded by `insert` after the rows are written.
+pub const PIPELINE_PAGES: Table = Table {
+    name: "pipeline_pages",
+    comment: "Run ledger: one row per page written",
+    key: &["run_id", "page"],
+    columns: &[
+        col("run_id", ColType::Varchar(64), "run id"),
+        col("page", ColType::Int, "page number, from 1"),
+        col(
+            "report_date",
+            ColType::Date,
+            "America/Los_Angeles date of the run",
+        ),
+        col("rows_written", ColType::Int, "alert rows the page gave"),
+        col(
+            "skips",
+            ColType::Text(65533),
+            "messages skipped by reason, JSON object",
+        ),
+        col(
+            "written_at",
+            ColType::DateTime,
+            "when the rows were written, UTC",
+        ),
+    ],
+    index: Some("report_date"),
+};
+
+/// `pipeline_recommends`: one row per date and run whose recommendations
+/// were computed (`run_id` is empty for `reconcile` and by-hand runs),
+/// recorded by `recommend` after it wrote them.
+pub const PIPELINE_RECOMMENDS: Table = Table {
+    name: "pipeline_recommends",
+    comment: "Run ledger: when each date's recommendations were computed, from what",
+    key: &["report_date", "run_id"],
+    columns: &[
+        col("report_date", ColType::Date, "America/Los_Angeles date"),
+        col(
+            "run_id",
+            ColType::Varchar(64),
+            "the run that asked, empty for reconcile or by hand",
+        ),
+        col("generated_at", ColType::DateTime, "when, UTC"),
+        col("rows_read", ColType::Int, "alert rows of the date read"),
+        col("alerts", ColType::Int, "recommendations written"),
+        col(
+            "max_ingested_at",
+            ColType::DateTime,
+            "newest ingested_at among the rows read (1970-01-01 if none)",
+        ),
+    ],
+    index: None,
+};
+
+pub const TABLES: [&Table; 5] = [
+    &LARK_ALERTS,
+    &ALERT_RECOMMENDATIONS,
+    &PIPELINE_RUNS,
+    &PIPELINE_PAGES,
+    &PIPELINE_RECOMMENDS,
+];
 
 /// StarRocks table properties.
 #[derive(Clone, Debug)]

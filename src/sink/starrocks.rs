@@ -51,7 +51,7 @@ const FATAL_CODES: &[u16] = &[
     1406, // data too long
 ];
 
-fn classify(e: mysql_async::Error) -> SinkError {
+pub(crate) fn classify(e: mysql_async::Error) -> SinkError {
     match &e {
         mysql_async::Error::Server(s) if FATAL_CODES.contains(&s.code) => {
             let hint = match s.code {
@@ -86,11 +86,11 @@ pub struct StoredAlert {
 }
 
 /// Escape a value with the driver's own escaping.
-fn lit(v: impl Into<Value>) -> String {
+pub(crate) fn lit(v: impl Into<Value>) -> String {
     v.into().as_sql(false)
 }
 
-fn datetime_lit(s: &str, table: &str) -> Result<String, SinkError> {
+pub(crate) fn datetime_lit(s: &str, table: &str) -> Result<String, SinkError> {
     let t = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map_err(|e| SinkError::Data {
         table: table.into(),
         message: format!("bad datetime {s:?}: {e}"),
@@ -98,7 +98,7 @@ fn datetime_lit(s: &str, table: &str) -> Result<String, SinkError> {
     Ok(lit(t.format("%Y-%m-%d %H:%M:%S").to_string()))
 }
 
-fn date_lit(s: &str, table: &str) -> Result<String, SinkError> {
+pub(crate) fn date_lit(s: &str, table: &str) -> Result<String, SinkError> {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| SinkError::Data {
         table: table.into(),
         message: format!("bad date {s:?}: {e}"),
@@ -106,7 +106,7 @@ fn date_lit(s: &str, table: &str) -> Result<String, SinkError> {
     Ok(lit(d.format("%Y-%m-%d").to_string()))
 }
 
-fn column_list(t: &Table) -> String {
+pub(crate) fn column_list(t: &Table) -> String {
     t.columns
         .iter()
         .map(|c| format!("`{}`", c.name))
@@ -168,7 +168,7 @@ impl SqlSink {
         &self.db
     }
 
-    async fn conn(&self) -> Result<mysql_async::Conn, SinkError> {
+    pub(crate) async fn conn(&self) -> Result<mysql_async::Conn, SinkError> {
         match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
             Ok(c) => c.map_err(classify),
             Err(_) => Err(SinkError::Unavailable(format!(
@@ -178,7 +178,7 @@ impl SqlSink {
         }
     }
 
-    /// Create the database and both tables if missing.
+    /// Create the database and every table if missing.
     pub async fn migrate(&self) -> Result<Vec<String>, SinkError> {
         let stmts = schema::migration(&self.db, self.dialect, &self.sr);
         let mut c = self.conn().await?;
@@ -199,11 +199,11 @@ impl SqlSink {
         .map_err(classify)
     }
 
-    fn table(&self, t: &Table) -> String {
+    pub(crate) fn table(&self, t: &Table) -> String {
         format!("`{}`.`{}`", self.db.replace('`', "``"), t.name)
     }
 
-    fn upsert_tail(&self, t: &Table) -> String {
+    pub(crate) fn upsert_tail(&self, t: &Table) -> String {
         match self.dialect {
             Dialect::StarRocks => String::new(),
             Dialect::Mysql => {
@@ -272,36 +272,57 @@ impl SqlSink {
 
     /// Every alert row of a Pacific date.
     pub async fn alerts_for_date(&self, date: &str) -> Result<Vec<AlertRow>, SinkError> {
+        Ok(self.alerts_with_newest(date).await?.0)
+    }
+
+    /// Every alert row of a Pacific date, and the newest `ingested_at`
+    /// among them (read in the same statement, so the two agree).
+    pub async fn alerts_with_newest(
+        &self,
+        date: &str,
+    ) -> Result<(Vec<AlertRow>, Option<NaiveDateTime>), SinkError> {
         let t = &schema::LARK_ALERTS;
         let q = format!(
             "SELECT message_id, lark_message_id, chat_id, status, alert_name, severity, clusters, regions, \
-             alert_count, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'), DATE_FORMAT(alert_date, '%Y-%m-%d'), title, summary \
+             alert_count, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'), DATE_FORMAT(alert_date, '%Y-%m-%d'), title, summary, \
+             DATE_FORMAT(ingested_at, '%Y-%m-%d %H:%i:%s') \
              FROM {} WHERE alert_date = {} ORDER BY created_at, message_id",
             self.table(t),
             date_lit(date, t.name)?
         );
         let mut c = self.conn().await?;
         let rows: Vec<Row> = c.query(q).await.map_err(classify)?;
-        rows.into_iter()
-            .map(|mut r| {
-                let mut s = |i: usize| -> String { r.take::<String, _>(i).unwrap_or_default() };
-                Ok(AlertRow {
-                    message_id: s(0),
-                    lark_message_id: s(1),
-                    chat_id: s(2),
-                    status: s(3),
-                    alert_name: s(4),
-                    severity: s(5),
-                    clusters: s(6),
-                    regions: s(7),
-                    alert_count: s(8).parse().unwrap_or(0),
-                    created_at: s(9),
-                    alert_date: s(10),
-                    title: s(11),
-                    summary: s(12),
-                })
-            })
-            .collect()
+        let mut newest: Option<NaiveDateTime> = None;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            let mut s = |i: usize| -> String { r.take::<String, _>(i).unwrap_or_default() };
+            let row = AlertRow {
+                message_id: s(0),
+                lark_message_id: s(1),
+                chat_id: s(2),
+                status: s(3),
+                alert_name: s(4),
+                severity: s(5),
+                clusters: s(6),
+                regions: s(7),
+                alert_count: s(8).parse().unwrap_or(0),
+                created_at: s(9),
+                alert_date: s(10),
+                title: s(11),
+                summary: s(12),
+            };
+            let ingested = s(13);
+            let at =
+                NaiveDateTime::parse_from_str(&ingested, "%Y-%m-%d %H:%M:%S").map_err(|e| {
+                    SinkError::Data {
+                        table: t.name.into(),
+                        message: format!("bad ingested_at {ingested:?}: {e}"),
+                    }
+                })?;
+            newest = newest.max(Some(at));
+            out.push(row);
+        }
+        Ok((out, newest))
     }
 
     /// Replace a date's recommendations: delete them, insert the new ones.

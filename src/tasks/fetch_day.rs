@@ -16,6 +16,8 @@ use crate::lark::client::{LarkClient, RetryPolicy};
 use crate::lark::window::{api_window, pacific_date};
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::run_state::RunState;
+use crate::sink::ledger::RunRecord;
+use crate::sink::starrocks::SqlSink;
 use crate::tasks::Shared;
 use crate::tasks::parse_batch::{ParseBatch, ParseBatchArgs};
 
@@ -29,6 +31,8 @@ pub const LARK_RATE_KEY: &str = "lark.api";
 pub struct FetchDay {
     client: Option<LarkClient>,
     default_chat: String,
+    /// The run ledger's database.
+    sink: SqlSink,
 }
 
 #[derive(Deserialize, Debug)]
@@ -58,6 +62,7 @@ impl FetchDay {
         Ok(FetchDay {
             client,
             default_chat: lark.chat_id.clone(),
+            sink: SqlSink::new(config),
         })
     }
 }
@@ -148,8 +153,37 @@ impl Task for FetchDay {
             &config.namespace,
             config.state.ttl.0,
         );
-        let (start, end) = api_window(date, until);
-        let end = runs.begin(&run_id, &a.date, &chat, end).await?;
+        // The ledger fixes the window on the first attempt, so a retry (or a
+        // re-drive by `reconcile`) pages over the same window even when Redis
+        // lost the run's hash.
+        let run = match self.sink.ledger_run(&run_id).await? {
+            Some(r) => r,
+            None => {
+                let (start, end) = api_window(date, until);
+                let at = |s: i64| {
+                    chrono::DateTime::from_timestamp(s, 0)
+                        .expect("window in range")
+                        .naive_utc()
+                };
+                let r = RunRecord {
+                    run_id: run_id.clone(),
+                    date,
+                    chat_id: chat.clone(),
+                    window_start: at(start),
+                    window_end: at(end),
+                    started_at: crate::sink::ledger::now(),
+                    total_pages: None,
+                    messages: 0,
+                    fetched_at: None,
+                };
+                self.sink.record_run(&r).await?;
+                r
+            }
+        };
+        let chat = run.chat_id.clone();
+        let start = run.window_start.and_utc().timestamp();
+        let end = run.window_end.and_utc().timestamp();
+        runs.begin(&run_id, &a.date, &chat, end).await?;
         // Ride out short trouble in place; longer trouble retries the task.
         let policy = RetryPolicy {
             max_attempts: 3,
@@ -187,8 +221,16 @@ impl Task for FetchDay {
                 (false, _) => break,
             }
         }
+        self.sink
+            .record_run(&RunRecord {
+                total_pages: Some(page_no),
+                messages: messages as u64,
+                fetched_at: Some(crate::sink::ledger::now()),
+                ..run
+            })
+            .await?;
         runs.fetch_done(&run_id, page_no).await?;
-        crate::run_state::complete_if_done(ctx, &runs, &run_id).await?;
+        crate::run_state::complete_if_done(ctx, &runs, &self.sink, &run_id, &a.date).await?;
         info!(date = %a.date, chat = %chat, pages = page_no, messages, run_id = %run_id, "day fetched");
         Ok(())
     }

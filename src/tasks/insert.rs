@@ -8,8 +8,13 @@
 //! waiting on it. Only then do those tasks return, so their messages are
 //! acked after the write. A failed write fails every task of the batch,
 //! which retries with backoff; the upsert makes replays harmless.
+//!
+//! With the rows, the coalescer records each page in the run ledger
+//! (`pipeline_pages`, one statement per batch) and then asks the ledger which
+//! of the batch's runs have every page written: the run barrier, decided in
+//! the database so that it holds when Redis loses the run's progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -21,7 +26,8 @@ use tracing::{debug, warn};
 use crate::config::{AppConfig, ConfigError, SinkMode};
 use crate::lark::card::AlertRow;
 use crate::queue::task::{Task, TaskContext, TaskError};
-use crate::run_state::{RunState, complete_if_done};
+use crate::run_state::{RunState, publish_recommend};
+use crate::sink::ledger::{self, PageRecord};
 use crate::sink::starrocks::{SinkError, SqlSink, StoredAlert};
 use crate::sink::stream_load::{LoadOutcome, StreamLoadConfig, StreamLoader, batch_label};
 
@@ -31,7 +37,10 @@ const IDLE_FLUSH: Duration = Duration::from_millis(50);
 struct Submission {
     rows: Vec<StoredAlert>,
     label_part: String,
-    done: oneshot::Sender<Result<(), WriteFailure>>,
+    page: PageRecord,
+    /// `Ok(true)`: the page completed its run (told to one page of a run per
+    /// batch).
+    done: oneshot::Sender<Result<bool, WriteFailure>>,
 }
 
 /// Why a coalesced write failed, told to every task of the batch.
@@ -41,6 +50,15 @@ struct WriteFailure {
     /// not, the task is dead-lettered.
     retryable: bool,
     message: String,
+}
+
+impl From<SinkError> for WriteFailure {
+    fn from(e: SinkError) -> WriteFailure {
+        WriteFailure {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl From<WriteFailure> for TaskError {
@@ -66,13 +84,8 @@ impl Writer {
     ) -> Result<(), WriteFailure> {
         match self {
             Writer::Sql(sink) => {
-                sink.write_alerts(rows)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e: SinkError| WriteFailure {
-                        retryable: e.is_retryable(),
-                        message: e.to_string(),
-                    })
+                sink.write_alerts(rows).await?;
+                Ok(())
             }
             Writer::StreamLoad { loader, db } => {
                 let parts: Vec<&str> = label_parts.iter().map(String::as_str).collect();
@@ -120,6 +133,7 @@ impl Coalescer {
                 db: config.mysql.database.clone(),
             },
         };
+        let ledger = SqlSink::new(config);
         let batch_rows = config.sink.batch_rows;
         let interval = config.sink.batch_interval.0;
         let max_waiting = config.worker.concurrency.max(1);
@@ -141,29 +155,62 @@ impl Coalescer {
                 }
                 let mut all = Vec::with_capacity(rows);
                 let mut labels = Vec::with_capacity(batch.len());
+                let mut pages = Vec::with_capacity(batch.len());
                 let mut waiters = Vec::with_capacity(batch.len());
                 for s in batch {
                     all.extend(s.rows);
                     labels.push(s.label_part);
+                    pages.push(s.page);
                     waiters.push(s.done);
                 }
                 let started = std::time::Instant::now();
-                let result = writer.write(&all, &labels).await;
+                let result = write_batch(&writer, &ledger, &all, &labels, &pages).await;
                 match &result {
-                    Ok(()) => {
+                    Ok(_) => {
                         debug!(rows = all.len(), messages = waiters.len(), elapsed = ?started.elapsed(), "batch written")
                     }
                     Err(WriteFailure { message: e, .. }) => {
                         warn!(rows = all.len(), messages = waiters.len(), error = %e, "batch write failed; its messages will retry")
                     }
                 }
-                for w in waiters {
-                    let _ = w.send(result.clone());
+                let mut told: BTreeSet<&str> = BTreeSet::new();
+                for (w, page) in waiters.into_iter().zip(&pages) {
+                    let completes = |complete: &BTreeSet<String>| {
+                        complete.contains(&page.run_id) && told.insert(page.run_id.as_str())
+                    };
+                    let _ = w.send(result.as_ref().map(completes).map_err(Clone::clone));
                 }
             }
         });
         Ok(Coalescer { tx })
     }
+}
+
+/// Write a batch's rows, then its pages to the ledger, then read which of
+/// its runs are complete.
+async fn write_batch(
+    writer: &Writer,
+    ledger: &SqlSink,
+    rows: &[StoredAlert],
+    labels: &[String],
+    pages: &[PageRecord],
+) -> Result<BTreeSet<String>, WriteFailure> {
+    if !rows.is_empty() {
+        writer.write(rows, labels).await?;
+    }
+    let written = ledger::now();
+    let pages: Vec<PageRecord> = pages
+        .iter()
+        .map(|p| PageRecord {
+            written_at: written,
+            ..p.clone()
+        })
+        .collect();
+    ledger.record_pages(&pages).await?;
+    let mut runs: Vec<String> = pages.iter().map(|p| p.run_id.clone()).collect();
+    runs.sort();
+    runs.dedup();
+    Ok(ledger.complete_runs(&runs).await?.into_iter().collect())
 }
 
 /// What `parse-batch` hands to `insert`.
@@ -177,6 +224,9 @@ pub struct InsertArgs {
     /// The card content as read back, by Lark message id (`raw_content`).
     #[serde(default)]
     pub raw: BTreeMap<String, String>,
+    /// Messages of the page skipped by reason (for the run ledger).
+    #[serde(default)]
+    pub skips: BTreeMap<String, u64>,
 }
 
 /// The worker's `insert` task; holds its one coalescer.
@@ -221,30 +271,40 @@ impl Task for Insert {
                 ingested_at: now,
             })
             .collect();
-        if n > 0 {
-            let (done, wait) = oneshot::channel();
-            coalescer
-                .tx
-                .send(Submission {
-                    rows,
-                    label_part: format!("{}:{}", a.run_id, a.page),
-                    done,
-                })
-                .await
-                .map_err(|_| TaskError::retry("the insert coalescer stopped"))?;
-            match wait.await {
-                Ok(Ok(())) => {}
-                Ok(Err(failure)) => return Err(failure.into()),
-                Err(_) => return Err(TaskError::retry("the insert coalescer stopped")),
-            }
-        }
+        let date = chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
+            .map_err(|e| TaskError::fatal(format!("date {:?} is not YYYY-MM-DD: {e}", a.date)))?;
+        let (done, wait) = oneshot::channel();
+        coalescer
+            .tx
+            .send(Submission {
+                rows,
+                label_part: format!("{}:{}", a.run_id, a.page),
+                page: PageRecord {
+                    run_id: a.run_id.clone(),
+                    page: a.page,
+                    date,
+                    rows: n as u64,
+                    skips: a.skips,
+                    written_at: ledger::epoch(),
+                },
+                done,
+            })
+            .await
+            .map_err(|_| TaskError::retry("the insert coalescer stopped"))?;
+        let completes = match wait.await {
+            Ok(Ok(completes)) => completes,
+            Ok(Err(failure)) => return Err(failure.into()),
+            Err(_) => return Err(TaskError::retry("the insert coalescer stopped")),
+        };
         let runs = RunState::new(
             ctx.services.redis.clone(),
             &config.namespace,
             config.state.ttl.0,
         );
         runs.page_written(&a.run_id, a.page, n).await?;
-        complete_if_done(ctx, &runs, &a.run_id).await?;
+        if completes {
+            publish_recommend(ctx, &runs, &a.run_id, &a.date).await?;
+        }
         Ok(())
     }
 }

@@ -89,6 +89,7 @@ impl Task for ParseBatch {
                 page: a.page,
                 rows: outcome.rows,
                 raw,
+                skips: outcome.skips.clone(),
             },
             Some("insert"),
         )?;

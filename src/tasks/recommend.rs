@@ -1,6 +1,7 @@
 //! `recommend`: one day's recommendation per alert name, recomputed from
 //! `lark_alerts` and written as delete + insert for the date (running it
-//! twice gives the same table).
+//! twice gives the same table), then recorded in the run ledger
+//! (`pipeline_recommends`) with the rows it was computed from.
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -9,6 +10,7 @@ use crate::config::{AppConfig, ConfigError};
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::recommendation::catalogue::Catalogue;
 use crate::recommendation::{NoisyThresholds, compute, unmapped};
+use crate::sink::ledger::{self, RecommendRecord};
 use crate::sink::starrocks::SqlSink;
 
 /// The worker's `recommend` task: keeps its catalogue and database pool.
@@ -63,15 +65,27 @@ impl Task for Recommend {
     }
 
     async fn run(&self, _ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
-        chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
+        let date = chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
             .map_err(|e| TaskError::fatal(format!("date {:?} is not YYYY-MM-DD: {e}", a.date)))?;
-        let rows = self.sink.alerts_for_date(&a.date).await?;
+        let (rows, newest) = self.sink.alerts_with_newest(&a.date).await?;
         let recs = compute(&a.date, &rows, &self.catalogue, &self.noisy);
         let missing = unmapped(&rows, &self.catalogue);
         if !missing.is_empty() {
             warn!(date = %a.date, names = ?missing, "alert names missing from the catalogue (add them to recommend.catalogue)");
         }
         self.sink.replace_recommendations(&a.date, &recs).await?;
+        // After the effect: the ledger says what the table was computed from,
+        // which is how `reconcile` tells a stale day from a fresh one.
+        self.sink
+            .record_recommend(&RecommendRecord {
+                date,
+                run_id: a.run_id.clone().unwrap_or_default(),
+                generated_at: ledger::now(),
+                rows_read: rows.len() as u64,
+                alerts: recs.len() as u64,
+                max_ingested_at: newest,
+            })
+            .await?;
         info!(
             date = %a.date,
             run_id = a.run_id.as_deref().unwrap_or(""),

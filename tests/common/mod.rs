@@ -263,3 +263,24 @@ impl Drop for Child {
         let _ = self.0.wait();
     }
 }
+
+/// Run statements on the config's MySQL server (no database selected).
+pub async fn sql(config: &AppConfig, statements: &[&str]) {
+    use mysql_async::prelude::Queryable;
+    let m = &config.mysql;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(m.host.clone())
+        .tcp_port(m.port)
+        .user(Some(m.user.clone()))
+        .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
+        .prefer_socket(false);
+    let mut c = mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to mysql");
+    for s in statements {
+        c.query_drop(*s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    c.disconnect().await.expect("disconnect");
+}

@@ -35,3 +35,38 @@ CREATE TABLE IF NOT EXISTS `alerts`.`alert_recommendations` (
   `generated_at` DATETIME NOT NULL COMMENT 'when the recommendation was computed, UTC',
   PRIMARY KEY (`report_date`, `alert_name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Daily recommendation per alert name';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_runs` (
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'run id',
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date fetched',
+  `chat_id` VARCHAR(64) NOT NULL COMMENT 'Lark chat id',
+  `window_start` DATETIME NOT NULL COMMENT 'first instant fetched, UTC',
+  `window_end` DATETIME NOT NULL COMMENT 'last instant fetched, UTC (fixed on the first attempt)',
+  `started_at` DATETIME NOT NULL COMMENT 'when the run started, UTC',
+  `total_pages` INT NOT NULL COMMENT 'pages published; 0 until the last page is known',
+  `messages` INT NOT NULL COMMENT 'messages fetched, over all pages',
+  `fetched_at` DATETIME NOT NULL COMMENT 'when the last page was published, UTC (started_at until then)',
+  PRIMARY KEY (`run_id`),
+  KEY `idx_report_date` (`report_date`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Run ledger: one row per fetch-day run';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_pages` (
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'run id',
+  `page` INT NOT NULL COMMENT 'page number, from 1',
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date of the run',
+  `rows_written` INT NOT NULL COMMENT 'alert rows the page gave',
+  `skips` TEXT NOT NULL COMMENT 'messages skipped by reason, JSON object',
+  `written_at` DATETIME NOT NULL COMMENT 'when the rows were written, UTC',
+  PRIMARY KEY (`run_id`, `page`),
+  KEY `idx_report_date` (`report_date`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Run ledger: one row per page written';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_recommends` (
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date',
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'the run that asked, empty for reconcile or by hand',
+  `generated_at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `rows_read` INT NOT NULL COMMENT 'alert rows of the date read',
+  `alerts` INT NOT NULL COMMENT 'recommendations written',
+  `max_ingested_at` DATETIME NOT NULL COMMENT 'newest ingested_at among the rows read (1970-01-01 if none)',
+  PRIMARY KEY (`report_date`, `run_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Run ledger: when each date''s recommendations were computed, from what';

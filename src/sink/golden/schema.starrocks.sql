@@ -46,3 +46,54 @@ PROPERTIES (
   "replication_num" = "3",
   "enable_persistent_index" = "true"
 );
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_runs` (
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'run id',
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date fetched',
+  `chat_id` VARCHAR(64) NOT NULL COMMENT 'Lark chat id',
+  `window_start` DATETIME NOT NULL COMMENT 'first instant fetched, UTC',
+  `window_end` DATETIME NOT NULL COMMENT 'last instant fetched, UTC (fixed on the first attempt)',
+  `started_at` DATETIME NOT NULL COMMENT 'when the run started, UTC',
+  `total_pages` INT NOT NULL COMMENT 'pages published; 0 until the last page is known',
+  `messages` INT NOT NULL COMMENT 'messages fetched, over all pages',
+  `fetched_at` DATETIME NOT NULL COMMENT 'when the last page was published, UTC (started_at until then)'
+) ENGINE=OLAP
+PRIMARY KEY (`run_id`)
+COMMENT 'Run ledger: one row per fetch-day run'
+DISTRIBUTED BY HASH(`run_id`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_pages` (
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'run id',
+  `page` INT NOT NULL COMMENT 'page number, from 1',
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date of the run',
+  `rows_written` INT NOT NULL COMMENT 'alert rows the page gave',
+  `skips` VARCHAR(65533) NOT NULL COMMENT 'messages skipped by reason, JSON object',
+  `written_at` DATETIME NOT NULL COMMENT 'when the rows were written, UTC'
+) ENGINE=OLAP
+PRIMARY KEY (`run_id`, `page`)
+COMMENT 'Run ledger: one row per page written'
+DISTRIBUTED BY HASH(`run_id`, `page`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
+
+CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_recommends` (
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date',
+  `run_id` VARCHAR(64) NOT NULL COMMENT 'the run that asked, empty for reconcile or by hand',
+  `generated_at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `rows_read` INT NOT NULL COMMENT 'alert rows of the date read',
+  `alerts` INT NOT NULL COMMENT 'recommendations written',
+  `max_ingested_at` DATETIME NOT NULL COMMENT 'newest ingested_at among the rows read (1970-01-01 if none)'
+) ENGINE=OLAP
+PRIMARY KEY (`report_date`, `run_id`)
+COMMENT 'Run ledger: when each date''s recommendations were computed, from what'
+DISTRIBUTED BY HASH(`report_date`, `run_id`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
