@@ -15,6 +15,7 @@ pub mod influx;
 pub mod lark;
 pub mod notify;
 pub mod recommendation;
+pub mod reconcile;
 pub mod run_state;
 pub use alertflow_queue as queue;
 pub use alertflow_sandbox as sandbox;

@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod inspect;
 pub mod notify;
 pub mod parse;
+pub mod reconcile;
 pub mod run;
 pub mod run_progress;
 pub mod sandbox;
@@ -219,6 +220,14 @@ pub enum Command {
     /// A day's recommendations: severity, counts, noisy alerts, unmapped names.
     #[command(after_help = "Examples:\n  alertflow report 2026-03-10\n  alertflow report --json")]
     Report(run::ReportArgs),
+    /// Find days whose recommendations are missing or stale and runs that
+    /// stopped with their Redis progress gone (from the database run
+    /// ledger), and publish what repairs them: a `recommend` per day, a
+    /// `fetch-day` re-drive per run. Beat runs the same as the `reconcile` task.
+    #[command(
+        after_help = "Examples:\n  alertflow reconcile --dry-run\n  alertflow reconcile --since 30d\n  alertflow reconcile --since 2d --stall-after 5m --json"
+    )]
+    Reconcile(reconcile::ReconcileCliArgs),
     /// Create the database and tables (StarRocks or MySQL dialect).
     #[command(
         after_help = "Examples:\n  alertflow migrate\n  alertflow migrate --dialect starrocks --print"
@@ -299,6 +308,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(a) => demo::demo(&cli.global, a).await,
         Command::Run(a) => run::run(&cli.global, a).await,
         Command::Report(a) => run::report(&cli.global, a).await,
+        Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
         Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
         Command::Sandbox(a) => sandbox::run(&cli.global, a).await,

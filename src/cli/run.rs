@@ -164,6 +164,17 @@ pub async fn publish_days(
     config: &Arc<AppConfig>,
     plans: &[DayPlan],
 ) -> Result<Vec<PublishedRun>, CliError> {
+    let (out, envs) = plan_runs(config, &crate::tasks::lookup_registry(config)?, plans);
+    publish_envelopes(config, envs).await?;
+    Ok(out)
+}
+
+/// Declare the envelopes' queues, record them queued, and publish them
+/// with confirms.
+pub async fn publish_envelopes(
+    config: &Arc<AppConfig>,
+    envs: Vec<Envelope>,
+) -> Result<(), CliError> {
     let pool = connect_redis(config).await?;
     let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
     let conn = connect_broker(config, "cli").await?;
@@ -171,8 +182,8 @@ pub async fn publish_days(
     let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
         .await
         .map_err(CliError::failure)?;
-    let (out, envs) = plan_runs(config, &crate::tasks::lookup_registry(config)?, plans);
     let mut families: Vec<String> = envs.iter().map(|e| e.queue.clone()).collect();
+    families.sort();
     families.dedup();
     topology
         .declare(publisher.channel(), &families)
@@ -188,7 +199,7 @@ pub async fn publish_days(
         .await
         .map_err(CliError::failure)?;
     let _ = conn.close(200, "done".into()).await;
-    Ok(out)
+    Ok(())
 }
 
 /// Where a day's run stands.

@@ -13,6 +13,7 @@ pub mod insert;
 pub mod noop;
 pub mod parse_batch;
 pub mod recommend;
+pub mod reconcile;
 pub mod sleep;
 
 use deadpool_redis::Pool;
@@ -72,6 +73,7 @@ pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupEr
         .with(parse_batch::ParseBatch::new(config)?)
         .with(insert::Insert::new(config)?)
         .with(recommend::Recommend::new(config)?)
+        .with(reconcile::Reconcile::new(config))
         .with(influx_check::InfluxCheck::new(config, shared)?)
         .with(http_probe::HttpProbe::new(config)?))
 }
