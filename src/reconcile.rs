@@ -185,28 +185,9 @@ pub fn plan(facts: &Facts, now: NaiveDateTime, stall_after: Duration) -> Plan {
             out.redrive.push(s);
         }
     }
-    let mut latest: BTreeMap<NaiveDate, &RecommendRecord> = BTreeMap::new();
-    for rec in &facts.recommends {
-        let e = latest.entry(rec.date).or_insert(rec);
-        if (rec.generated_at, &rec.run_id) > (e.generated_at, &e.run_id) {
-            *e = rec;
-        }
-    }
+    let latest = latest_recommends(&facts.recommends);
     for day in facts.days.iter().filter(|d| d.rows > 0) {
-        let stale = match latest.get(&day.date) {
-            None => Some(Stale::NoRecommendation { rows: day.rows }),
-            Some(rec) if rec.rows_read != day.rows => Some(Stale::RowCount {
-                rows: day.rows,
-                computed_from: rec.rows_read,
-            }),
-            Some(rec) => match day.max_ingested_at {
-                Some(newest) if Some(newest) > rec.max_ingested_at => Some(Stale::NewerRows {
-                    newest,
-                    computed_from: rec.max_ingested_at,
-                }),
-                _ => None,
-            },
-        };
+        let stale = staleness(day, latest.get(&day.date).copied());
         match (stale, busy.get(&day.date)) {
             (None, _) => out.fresh += 1,
             (Some(_), Some(run)) => out.waiting.push(Waiting {
@@ -220,6 +201,38 @@ pub fn plan(facts: &Facts, now: NaiveDateTime, stall_after: Duration) -> Plan {
         }
     }
     out
+}
+
+/// The latest recommendation computation of each date.
+pub fn latest_recommends(recs: &[RecommendRecord]) -> BTreeMap<NaiveDate, &RecommendRecord> {
+    let mut latest: BTreeMap<NaiveDate, &RecommendRecord> = BTreeMap::new();
+    for rec in recs {
+        let e = latest.entry(rec.date).or_insert(rec);
+        if (rec.generated_at, &rec.run_id) > (e.generated_at, &e.run_id) {
+            *e = rec;
+        }
+    }
+    latest
+}
+
+/// Why a day's recommendations do not match its rows, given its latest
+/// computation; `None` when they do.
+pub fn staleness(day: &DayRows, latest: Option<&RecommendRecord>) -> Option<Stale> {
+    match latest {
+        None if day.rows == 0 => None,
+        None => Some(Stale::NoRecommendation { rows: day.rows }),
+        Some(rec) if rec.rows_read != day.rows => Some(Stale::RowCount {
+            rows: day.rows,
+            computed_from: rec.rows_read,
+        }),
+        Some(rec) => match day.max_ingested_at {
+            Some(newest) if Some(newest) > rec.max_ingested_at => Some(Stale::NewerRows {
+                newest,
+                computed_from: rec.max_ingested_at,
+            }),
+            _ => None,
+        },
+    }
 }
 
 /// Read the facts for dates from `since` on: the ledger from the database,

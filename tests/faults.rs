@@ -318,10 +318,14 @@ where
     // The fault owns the context while the run goes on, then hands it back.
     let (ctx, note) = fault(ctx).await;
     let fault_end = Instant::now();
-    let (outcomes, finished): (Vec<DayOutcome>, bool) =
-        wait_days(&ctx.env.config, &published, Duration::from_secs(300), true)
-            .await
-            .expect("follow the runs");
+    let (outcomes, finished): (Vec<DayOutcome>, bool) = wait_days(
+        &ctx.env.config,
+        &published,
+        Some(Duration::from_secs(300)),
+        true,
+    )
+    .await
+    .expect("follow the runs");
     let recover_s = fault_end.elapsed().as_secs_f64();
     assert!(
         finished,

@@ -169,9 +169,14 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
         })
         .collect();
     let published = publish_days(&env.config, &plans).await.unwrap();
-    let (outcomes, finished) = wait_days(&env.config, &published, Duration::from_secs(120), true)
-        .await
-        .unwrap();
+    let (outcomes, finished) = wait_days(
+        &env.config,
+        &published,
+        Some(Duration::from_secs(120)),
+        true,
+    )
+    .await
+    .unwrap();
     assert!(
         finished && outcomes.iter().all(|o| o.status == "done"),
         "{outcomes:#?}"
@@ -201,7 +206,7 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     // The same day again (a new run): nothing doubles, the tables stay the same.
     let before = recs(&sink, dates[1]).await;
     let again = publish_days(&env.config, &plans[1..]).await.unwrap();
-    let (o, finished) = wait_days(&env.config, &again, Duration::from_secs(120), true)
+    let (o, finished) = wait_days(&env.config, &again, Some(Duration::from_secs(120)), true)
         .await
         .unwrap();
     assert!(finished && o[0].status == "done", "{o:#?}");

@@ -190,7 +190,7 @@ async fn measure(
     let t0 = Instant::now();
     let published = publish_days(config, &plans).await?;
     let (outcomes, finished) =
-        wait_days(config, &published, Duration::from_secs(3600), a.json).await?;
+        wait_days(config, &published, Some(Duration::from_secs(3600)), a.json).await?;
     let wall = t0.elapsed().as_secs_f64();
     if !finished || outcomes.iter().any(|o| o.status != "done") {
         shutdown.cancel();

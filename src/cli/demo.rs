@@ -105,7 +105,7 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
         .collect();
     println!("running {} days through the queue:", plans.len());
     let published = publish_days(&config, &plans).await?;
-    let waited = wait_days(&config, &published, Duration::from_secs(600), false).await;
+    let waited = wait_days(&config, &published, Some(Duration::from_secs(600)), false).await;
     shutdown.cancel();
     let _ = worker_task.await;
     drop(services);

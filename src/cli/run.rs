@@ -61,9 +61,11 @@ pub struct RunArgs {
     /// the runs need that no worker consumes is named after a few seconds.
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up after this many seconds (exit code 4).
-    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
-    pub timeout: f64,
+    /// With --wait: give up after this many seconds (exit code 4). Default:
+    /// an hour, or ten times the Lark quota floor of the pages found so far
+    /// (pages over the tightest `lark.api` rate) when that is longer.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
     /// Run the tasks in this process (no RabbitMQ), then print the summary.
     #[arg(long, conflicts_with = "wait")]
     pub local: bool,
@@ -210,29 +212,35 @@ pub struct DayOutcome {
     pub summary: RunSummary,
     /// `done`, `failed: ...`, or `running`.
     pub status: String,
+    /// Where the figures were read (the ledger once Redis lost the run).
+    #[serde(default)]
+    pub source: Source,
 }
 
+/// One look at a day in Redis: its outcome, and whether Redis lost the
+/// run's state (the `fetch-day` state recorded before publishing is gone,
+/// or the run's hash is gone or was recreated without what `begin` wrote).
 async fn day_status(
     runs: &RunState,
     states: &StateStore,
     r: &PublishedRun,
-) -> Result<DayOutcome, CliError> {
-    let summary = runs
+) -> Result<(DayOutcome, bool), CliError> {
+    let stored = runs
         .summary(&r.run_id)
         .await
-        .map_err(|e| CliError::failure(e.to_string()))?
-        .unwrap_or_else(|| RunSummary {
-            run_id: r.run_id.clone(),
-            date: r.date.clone(),
-            ..Default::default()
-        });
+        .map_err(|e| CliError::failure(e.to_string()))?;
     let fetch = states.get(&r.task_id).await.map_err(CliError::failure)?;
-    let mut status = "running".to_string();
-    if let Some(f) = &fetch
-        && matches!(f.status, TaskStatus::Failed | TaskStatus::Dead)
-    {
-        status = format!("failed: fetch-day {}", f.error.clone().unwrap_or_default());
-    }
+    let lost = match (&fetch, &stored) {
+        (None, _) => true,
+        (Some(_), Some(s)) => s.date.is_empty(),
+        (Some(f), None) => f.status == TaskStatus::Succeeded,
+    };
+    let summary = stored.unwrap_or_else(|| RunSummary {
+        run_id: r.run_id.clone(),
+        date: r.date.clone(),
+        ..Default::default()
+    });
+    let mut status = fetch_failure(fetch.as_ref()).unwrap_or_else(|| "running".to_string());
     if let Some(rec) = summary
         .recommend
         .as_deref()
@@ -246,12 +254,131 @@ async fn day_status(
             _ => {}
         }
     }
-    Ok(DayOutcome {
-        date: r.date.clone(),
-        run_id: r.run_id.clone(),
-        summary,
-        status,
-    })
+    Ok((
+        DayOutcome {
+            date: r.date.clone(),
+            run_id: r.run_id.clone(),
+            summary,
+            status,
+            source: Source::Redis,
+        },
+        lost,
+    ))
+}
+
+fn fetch_failure(fetch: Option<&TaskState>) -> Option<String> {
+    fetch
+        .filter(|f| matches!(f.status, TaskStatus::Failed | TaskStatus::Dead))
+        .map(|f| format!("failed: fetch-day {}", f.error.clone().unwrap_or_default()))
+}
+
+/// The days' outcomes from the database ledger: a day is done once every
+/// page of its run is written and the date's recommendations were computed
+/// from every row it has.
+async fn ledger_outcomes(
+    sink: &SqlSink,
+    states: &StateStore,
+    days: &[&PublishedRun],
+) -> Result<Vec<DayOutcome>, CliError> {
+    let failure = |e: crate::sink::starrocks::SinkError| {
+        CliError::failure(format!("reading the run ledger: {e}"))
+    };
+    let ids: Vec<String> = days.iter().map(|r| r.run_id.clone()).collect();
+    let ledgers = sink.run_ledgers(&ids).await.map_err(failure)?;
+    let first = days
+        .iter()
+        .filter_map(|r| r.date.parse::<NaiveDate>().ok())
+        .min()
+        .unwrap_or_default();
+    let rows = sink.day_rows_since(first).await.map_err(failure)?;
+    let recs = sink.recommends_since(first).await.map_err(failure)?;
+    let latest = crate::reconcile::latest_recommends(&recs);
+    let mut out = Vec::with_capacity(days.len());
+    for r in days {
+        let date: NaiveDate = r.date.parse().unwrap_or_default();
+        let mut summary = RunSummary {
+            run_id: r.run_id.clone(),
+            date: r.date.clone(),
+            ..Default::default()
+        };
+        let mut status = "running".to_string();
+        if let Some(l) = ledgers.iter().find(|l| l.run.run_id == r.run_id) {
+            let total = l.run.total_pages.map(u64::from);
+            summary.chat_id = l.run.chat_id.clone();
+            summary.total_pages = total;
+            summary.pages_fetched = total.unwrap_or(l.pages_written);
+            summary.pages_parsed = l.pages_written;
+            summary.pages_written = l.pages_written;
+            summary.messages = l.run.messages;
+            summary.rows = l.rows_written;
+            summary.rows_written = l.rows_written;
+            summary.skips = l.skips.clone();
+            let day = rows.iter().find(|d| d.date == date);
+            let covered = match day {
+                Some(d) if d.rows > 0 => {
+                    latest.contains_key(&date)
+                        && crate::reconcile::staleness(d, latest.get(&date).copied()).is_none()
+                }
+                _ => latest.contains_key(&date),
+            };
+            if l.complete() && covered {
+                status = "done".into();
+            }
+        }
+        if status == "running" {
+            let fetch = states.get(&r.task_id).await.map_err(CliError::failure)?;
+            if let Some(f) = fetch_failure(fetch.as_ref()) {
+                status = f;
+            }
+        }
+        out.push(DayOutcome {
+            date: r.date.clone(),
+            run_id: r.run_id.clone(),
+            summary,
+            status,
+            source: Source::Ledger,
+        });
+    }
+    Ok(out)
+}
+
+/// What a day's outcome was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The run's progress in Redis (the fast path).
+    #[default]
+    Redis,
+    /// The database run ledger, after Redis lost the run's state.
+    Ledger,
+}
+
+/// The one line `run --wait` says when Redis lost a day's run state.
+pub fn lost_state_line(r: &PublishedRun) -> String {
+    format!(
+        "{}: run {}'s progress in Redis is gone (Redis lost its data: restarted without persistence, failed over or evicted); \
+         the run heals itself (its tasks are still queued and the run barrier is kept in the database) and the `reconcile` schedule repairs what it cannot; \
+         following the day from the database ledger now; by hand: alertflow reconcile --since 2d",
+        r.date, r.run_id
+    )
+}
+
+/// The default `--timeout`: an hour, or ten times the quota floor of the
+/// pages known so far (pages over the tightest `lark.api` rate) when that
+/// is longer, so a long backfill is not given up on while it is on pace.
+pub fn default_timeout(config: &AppConfig, pages: u64) -> Duration {
+    let rate = config
+        .limiter_limits()
+        .get(crate::tasks::fetch_day::LARK_RATE_KEY)
+        .and_then(|specs| {
+            specs
+                .iter()
+                .map(|s| f64::from(s.limit) / s.per.0.as_secs_f64().max(1e-3))
+                .min_by(f64::total_cmp)
+        })
+        .filter(|r| *r > 0.0);
+    let floor = rate.map_or(0.0, |r| pages as f64 / r);
+    Duration::from_secs(3600).max(Duration::from_secs_f64(10.0 * floor))
 }
 
 /// How `wait_days` shows progress.
@@ -347,18 +474,21 @@ fn bar_style() -> ProgressStyle {
 }
 
 /// Follow runs until each is done or failed, or until `timeout` (then the
-/// bool is false). Unless `quiet`, progress goes to stderr: a bar per day on
-/// a terminal, one line per change of a day otherwise. Whatever `quiet`, a
-/// queue the waiting days need that nothing consumes is named on stderr.
+/// bool is false; `None`: [`default_timeout`]). Unless `quiet`, progress
+/// goes to stderr: a bar per day on a terminal, one line per change of a
+/// day otherwise. Whatever `quiet`, a queue the waiting days need that
+/// nothing consumes is named on stderr, and so is a day whose run state
+/// Redis lost: that day is then followed from the database ledger.
 pub async fn wait_days(
     config: &Arc<AppConfig>,
     runs_published: &[PublishedRun],
-    timeout: Duration,
+    timeout: Option<Duration>,
     quiet: bool,
 ) -> Result<(Vec<DayOutcome>, bool), CliError> {
     let pool = connect_redis(config).await?;
     let runs = RunState::new(pool.clone(), &config.namespace, config.state.ttl.0);
     let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
+    let sink = SqlSink::new(config);
     let mut progress = Progress::new(runs_published, quiet);
     let families = task_families(config, &crate::tasks::lookup_registry(config)?);
     let (tx, counts) = watch::channel(ConsumerCounts::new());
@@ -370,40 +500,75 @@ pub async fn wait_days(
         stop.clone(),
     ));
     let mut alarm = ConsumerAlarm::new(&config.namespace, CONSUMER_GRACE);
-    let deadline = tokio::time::Instant::now() + timeout;
-    // A Redis blip must not end the watch: keep the last view and retry,
-    // giving up only when Redis stays unreachable for a minute.
-    let mut last: Vec<Option<DayOutcome>> = vec![None; runs_published.len()];
+    let started = tokio::time::Instant::now();
+    let pending = |r: &PublishedRun| DayOutcome {
+        date: r.date.clone(),
+        run_id: r.run_id.clone(),
+        summary: RunSummary {
+            run_id: r.run_id.clone(),
+            date: r.date.clone(),
+            ..Default::default()
+        },
+        status: "running".into(),
+        source: Source::Redis,
+    };
+    // A Redis or database blip must not end the watch: keep the last view
+    // and retry, giving up only when a store stays unreachable for a minute.
+    let mut last: Vec<DayOutcome> = runs_published.iter().map(pending).collect();
+    // Days whose run state Redis lost: followed from the ledger from then on.
+    let mut lost = vec![false; runs_published.len()];
+    let mut ledger_read: Option<tokio::time::Instant> = None;
     let mut failing_since: Option<tokio::time::Instant> = None;
     let result = async {
         loop {
-            let mut outcomes = Vec::new();
+            let mut ok = true;
             for (i, r) in runs_published.iter().enumerate() {
-                let o = match day_status(&runs, &states, r).await {
-                    Ok(o) => {
-                        failing_since = None;
-                        last[i] = Some(o.clone());
-                        o
+                if lost[i] {
+                    continue;
+                }
+                match day_status(&runs, &states, r).await {
+                    Ok((_, true)) => {
+                        lost[i] = true;
+                        ledger_read = None;
+                        progress.say(&lost_state_line(r));
+                    }
+                    Ok((o, false)) => last[i] = o,
+                    Err(e) => {
+                        ok = false;
+                        tolerate(&mut failing_since, e)?;
+                    }
+                }
+            }
+            if lost.iter().any(|l| *l) && ledger_read.is_none_or(|t| t.elapsed() >= LEDGER_EVERY) {
+                ledger_read = Some(tokio::time::Instant::now());
+                let days: Vec<&PublishedRun> = runs_published
+                    .iter()
+                    .zip(&lost)
+                    .filter_map(|(r, l)| l.then_some(r))
+                    .collect();
+                match ledger_outcomes(&sink, &states, &days).await {
+                    Ok(v) => {
+                        for o in v {
+                            if let Some(i) =
+                                runs_published.iter().position(|r| r.run_id == o.run_id)
+                            {
+                                last[i] = o;
+                            }
+                        }
                     }
                     Err(e) => {
-                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                        if since.elapsed() > Duration::from_secs(60) {
-                            return Err(e);
-                        }
-                        match &last[i] {
-                            Some(o) => o.clone(),
-                            None => DayOutcome {
-                                date: r.date.clone(),
-                                run_id: r.run_id.clone(),
-                                summary: RunSummary::default(),
-                                status: "running".into(),
-                            },
-                        }
+                        ok = false;
+                        tolerate(&mut failing_since, e)?;
                     }
-                };
-                progress.show(i, &r.date, &DayView::of(&o));
-                outcomes.push(o);
+                }
             }
+            if ok {
+                failing_since = None;
+            }
+            for (i, r) in runs_published.iter().enumerate() {
+                progress.show(i, &r.date, &DayView::of(&last[i]));
+            }
+            let outcomes = last.clone();
             // Also when every day ended: a warning given is taken back.
             let needed = families_needed(&outcomes, &families);
             let said = alarm.observe(std::time::Instant::now(), &counts.borrow(), &needed);
@@ -413,7 +578,17 @@ pub async fn wait_days(
             if outcomes.iter().all(|o| o.status != "running") {
                 return Ok((outcomes, true));
             }
-            if tokio::time::Instant::now() >= deadline {
+            let pages: u64 = outcomes
+                .iter()
+                .map(|o| {
+                    o.summary
+                        .total_pages
+                        .unwrap_or(o.summary.pages_fetched)
+                        .max(1)
+                })
+                .sum();
+            let limit = timeout.unwrap_or_else(|| default_timeout(config, pages));
+            if started.elapsed() >= limit {
                 return Ok((outcomes, false));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -427,8 +602,21 @@ pub async fn wait_days(
     {
         prober.abort();
     }
+    sink.close().await;
     result
 }
+
+/// A store failed while following runs: fine for up to a minute in a row.
+fn tolerate(failing_since: &mut Option<tokio::time::Instant>, e: CliError) -> Result<(), CliError> {
+    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+    if since.elapsed() > Duration::from_secs(60) {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// How often a day followed from the ledger is read.
+const LEDGER_EVERY: Duration = Duration::from_secs(1);
 
 /// The summary table printed at the end of `run --wait` and `demo`.
 pub fn print_summary(outcomes: &[DayOutcome]) {
@@ -483,7 +671,7 @@ pub async fn run(g: &GlobalOpts, a: RunArgs) -> CliResult {
     let (outcomes, finished) = wait_days(
         &config,
         &published,
-        Duration::from_secs_f64(a.timeout.max(0.0)),
+        a.timeout.map(|t| Duration::from_secs_f64(t.max(0.0))),
         false,
     )
     .await?;
@@ -525,7 +713,7 @@ async fn run_local(config: &Arc<AppConfig>, plans: &[DayPlan], json: bool) -> Cl
     let states = StateStore::new(pool, &config.namespace, config.state.ttl.0);
     let mut outcomes = Vec::new();
     for r in &published {
-        outcomes.push(day_status(&runs, &states, r).await?);
+        outcomes.push(day_status(&runs, &states, r).await?.0);
     }
     if json {
         println!(
@@ -724,7 +912,7 @@ mod tests {
             catch_up: false,
             today: false,
             wait: false,
-            timeout: 1.0,
+            timeout: Some(1.0),
             local: false,
             json: false,
         }

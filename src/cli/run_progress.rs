@@ -364,6 +364,7 @@ mod tests {
                 ..Default::default()
             },
             status: status.into(),
+            source: Default::default(),
         }
     }
 

@@ -113,6 +113,9 @@ pub struct DayRows {
     pub max_ingested_at: Option<NaiveDateTime>,
 }
 
+/// Per run: pages, rows, skips by reason, last written.
+type PageSums = (u64, u64, BTreeMap<String, u64>, Option<NaiveDateTime>);
+
 fn dt(v: NaiveDateTime) -> String {
     lit(v.format(DATETIME).to_string())
 }
@@ -326,8 +329,7 @@ impl SqlSink {
             self.table(t),
             in_list(&ids)
         );
-        let mut pages: BTreeMap<String, (u64, u64, BTreeMap<String, u64>, Option<NaiveDateTime>)> =
-            BTreeMap::new();
+        let mut pages: BTreeMap<String, PageSums> = BTreeMap::new();
         for mut r in self.select(q).await? {
             let e = pages.entry(text(&mut r, 0)).or_default();
             e.0 += 1;
