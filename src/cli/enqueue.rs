@@ -16,6 +16,7 @@ use crate::queue::publisher::Publisher;
 use crate::queue::state::{StateStore, TaskState, TaskStatus};
 use crate::queue::task::Registry;
 use crate::queue::topology::{Topology, validate_queue_name};
+use crate::sink::starrocks::SqlSink;
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
@@ -176,37 +177,142 @@ pub async fn enqueue(g: &GlobalOpts, a: EnqueueArgs) -> CliResult {
     if !a.json {
         println!("{}", env.id);
     }
-    follow(
+    let sink = SqlSink::new(&config);
+    let ledger = LedgerProbe::of(&env, &sink);
+    let code = follow(
         &states,
         env.id,
         Duration::from_secs_f64(a.timeout.max(0.0)),
         a.json,
+        ledger,
     )
-    .await
+    .await;
+    sink.close().await;
+    code
 }
 
-/// Poll a task's state, printing each change, until it is final.
-pub async fn follow(states: &StateStore, id: Uuid, timeout: Duration, json: bool) -> CliResult {
+/// How a task whose state Redis lost is still followed: from the run
+/// ledger, for the tasks that write to it.
+pub enum LedgerProbe<'a> {
+    /// A `fetch-day` is done once its run's page total is recorded.
+    FetchDay { sink: &'a SqlSink, run_id: String },
+    /// A `recommend` is done once the date's computation is recorded after
+    /// the task was published.
+    Recommend {
+        sink: &'a SqlSink,
+        date: chrono::NaiveDate,
+        after: chrono::NaiveDateTime,
+    },
+}
+
+impl<'a> LedgerProbe<'a> {
+    pub fn of(env: &Envelope, sink: &'a SqlSink) -> Option<LedgerProbe<'a>> {
+        match env.task.as_str() {
+            "fetch-day" => Some(LedgerProbe::FetchDay {
+                sink,
+                run_id: env
+                    .run_id
+                    .clone()
+                    .unwrap_or_else(|| env.root_id.to_string()),
+            }),
+            "recommend" => Some(LedgerProbe::Recommend {
+                sink,
+                date: env.args.get("date")?.as_str()?.parse().ok()?,
+                after: crate::sink::ledger::now() - chrono::Duration::seconds(1),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the ledger shows the task's work done (`None`: cannot tell).
+    async fn done(&self) -> Option<bool> {
+        match self {
+            LedgerProbe::FetchDay { sink, run_id } => {
+                let run = sink.ledger_run(run_id).await.ok()?;
+                Some(run.is_some_and(|r| r.total_pages.is_some()))
+            }
+            LedgerProbe::Recommend { sink, date, after } => {
+                let recs = sink.recommends_since(*date).await.ok()?;
+                Some(
+                    recs.iter()
+                        .any(|r| r.date == *date && r.generated_at >= *after),
+                )
+            }
+        }
+    }
+}
+
+/// The line `enqueue --wait` says when Redis lost the task's state.
+fn lost_task_line(id: Uuid, ledger: bool) -> String {
+    let follow = if ledger {
+        "following its work in the database run ledger now"
+    } else {
+        "its state comes back when a worker next records it; still waiting"
+    };
+    format!(
+        "task {id}'s state in Redis is gone (Redis lost its data: restarted without persistence, failed over or evicted); \
+         the task itself is safe in RabbitMQ (queued, running or retrying); {follow}; \
+         by hand: alertflow queues, alertflow dead list, alertflow reconcile"
+    )
+}
+
+/// Poll a task's state, printing each change, until it is final. The state
+/// was recorded `queued` before publishing, so finding none means Redis lost
+/// it: that is said once, and the task is then followed from the ledger
+/// where it writes one (`ledger`), else until its state comes back.
+pub async fn follow(
+    states: &StateStore,
+    id: Uuid,
+    timeout: Duration,
+    json: bool,
+    ledger: Option<LedgerProbe<'_>>,
+) -> CliResult {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last: Option<(TaskStatus, u32)> = None;
+    let mut told_lost = false;
+    let mut ledger_read: Option<tokio::time::Instant> = None;
     loop {
         let st = states.get(&id).await.map_err(CliError::failure)?;
-        if let Some(st) = &st {
-            if last != Some((st.status, st.attempt)) {
-                last = Some((st.status, st.attempt));
-                if !json {
-                    print_transition(st);
+        match &st {
+            Some(st) => {
+                if last != Some((st.status, st.attempt)) {
+                    last = Some((st.status, st.attempt));
+                    if !json {
+                        print_transition(st);
+                    }
+                }
+                if st.status.is_final() {
+                    if json {
+                        println!("{}", serde_json::to_string(st).expect("state serializes"));
+                    }
+                    return Ok(if st.status == TaskStatus::Succeeded {
+                        EXIT_OK
+                    } else {
+                        EXIT_TASK_FAILED
+                    });
                 }
             }
-            if st.status.is_final() {
-                if json {
-                    println!("{}", serde_json::to_string(st).expect("state serializes"));
+            None => {
+                if !told_lost {
+                    told_lost = true;
+                    eprintln!("{}", lost_task_line(id, ledger.is_some()));
                 }
-                return Ok(if st.status == TaskStatus::Succeeded {
-                    EXIT_OK
-                } else {
-                    EXIT_TASK_FAILED
-                });
+                if let Some(probe) = &ledger
+                    && ledger_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    ledger_read = Some(tokio::time::Instant::now());
+                    if probe.done().await == Some(true) {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"id": id, "status": "succeeded", "source": "ledger"})
+                            );
+                        } else {
+                            println!("the run ledger shows the task's work done");
+                        }
+                        return Ok(EXIT_OK);
+                    }
+                }
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -273,6 +379,51 @@ pub async fn status(g: &GlobalOpts, a: StatusArgs) -> CliResult {
     }
 }
 
+/// `status` of an id Redis knows nothing of: a run the ledger recorded (its
+/// Redis state expired or was lost), or nothing this deployment knows.
+async fn ledger_run_status(config: &AppConfig, id: &str, json: bool) -> CliResult {
+    let sink = SqlSink::new(config);
+    let found = sink.run_ledgers(&[id.to_string()]).await;
+    sink.close().await;
+    let unknown = || {
+        CliError::failure(format!(
+            "no state for task or run {id} in Redis (unknown, older than state.ttl, or lost with Redis's data) \
+             and no run {id} in the database run ledger; `alertflow runs` lists the recorded runs"
+        ))
+    };
+    let Some(l) = found.ok().and_then(|v| v.into_iter().next()) else {
+        return Err(unknown());
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"run": l, "source": "ledger"}))
+                .expect("run serializes")
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "run:      {} (from the database run ledger; its Redis state is gone)",
+        l.run.run_id
+    );
+    println!("date:     {}", l.run.date);
+    match l.run.total_pages {
+        Some(t) => println!(
+            "written:  {} of {t} pages, {} rows",
+            l.pages_written, l.rows_written
+        ),
+        None => println!(
+            "written:  {} pages (last page not known yet), {} rows",
+            l.pages_written, l.rows_written
+        ),
+    }
+    println!(
+        "more:     alertflow runs --since 30d; alertflow report {}",
+        l.run.date
+    );
+    Ok(EXIT_OK)
+}
+
 /// `status` of an id that has no task state: it may be a run id (as `run`
 /// prints them); then show the run's progress and how to follow runs.
 async fn run_status(
@@ -287,9 +438,7 @@ async fn run_status(
         .await
         .map_err(|e| CliError::failure(format!("reading run {id}: {e}")))?;
     let Some(r) = summary else {
-        return Err(CliError::failure(format!(
-            "no state for task or run {id} (unknown, or older than state.ttl)"
-        )));
+        return ledger_run_status(config, id, json).await;
     };
     if json {
         println!(

@@ -22,6 +22,7 @@ pub mod parse;
 pub mod reconcile;
 pub mod run;
 pub mod run_progress;
+pub mod runs;
 pub mod sandbox;
 pub mod schedule;
 pub mod worker;
@@ -228,6 +229,13 @@ pub enum Command {
         after_help = "Examples:\n  alertflow reconcile --dry-run\n  alertflow reconcile --since 30d\n  alertflow reconcile --since 2d --stall-after 5m --json"
     )]
     Reconcile(reconcile::ReconcileCliArgs),
+    /// The runs of the last days from the database run ledger: pages
+    /// written of the total, messages, rows, skips by reason, when the
+    /// date's recommendations were computed and from how many rows.
+    #[command(
+        after_help = "Examples:\n  alertflow runs\n  alertflow runs --since 30d\n  alertflow runs --json"
+    )]
+    Runs(runs::RunsArgs),
     /// Create the database and tables (StarRocks or MySQL dialect).
     #[command(
         after_help = "Examples:\n  alertflow migrate\n  alertflow migrate --dialect starrocks --print"
@@ -309,6 +317,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(&cli.global, a).await,
         Command::Report(a) => run::report(&cli.global, a).await,
         Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
+        Command::Runs(a) => runs::runs(&cli.global, a).await,
         Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
         Command::Sandbox(a) => sandbox::run(&cli.global, a).await,

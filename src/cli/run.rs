@@ -742,7 +742,8 @@ pub struct ReportArgs {
     /// Database to read (default: mysql.database), e.g. `alertflow_demo`.
     #[arg(long)]
     pub database: Option<String>,
-    /// Print the recommendations as a JSON array.
+    /// Print the recommendations, unmapped names and the day's runs (from
+    /// the run ledger) as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -828,6 +829,20 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
             config.mysql.database, config.mysql.host, config.mysql.port
         ))
     })?;
+    // The day's story from the run ledger; the recommendations stand alone
+    // when it cannot be read (a database not migrated since the ledger came).
+    let from: NaiveDate = date.parse().expect("checked above");
+    let runs: Vec<crate::cli::runs::RunView> = match crate::cli::runs::read_views(&sink, from).await
+    {
+        Ok(v) => v
+            .into_iter()
+            .filter(|v| v.ledger.run.date == from)
+            .collect(),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            Vec::new()
+        }
+    };
     sink.close().await;
     sort_report(&mut recs);
     if a.json {
@@ -839,12 +854,19 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"date": date, "recommendations": recs, "unmapped": unmapped})
+                &json!({"date": date, "recommendations": recs, "unmapped": unmapped, "runs": runs})
             )
             .expect("serializes")
         );
     } else {
         print_report(&date, &recs);
+        println!();
+        if runs.is_empty() {
+            println!("no run of {date} in the run ledger");
+        } else {
+            println!("runs of {date} (run ledger):");
+            crate::cli::runs::print_runs(&runs);
+        }
     }
     Ok(EXIT_OK)
 }
