@@ -177,6 +177,59 @@ async fn catch_up_after_downtime_follows_each_policy() {
     assert_eq!(missed.len(), 3600);
 }
 
+/// With `beat.state_file`, a beat whose Redis lost its data (every key of
+/// the namespace, `last` fires and claims) still knows each schedule's last
+/// fire and catches up what was missed; without the file it cannot.
+#[tokio::test]
+async fn the_state_file_keeps_catch_up_across_redis_data_loss() {
+    let env = TestEnv::new("beatstate");
+    let file = env.dir.path().join("beat-last.json");
+    let with_file = |state: Option<std::path::PathBuf>| {
+        let mut c = (*env.config).clone();
+        c.schedules = vec![every("once", "1s", CatchUp::Once)];
+        c.beat.metrics_listen = "off".into();
+        c.beat.state_file = state;
+        c.validate().unwrap();
+        Beat::new(Arc::new(c.queue), Arc::new(env.registry())).unwrap()
+    };
+    let (_c, publisher) = env.publisher().await;
+    let t0 = Utc.timestamp_opt(Utc::now().timestamp() - 30, 0).unwrap();
+    let b = with_file(Some(file.clone()));
+    assert!(matches!(
+        b.fire(&publisher, 0, t0, alertflow::queue::beat::FireKind::OnTime)
+            .await
+            .unwrap(),
+        FireOutcome::Published(_)
+    ));
+    assert_eq!(drain(&env).await.len(), 1);
+    // Redis loses its data.
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+        .arg(format!("{}:beat:*", env.ns()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = deadpool_redis::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let now = t0 + chrono::Duration::milliseconds(5500);
+    // Without the file: no last fire, nothing caught up.
+    let plain = with_file(None);
+    assert_eq!(plain.last_fire("once").await.unwrap(), None);
+    assert_eq!(plain.catch_up(&publisher, now).await.unwrap(), 0);
+    // With it: the most recent missed fire, once.
+    let kept = with_file(Some(file));
+    assert_eq!(kept.last_fire("once").await.unwrap(), Some(t0));
+    assert_eq!(kept.catch_up(&publisher, now).await.unwrap(), 1);
+    let fires = drain(&env).await;
+    assert_eq!(fires.len(), 1, "{fires:?}");
+    assert_eq!(fires[0].1, t0 + chrono::Duration::seconds(5));
+}
+
 #[tokio::test]
 async fn a_fire_whose_claimer_died_is_published_by_another_beat() {
     let env = TestEnv::new("claimdied");

@@ -16,7 +16,8 @@ Examples:
 
 Run it on two hosts for high availability: every fire is claimed in Redis
 before it is published, so each fire is published exactly once. Fires missed
-while no beat ran are handled by each schedule's catch_up policy.
+while no beat ran are handled by each schedule's catch_up policy; with
+--state-file (beat.state_file) that still holds after Redis lost its data.
 SIGTERM exits between fires (exit 0).";
 
 /// Publish scheduled tasks to RabbitMQ.
@@ -28,6 +29,10 @@ pub struct BeatCli {
     /// Address of /metrics and /healthz, or `off` (default: beat.metrics_listen).
     #[arg(long, env = "ALERTFLOW_BEAT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// A local file that also keeps each schedule's last fire, so catch-up
+    /// survives Redis losing its data (default: beat.state_file).
+    #[arg(long, env = "ALERTFLOW_BEAT_STATE_FILE", value_name = "PATH")]
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cli: BeatCli) -> ExitCode {
@@ -41,6 +46,9 @@ pub async fn run(cli: BeatCli) -> ExitCode {
     let mut queue = config.queue;
     if let Some(m) = cli.metrics_listen {
         queue.beat.metrics_listen = m;
+    }
+    if let Some(f) = cli.state_file {
+        queue.beat.state_file = Some(f);
     }
     let beat = match Beat::new(Arc::new(queue), Arc::new(registry)) {
         Ok(b) => b,

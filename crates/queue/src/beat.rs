@@ -298,14 +298,35 @@ impl Beat {
         env
     }
 
-    /// Last published fire of a schedule, from Redis.
+    /// Last published fire of a schedule: from Redis, or from the beat's
+    /// state file (`beat.state_file`) when that knows a later one (Redis lost
+    /// its data).
     pub async fn last_fire(&self, name: &str) -> Result<Option<DateTime<Utc>>, BeatError> {
         let mut conn = self.redis.get().await?;
         let v: Option<i64> = deadpool_redis::redis::cmd("GET")
             .arg(self.last_key(name))
             .query_async(&mut conn)
             .await?;
-        Ok(v.and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+        let kept = self.state_file().and_then(|f| f.last(name));
+        if kept > v {
+            info!(schedule = name, last_fire_ms = ?kept, "last fire from beat.state_file (Redis has none or an older one)");
+        }
+        Ok(v.max(kept)
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+    }
+
+    fn state_file(&self) -> Option<StateFile> {
+        self.config.beat.state_file.clone().map(StateFile)
+    }
+
+    /// Keep a schedule's last fire in the state file too (a failure to is
+    /// logged: Redis still has it).
+    fn keep_last_fire(&self, name: &str, instant: DateTime<Utc>, moved: bool) {
+        if let Some(f) = self.state_file()
+            && let Err(e) = f.set_last(name, instant.timestamp_millis(), moved)
+        {
+            warn!(schedule = name, file = %f.0.display(), error = %e, "cannot write beat.state_file");
+        }
     }
 
     /// Set a schedule's last fire: where catch-up starts counting missed
@@ -321,6 +342,7 @@ impl Beat {
             .arg(instant.timestamp_millis())
             .query_async(&mut conn)
             .await?;
+        self.keep_last_fire(name, instant, true);
         Ok(())
     }
 
@@ -377,6 +399,7 @@ impl Beat {
         if marked == 0 {
             warn!(schedule = s.name(), fire = %instant, "claim expired while publishing (beat.claim_timeout too short?)");
         }
+        self.keep_last_fire(s.name(), instant, false);
         let _ = self
             .states
             .put(&TaskState::of(&env, TaskStatus::Queued))
@@ -640,5 +663,34 @@ impl Beat {
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+}
+
+/// `beat.state_file`: each schedule's last fire (unix ms) as a JSON object,
+/// replaced atomically (write a temporary file, then rename).
+struct StateFile(std::path::PathBuf);
+
+impl StateFile {
+    fn read(&self) -> std::collections::BTreeMap<String, i64> {
+        std::fs::read(&self.0)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn last(&self, name: &str) -> Option<i64> {
+        self.read().get(name).copied()
+    }
+
+    /// Record `ms`; unless `moved`, not over a later fire already there.
+    fn set_last(&self, name: &str, ms: i64, moved: bool) -> std::io::Result<()> {
+        let mut all = self.read();
+        if !moved && all.get(name).is_some_and(|v| *v >= ms) {
+            return Ok(());
+        }
+        all.insert(name.to_string(), ms);
+        let tmp = self.0.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&all).expect("map serializes"))?;
+        std::fs::rename(&tmp, &self.0)
     }
 }

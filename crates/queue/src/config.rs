@@ -302,6 +302,11 @@ pub struct BeatConfig {
     /// A beat that lost a fire's claim checks after this long that the
     /// winner published it, and publishes it itself if the winner died.
     pub claim_timeout: HumanDuration,
+    /// A local file where this beat also keeps each schedule's last fire
+    /// (JSON), so that catch-up still knows where to start when Redis lost
+    /// its data (`<ns>:beat:last:*`): without it, fires missed while every
+    /// beat was down and Redis lost its data are not caught up.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for BeatConfig {
@@ -309,6 +314,7 @@ impl Default for BeatConfig {
         BeatConfig {
             metrics_listen: "127.0.0.1:9810".into(),
             claim_timeout: HumanDuration(Duration::from_secs(15)),
+            state_file: None,
         }
     }
 }
