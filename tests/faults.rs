@@ -1,12 +1,17 @@
 //! The fault suite: Jepsen-style accounting of a multi-day backfill through
 //! RabbitMQ, two worker processes and MariaDB while something breaks.
 //!
-//! Every row has an identity (its `message_id`), every run must end with
-//! exactly one recommendation. After each scenario the suite counts lost
-//! rows (expected, never stored), unexpected rows (stored, never expected),
-//! duplicated rows (stored more than once) and the time to recover (from the
-//! end of the fault to the last run finishing), prints a table, and asserts
-//! lost = unexpected = duplicated = 0.
+//! Every row has an identity (its `message_id`), every run must end with a
+//! recommendation computed from every row of its day. After each scenario
+//! the suite counts lost rows (expected, never stored), unexpected rows
+//! (stored, never expected), duplicated rows (stored more than once), the
+//! days recommended (done, and the ledger records a computation that read
+//! every stored row of the day), the days whose stored recommendations equal
+//! those recomputed from the stored rows, the days `wait_days` followed from
+//! the database ledger because Redis lost their run state, and the time to
+//! recover (from the end of the fault to the last run finishing); it prints
+//! a table, and asserts lost = unexpected = duplicated = 0 and every day
+//! recommended, with recommendations that match its rows.
 //!
 //! Scenarios run one after another in one test (this file is its own test
 //! binary and cargo runs binaries one at a time), so restarting RabbitMQ,
@@ -14,7 +19,8 @@
 //! restored by a guard, even when an assertion fails.
 //!
 //! Size: `ALERTFLOW_FAULT_DAYS` (default 3) days of `ALERTFLOW_FAULT_PER_DAY`
-//! (default 1500) messages per scenario.
+//! (default 1500) messages per scenario. `ALERTFLOW_FAULT_ONLY` (scenario
+//! names, comma-separated) runs only those scenarios.
 
 mod common;
 
@@ -22,8 +28,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use alertflow::cli::run::{DayOutcome, DayPlan, publish_days, wait_days};
+use alertflow::cli::run::{DayOutcome, DayPlan, PublishedRun, Source, publish_days, wait_days};
 use alertflow::lark::card::AlertRow;
+use alertflow::recommendation::catalogue::Catalogue;
+use alertflow::recommendation::{NoisyThresholds, Recommendation, compute};
 use alertflow::sandbox::{Endpoint, Fault, SandboxConfig, SandboxHandle, expected_range};
 use alertflow::sink::starrocks::SqlSink;
 use chrono::NaiveDate;
@@ -79,32 +87,77 @@ impl Drop for RabbitDown {
     }
 }
 
+/// `redis-cli` with `args`: its stdout, trimmed.
+fn redis_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A config value of the running Redis (`dir`, `dbfilename`, ...).
+fn redis_config(key: &str) -> String {
+    redis_cli(&["config", "get", key])
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Start Redis as the machine runs it (no persistence), with the snapshot
+/// file name it had (loaded if present), and wait until it answers PING
+/// (a snapshot is loaded by then).
+fn start_redis(dir: &str, file: &str) {
+    sh(
+        "redis-server",
+        &[
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            dir,
+            "--dbfilename",
+            file,
+        ],
+    );
+    wait_port(6379, true, Duration::from_secs(30));
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if redis_cli(&["ping"]).contains("PONG") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Redis's `dir` and `dbfilename` (protected configs in Redis 7: read, not set).
+fn redis_files() -> (String, String) {
+    let dir = redis_config("dir");
+    let file = redis_config("dbfilename");
+    assert!(
+        !dir.is_empty() && !file.is_empty(),
+        "redis dir and dbfilename"
+    );
+    (dir, file)
+}
+
 /// Redis shut down (after saving its data, as a persistent production
 /// Redis would keep it); started again with the same data on drop.
-/// (`dir` and `dbfilename` are protected configs in Redis 7: read, not set.)
 struct RedisDown {
     dir: String,
     file: String,
 }
 impl RedisDown {
     fn begin() -> RedisDown {
-        let get = |key: &str| {
-            let out = std::process::Command::new("redis-cli")
-                .args(["config", "get", key])
-                .output()
-                .expect("redis-cli");
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .nth(1)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let dir = get("dir");
-        let file = get("dbfilename");
-        assert!(
-            !dir.is_empty() && !file.is_empty(),
-            "redis dir and dbfilename"
-        );
+        let (dir, file) = redis_files();
         assert!(
             sh("redis-cli", &["shutdown", "save"]),
             "redis shutdown save"
@@ -115,41 +168,47 @@ impl RedisDown {
 }
 impl Drop for RedisDown {
     fn drop(&mut self) {
-        sh(
-            "redis-server",
-            &[
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "6379",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &self.dir,
-                "--dbfilename",
-                &self.file,
-            ],
-        );
-        wait_port(6379, true, Duration::from_secs(30));
-        // Wait for the snapshot to be loaded before removing it.
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            let out = std::process::Command::new("redis-cli")
-                .args(["ping"])
-                .output();
-            if out
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-                .unwrap_or(false)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        start_redis(&self.dir, &self.file);
+        // The snapshot is loaded: remove it.
         let _ = std::fs::remove_file(std::path::Path::new(&self.dir).join(&self.file));
+    }
+}
+
+/// A key set before Redis loses its data, to show that it did.
+const LOST_MARKER: &str = "alertflow-fault-suite:redis-lost-marker";
+
+/// Redis shut down without saving, as a Redis without persistence dies;
+/// started again EMPTY on drop (same flags as the machine runs it, no
+/// snapshot loaded), as such a Redis comes back from a restart: every key
+/// of every run is gone.
+struct RedisLost {
+    dir: String,
+    file: String,
+}
+impl RedisLost {
+    fn begin() -> RedisLost {
+        let (dir, file) = redis_files();
+        assert_eq!(redis_cli(&["set", LOST_MARKER, "1"]), "OK", "set marker");
+        assert!(
+            sh("redis-cli", &["shutdown", "nosave"]),
+            "redis shutdown nosave"
+        );
+        wait_port(6379, false, Duration::from_secs(20));
+        RedisLost { dir, file }
+    }
+}
+impl Drop for RedisLost {
+    fn drop(&mut self) {
+        // No snapshot may be loaded: a dump file left by anything else is
+        // moved aside while Redis starts, and put back once it runs.
+        let dump = std::path::Path::new(&self.dir).join(&self.file);
+        let aside =
+            std::path::Path::new(&self.dir).join(format!("{}.fault-suite-aside", self.file));
+        let moved = std::fs::rename(&dump, &aside).is_ok();
+        start_redis(&self.dir, &self.file);
+        if moved {
+            let _ = std::fs::rename(&aside, &dump);
+        }
     }
 }
 
@@ -192,6 +251,8 @@ struct Ctx {
     env: TestEnv,
     sandbox: SandboxHandle,
     file: PathBuf,
+    /// The days published (set before the fault begins).
+    runs: Vec<PublishedRun>,
 }
 
 impl Ctx {
@@ -202,6 +263,29 @@ impl Ctx {
             &self.file,
         );
         self.workers.push(w);
+    }
+
+    /// The last lines of every worker log of the scenario (for a failure).
+    fn worker_logs(&self) -> String {
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.env.dir.path()) else {
+            return out;
+        };
+        let mut logs: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for p in logs {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last 40 lines)\n", p.display()));
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 
@@ -214,7 +298,15 @@ struct Accounting {
     unexpected: usize,
     duplicated: usize,
     runs: usize,
+    /// Days recommended, see [`recommended_days`].
     recommends: usize,
+    /// Days whose stored recommendations equal those recomputed from the
+    /// stored rows.
+    rec_ok: usize,
+    /// Days `wait_days` followed from the database ledger (Redis lost their
+    /// run state).
+    ledger_days: usize,
+    /// From the end of the fault to every day done (the time to converge).
     recover_s: f64,
     note: String,
 }
@@ -250,12 +342,107 @@ async fn stored_rows(
     (rows, dup.unwrap_or(0) as usize)
 }
 
-/// Run one scenario: a backfill with two workers while `fault` happens.
-async fn scenario<F, Fut>(name: &'static str, seed: u64, fault: F) -> Accounting
+/// Per date: whether the stored recommendations equal those computed from
+/// the stored rows (default catalogue, the config's noisy thresholds, as the
+/// workers of the suite run `recommend`); the differences, for a failure.
+async fn recommendations_match(
+    config: &alertflow::config::AppConfig,
+    dates: &[NaiveDate],
+) -> Vec<(NaiveDate, Result<usize, String>)> {
+    let sink = SqlSink::new(config);
+    let catalogue = Catalogue::load(None).expect("the built-in catalogue");
+    let noisy = NoisyThresholds {
+        fired: config.recommend.noisy_fired,
+        clusters: config.recommend.noisy_clusters,
+    };
+    let by_name = |v: &mut Vec<Recommendation>| v.sort_by(|a, b| a.alert_name.cmp(&b.alert_name));
+    let mut out = Vec::new();
+    for d in dates {
+        let date = d.to_string();
+        let rows = sink.alerts_for_date(&date).await.expect("read rows");
+        let mut stored = sink
+            .recommendations(&date)
+            .await
+            .expect("read recommendations");
+        let mut want = compute(&date, &rows, &catalogue, &noisy);
+        by_name(&mut stored);
+        by_name(&mut want);
+        let verdict = if stored == want {
+            Ok(stored.len())
+        } else {
+            let differ: Vec<String> = want
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None))
+                .zip(stored.iter().map(Some).chain(std::iter::repeat(None)))
+                .take(want.len().max(stored.len()))
+                .filter(|(w, s)| w != s)
+                .take(3)
+                .map(|(w, s)| format!("want {w:?}\n  stored {s:?}"))
+                .collect();
+            Err(format!(
+                "{} rows: {} recommendations computed, {} stored; first differences:\n{}",
+                rows.len(),
+                want.len(),
+                stored.len(),
+                differ.join("\n")
+            ))
+        };
+        out.push((*d, verdict));
+    }
+    sink.close().await;
+    out
+}
+
+/// Days recommended: done, and the ledger records a `recommend` of the
+/// date that read every row stored for it (rows only grow during a run, so
+/// that computation came after the last row was written).
+async fn recommended_days(
+    config: &alertflow::config::AppConfig,
+    outcomes: &[DayOutcome],
+    rows: &[AlertRow],
+    first: NaiveDate,
+) -> (usize, BTreeMap<NaiveDate, usize>) {
+    let sink = SqlSink::new(config);
+    let recs = sink
+        .recommends_since(first)
+        .await
+        .expect("read pipeline_recommends");
+    sink.close().await;
+    let mut per_date: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    for r in &recs {
+        *per_date.entry(r.date).or_default() += 1;
+    }
+    let recommended = outcomes
+        .iter()
+        .filter(|o| o.status == "done")
+        .filter(|o| {
+            let stored = rows.iter().filter(|r| r.alert_date == o.date).count() as u64;
+            recs.iter()
+                .any(|r| r.date.to_string() == o.date && r.rows_read == stored)
+        })
+        .count();
+    (recommended, per_date)
+}
+
+/// Whether `ALERTFLOW_FAULT_ONLY` (if set) names the scenario.
+fn selected(name: &str) -> bool {
+    match std::env::var("ALERTFLOW_FAULT_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|s| s.trim() == name),
+        _ => true,
+    }
+}
+
+/// Run one scenario: a backfill with two workers while `fault` happens
+/// (`None`: not selected by `ALERTFLOW_FAULT_ONLY`).
+async fn scenario<F, Fut>(name: &'static str, seed: u64, fault: F) -> Option<Accounting>
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: std::future::Future<Output = (Ctx, String)>,
 {
+    if !selected(name) {
+        return None;
+    }
     let days = env_num("ALERTFLOW_FAULT_DAYS", 3);
     let per_day = env_num("ALERTFLOW_FAULT_PER_DAY", 1500);
     let sandbox_cfg = SandboxConfig {
@@ -299,6 +486,7 @@ where
         sandbox,
         file,
         workers: Vec::new(),
+        runs: Vec::new(),
     };
     ctx.spawn_worker();
     ctx.spawn_worker();
@@ -315,8 +503,9 @@ where
     let published = publish_days(&ctx.env.config, &plans)
         .await
         .expect("publish the backfill");
+    ctx.runs = published.clone();
     // The fault owns the context while the run goes on, then hands it back.
-    let (ctx, note) = fault(ctx).await;
+    let (ctx, mut note) = fault(ctx).await;
     let fault_end = Instant::now();
     let (outcomes, finished): (Vec<DayOutcome>, bool) = wait_days(
         &ctx.env.config,
@@ -327,10 +516,13 @@ where
     .await
     .expect("follow the runs");
     let recover_s = fault_end.elapsed().as_secs_f64();
-    assert!(
-        finished,
-        "{name}: the backfill did not finish: {outcomes:#?}"
-    );
+    if !finished {
+        let dead = ctx.env.dead_letters().await;
+        panic!(
+            "{name}: the backfill did not finish: {outcomes:#?}\ndead letters: {dead:#?}\n{}",
+            ctx.worker_logs()
+        );
+    }
     let (rows, duplicated) = stored_rows(&ctx.env.config, &dates).await;
     let expected: Vec<AlertRow> =
         expected_range(&sandbox_cfg, CHAT, dates[0], *dates.last().unwrap())
@@ -349,16 +541,32 @@ where
             .iter()
             .filter(|(k, r)| want.get(*k).is_some_and(|w| w != *r))
             .count();
-    let recommends = outcomes
-        .iter()
-        .filter(|o| o.summary.recommend.is_some())
-        .count();
     let done = outcomes.iter().filter(|o| o.status == "done").count();
     if done != outcomes.len() {
         let dead = ctx.env.dead_letters().await;
-        panic!("{name}: every day done: {outcomes:#?}\ndead letters: {dead:#?}");
+        panic!(
+            "{name}: every day done: {outcomes:#?}\ndead letters: {dead:#?}\n{}",
+            ctx.worker_logs()
+        );
     }
-    Accounting {
+    let ledger_days = outcomes
+        .iter()
+        .filter(|o| o.source == Source::Ledger)
+        .count();
+    let (recommends, computations) =
+        recommended_days(&ctx.env.config, &outcomes, &rows, dates[0]).await;
+    let checks = recommendations_match(&ctx.env.config, &dates).await;
+    let rec_ok = checks.iter().filter(|(_, v)| v.is_ok()).count();
+    for (d, v) in &checks {
+        if let Err(e) = v {
+            eprintln!("{name}: {d}: stored recommendations differ from the rows': {e}");
+        }
+    }
+    note.push_str(&format!(
+        "; recommend computations per day {:?}",
+        computations.values().collect::<Vec<_>>()
+    ));
+    Some(Accounting {
         scenario: name,
         expected: expected.len(),
         stored: rows.len(),
@@ -367,9 +575,11 @@ where
         duplicated,
         runs: outcomes.len(),
         recommends,
+        rec_ok,
+        ledger_days,
         recover_s,
         note,
-    }
+    })
 }
 
 /// Let the backfill get going before breaking something.
@@ -382,7 +592,7 @@ async fn running(ctx: &Ctx, secs: f64) {
 async fn fault_suite_loses_nothing() {
     let mut table = Vec::new();
 
-    table.push(
+    table.extend(
         scenario("kill9", 1, |mut ctx| async move {
             running(&ctx, 0.8).await;
             let mut kills = 0;
@@ -400,7 +610,7 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
         scenario("rabbitmq-restart", 2, |ctx| async move {
             running(&ctx, 0.8).await;
             {
@@ -420,7 +630,7 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
         scenario("redis-restart", 3, |ctx| async move {
             running(&ctx, 0.8).await;
             let down = tokio::task::spawn_blocking(RedisDown::begin).await.unwrap();
@@ -433,7 +643,67 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
+        scenario("redis-data-lost", 8, |ctx| async move {
+            // Mid-run: once the ledger shows pages written, before every
+            // run has all of its pages.
+            let ids: Vec<String> = ctx.runs.iter().map(|r| r.run_id.clone()).collect();
+            let sink = SqlSink::new(&ctx.env.config);
+            let t0 = Instant::now();
+            let (written, complete) = loop {
+                let written: u64 = sink
+                    .pages_written(&ids)
+                    .await
+                    .expect("read pipeline_pages")
+                    .values()
+                    .sum();
+                let complete = sink.complete_runs(&ids).await.expect("read the ledger");
+                if written >= 10 || !complete.is_empty() || t0.elapsed() > Duration::from_secs(60) {
+                    break (written, complete.len());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert!(
+                written > 0 && complete < ids.len(),
+                "redis-data-lost: the loss must come mid-run: {written} pages written, \
+                 {complete} of {} runs complete",
+                ids.len()
+            );
+            let lost = tokio::task::spawn_blocking(RedisLost::begin).await.unwrap();
+            let at_loss: u64 = sink
+                .pages_written(&ids)
+                .await
+                .expect("read pipeline_pages")
+                .values()
+                .sum();
+            let complete_at_loss = sink
+                .complete_runs(&ids)
+                .await
+                .expect("read the ledger")
+                .len();
+            sink.close().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::task::spawn_blocking(move || drop(lost))
+                .await
+                .unwrap();
+            let marker = redis_cli(&["exists", LOST_MARKER]);
+            redis_cli(&["del", LOST_MARKER]);
+            assert_eq!(
+                marker, "0",
+                "Redis came back empty (the marker key is gone)"
+            );
+            let note = format!(
+                "redis shutdown nosave, down 2 s, restarted empty (marker key gone); \
+                 {written} pages written when triggered, {at_loss} at the loss, \
+                 {complete_at_loss}/{} runs complete then",
+                ids.len()
+            );
+            (ctx, note)
+        })
+        .await,
+    );
+
+    table.extend(
         scenario("mariadb-20s", 4, |ctx| async move {
             running(&ctx, 0.5).await;
             let down = tokio::task::spawn_blocking(MariaDbDown::begin)
@@ -448,7 +718,7 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
         scenario("lark-429-5xx-token", 5, |ctx| async move {
             for round in 0..4 {
                 ctx.sandbox
@@ -471,7 +741,7 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
         scenario("poison-1000", 6, |mut ctx| async move {
             let pids: Vec<u32> = ctx.workers.iter().map(|w| w.0.id()).collect();
             let (_conn, publisher) = ctx.env.publisher().await;
@@ -541,7 +811,7 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
-    table.push(
+    table.extend(
         scenario("sigterm-all", 7, |mut ctx| async move {
             running(&ctx, 1.0).await;
             for w in &ctx.workers {
@@ -565,8 +835,12 @@ async fn fault_suite_loses_nothing() {
         .await,
     );
 
+    assert!(
+        !table.is_empty(),
+        "ALERTFLOW_FAULT_ONLY names no scenario of the suite"
+    );
     println!(
-        "\n{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>9}  note",
+        "\n{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>6} {:>6} {:>9}  note",
         "scenario",
         "expected",
         "stored",
@@ -575,11 +849,13 @@ async fn fault_suite_loses_nothing() {
         "duplicated",
         "runs",
         "recommends",
+        "rec_ok",
+        "ledger",
         "recover_s"
     );
     for a in &table {
         println!(
-            "{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>9.1}  {}",
+            "{:<20} {:>8} {:>8} {:>5} {:>10} {:>10} {:>5} {:>10} {:>6} {:>6} {:>9.1}  {}",
             a.scenario,
             a.expected,
             a.stored,
@@ -588,6 +864,8 @@ async fn fault_suite_loses_nothing() {
             a.duplicated,
             a.runs,
             a.recommends,
+            format!("{}/{}", a.rec_ok, a.runs),
+            a.ledger_days,
             a.recover_s,
             a.note
         );
@@ -596,6 +874,13 @@ async fn fault_suite_loses_nothing() {
         assert_eq!(a.lost, 0, "{a:?}");
         assert_eq!(a.unexpected, 0, "{a:?}");
         assert_eq!(a.duplicated, 0, "{a:?}");
-        assert_eq!(a.recommends, a.runs, "one recommend per run: {a:?}");
+        assert_eq!(
+            a.recommends, a.runs,
+            "every run recommended from all of its day's rows: {a:?}"
+        );
+        assert_eq!(
+            a.rec_ok, a.runs,
+            "every day's stored recommendations match its rows: {a:?}"
+        );
     }
 }
