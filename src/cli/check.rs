@@ -406,12 +406,35 @@ async fn check_database(config: &AppConfig) -> Result<String, String> {
         )
         .await
         .unwrap_or(None);
+    // The tables this build writes; a database from before the run ledger
+    // lacks its tables, and every insert would then be refused.
+    let present: Vec<String> = if exists.is_some() {
+        conn.exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (m.database.clone(),),
+        )
+        .await
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let _ = conn.disconnect().await;
     let tls = if m.tls { ", TLS" } else { "" };
-    let db = if exists.is_some() {
-        format!("database {} exists", m.database)
-    } else {
+    let missing: Vec<&str> = crate::sink::schema::TABLES
+        .iter()
+        .map(|t| t.name)
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect();
+    let db = if exists.is_none() {
         format!("database {} missing: run `alertflow migrate`", m.database)
+    } else if missing.is_empty() {
+        format!("database {} has every table", m.database)
+    } else {
+        return Err(format!(
+            "database {} lacks table(s) {}: run `alertflow migrate` (it only creates what is missing) before starting workers of this version",
+            m.database,
+            missing.join(", ")
+        ));
     };
     Ok(format!(
         "SELECT 1 ok (server {major}.{minor}.{patch}{tls}); {db}"
