@@ -215,9 +215,11 @@ mod tests {
             max_ingested_at: Some(t("2026-03-02 10:00:10")),
         };
         let now = t("2026-03-02 10:01:00");
-        let one = |l, recs: &[RecommendRecord], now| views(vec![l], &[day.clone()], recs, now);
+        let one = |l, recs: &[RecommendRecord], now| {
+            views(vec![l], std::slice::from_ref(&day), recs, now)
+        };
         assert_eq!(
-            one(run(Some(2), 2), &[rec.clone()], now)[0].status,
+            one(run(Some(2), 2), std::slice::from_ref(&rec), now)[0].status,
             RunStatus::Done
         );
         assert_eq!(
@@ -233,7 +235,7 @@ mod tests {
             RunStatus::Recommending
         );
         assert_eq!(
-            one(run(Some(2), 1), &[rec.clone()], now)[0].status,
+            one(run(Some(2), 1), std::slice::from_ref(&rec), now)[0].status,
             RunStatus::InProgress
         );
         assert_eq!(
