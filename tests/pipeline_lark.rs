@@ -95,6 +95,11 @@ async fn fetch_day_pages_and_parse_batch_rows_match_the_sandbox() {
     };
     let sandbox = alertflow::sandbox::spawn(cfg.clone()).await.unwrap();
     let env = lark_env("lark-e2e", &sandbox);
+    // fetch-day records its run in the ledger of the test's database.
+    alertflow::sink::starrocks::SqlSink::new(&env.config)
+        .migrate()
+        .await
+        .expect("migrate the test database");
     let capture = CaptureInsert::default();
     let registry = env.registry().with(capture.clone());
     // The spring-forward day: a 23-hour window.
@@ -146,6 +151,11 @@ async fn two_workers_fetching_two_days_stay_under_the_lark_quota() {
     };
     let sandbox = alertflow::sandbox::spawn(cfg.clone()).await.unwrap();
     let env = lark_env("lark-quota", &sandbox);
+    // fetch-day records its run in the ledger of the test's database.
+    alertflow::sink::starrocks::SqlSink::new(&env.config)
+        .migrate()
+        .await
+        .expect("migrate the test database");
     let capture = CaptureInsert::default();
     let registry = env.registry().with(capture.clone());
     let (_conn, publisher) = env.publisher().await;
