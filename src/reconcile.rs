@@ -235,6 +235,20 @@ pub fn staleness(day: &DayRows, latest: Option<&RecommendRecord>) -> Option<Stal
     }
 }
 
+/// Whether a run's date has recommendations computed from every row the run
+/// wrote: the run's own `recommend` recorded it, or the date's latest
+/// computation (by `reconcile` or by hand) started after the run and read as
+/// many rows as the date has. Rows are only ever added, so reading as many
+/// means reading them all; a replayed page rewrites the same rows (newer
+/// `ingested_at`, same content), which is why this, unlike [`staleness`],
+/// does not compare write times.
+pub fn run_recommended(run: &RunLedger, day: Option<&DayRows>, recs: &[RecommendRecord]) -> bool {
+    let rows = day.map_or(0, |d| d.rows);
+    recs.iter().filter(|r| r.date == run.run.date).any(|r| {
+        r.run_id == run.run.run_id || (r.generated_at >= run.run.started_at && r.rows_read == rows)
+    })
+}
+
 /// Read the facts for dates from `since` on: the ledger from the database,
 /// and for each incomplete run whether its Redis progress is intact.
 pub async fn gather(sink: &SqlSink, runs: &RunState, since: NaiveDate) -> Result<Facts, TaskError> {
@@ -460,6 +474,71 @@ mod tests {
         let p = plan(&f, t("2026-03-02 10:20:00"), STALL);
         assert_eq!(p.redrive.len(), 1);
         assert_eq!(p.redrive[0].total_pages, None);
+    }
+
+    #[test]
+    fn a_run_is_recommended_by_its_own_recommend_or_a_later_one_that_read_every_row() {
+        let r = run("r1", "2026-03-01", Some(4), 4, "2026-03-02 10:01:00");
+        // A replayed page rewrote rows after the recommendation: the same
+        // rows, so the run is still recommended (reconcile recomputes the day
+        // anyway, harmlessly).
+        let day = rows("2026-03-01", 40, "2026-03-02 10:09:00");
+        let by_reconcile = rec(
+            "2026-03-01",
+            "",
+            "2026-03-02 10:02:00",
+            40,
+            "2026-03-02 10:01:00",
+        );
+        assert!(run_recommended(
+            &r,
+            Some(&day),
+            std::slice::from_ref(&by_reconcile)
+        ));
+        assert!(staleness(&day, Some(&by_reconcile)).is_some());
+        // Computed before the run started (a re-run of a done day): not yet.
+        let before = rec(
+            "2026-03-01",
+            "r0",
+            "2026-03-02 09:00:00",
+            40,
+            "2026-03-02 08:00:00",
+        );
+        assert!(!run_recommended(
+            &r,
+            Some(&day),
+            std::slice::from_ref(&before)
+        ));
+        // Missing rows: not yet; the run's own recommend: yes.
+        let short = rec(
+            "2026-03-01",
+            "",
+            "2026-03-02 10:02:00",
+            39,
+            "2026-03-02 10:01:00",
+        );
+        assert!(!run_recommended(
+            &r,
+            Some(&day),
+            std::slice::from_ref(&short)
+        ));
+        let own = rec(
+            "2026-03-01",
+            "r1",
+            "2026-03-02 10:02:00",
+            40,
+            "2026-03-02 10:01:00",
+        );
+        assert!(run_recommended(&r, Some(&day), &[before, own]));
+        // Another date's computation does not count.
+        let other = rec(
+            "2026-03-02",
+            "r1",
+            "2026-03-02 10:02:00",
+            40,
+            "2026-03-02 10:01:00",
+        );
+        assert!(!run_recommended(&r, Some(&day), &[other]));
     }
 
     #[test]

@@ -292,7 +292,6 @@ async fn ledger_outcomes(
         .unwrap_or_default();
     let rows = sink.day_rows_since(first).await.map_err(failure)?;
     let recs = sink.recommends_since(first).await.map_err(failure)?;
-    let latest = crate::reconcile::latest_recommends(&recs);
     let mut out = Vec::with_capacity(days.len());
     for r in days {
         let date: NaiveDate = r.date.parse().unwrap_or_default();
@@ -314,13 +313,7 @@ async fn ledger_outcomes(
             summary.rows_written = l.rows_written;
             summary.skips = l.skips.clone();
             let day = rows.iter().find(|d| d.date == date);
-            let covered = match day {
-                Some(d) if d.rows > 0 => {
-                    latest.contains_key(&date)
-                        && crate::reconcile::staleness(d, latest.get(&date).copied()).is_none()
-                }
-                _ => latest.contains_key(&date),
-            };
+            let covered = crate::reconcile::run_recommended(l, day, &recs);
             if l.complete() && covered {
                 status = "done".into();
             }

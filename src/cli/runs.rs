@@ -8,7 +8,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, print_table};
-use crate::reconcile::{DEFAULT_STALL_AFTER, latest_recommends, since_date, staleness};
+use crate::reconcile::{DEFAULT_STALL_AFTER, latest_recommends, run_recommended, since_date};
 use crate::sink::ledger::{self, DayRows, RecommendRecord, RunLedger};
 use crate::sink::starrocks::SqlSink;
 
@@ -27,10 +27,10 @@ pub struct RunsArgs {
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Every page written and the date's recommendations computed from
-    /// every row it has.
+    /// every row the run wrote (see [`run_recommended`]).
     Done,
-    /// Every page written; the date's recommendations are missing or older
-    /// than its rows (a `recommend` is due, or `reconcile` will publish one).
+    /// Every page written; no recommendation of the date read its rows yet
+    /// (a `recommend` is due, or `reconcile` will publish one).
     Recommending,
     /// Pages still to fetch or write, and the run wrote something lately.
     InProgress,
@@ -74,10 +74,7 @@ pub fn views(
     runs.into_iter()
         .map(|l| {
             let rec = latest.get(&l.run.date).copied();
-            let covered = match rows.get(&l.run.date) {
-                Some(d) if d.rows > 0 => rec.is_some() && staleness(d, rec).is_none(),
-                _ => rec.is_some(),
-            };
+            let covered = run_recommended(&l, rows.get(&l.run.date).copied(), recs);
             let status = match (l.complete(), covered) {
                 (true, true) => RunStatus::Done,
                 (true, false) => RunStatus::Recommending,

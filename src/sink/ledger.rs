@@ -15,7 +15,7 @@ use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
 use crate::sink::schema::{self, Table};
-use crate::sink::starrocks::{SinkError, SqlSink, classify, column_list, date_lit, lit};
+use crate::sink::starrocks::{SinkError, SqlSink, classify, date_lit, lit};
 
 const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -169,15 +169,9 @@ impl SqlSink {
             return Ok(());
         }
         let mut c = self.conn().await?;
-        c.query_drop(format!(
-            "INSERT INTO {} ({}) VALUES {}{}",
-            self.table(t),
-            column_list(t),
-            values.join(", "),
-            self.upsert_tail(t)
-        ))
-        .await
-        .map_err(classify)
+        c.query_drop(self.insert_sql(t, &values))
+            .await
+            .map_err(classify)
     }
 
     async fn select(&self, q: String) -> Result<Vec<Row>, SinkError> {

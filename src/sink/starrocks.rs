@@ -106,7 +106,7 @@ pub(crate) fn date_lit(s: &str, table: &str) -> Result<String, SinkError> {
     Ok(lit(d.format("%Y-%m-%d").to_string()))
 }
 
-pub(crate) fn column_list(t: &Table) -> String {
+fn column_list(t: &Table) -> String {
     t.columns
         .iter()
         .map(|c| format!("`{}`", c.name))
@@ -219,6 +219,17 @@ impl SqlSink {
         }
     }
 
+    /// One multi-row upsert of `values` (each a parenthesised row) into `t`.
+    pub(crate) fn insert_sql(&self, t: &Table, values: &[String]) -> String {
+        format!(
+            "INSERT INTO {} ({}) VALUES {}{}",
+            self.table(t),
+            column_list(t),
+            values.join(", "),
+            self.upsert_tail(t)
+        )
+    }
+
     /// The INSERT statements for alert rows (exposed for tests).
     pub fn alert_statements(&self, rows: &[StoredAlert]) -> Result<Vec<String>, SinkError> {
         let t = &schema::LARK_ALERTS;
@@ -246,13 +257,7 @@ impl SqlSink {
                     lit(a.ingested_at.format("%Y-%m-%d %H:%M:%S").to_string()),
                 ));
             }
-            out.push(format!(
-                "INSERT INTO {} ({}) VALUES {}{}",
-                self.table(t),
-                column_list(t),
-                values.join(", "),
-                self.upsert_tail(t)
-            ));
+            out.push(self.insert_sql(t, &values));
         }
         Ok(out)
     }
@@ -360,15 +365,9 @@ impl SqlSink {
                     lit(now.as_str()),
                 ));
             }
-            c.query_drop(format!(
-                "INSERT INTO {} ({}) VALUES {}{}",
-                self.table(t),
-                column_list(t),
-                values.join(", "),
-                self.upsert_tail(t)
-            ))
-            .await
-            .map_err(classify)?;
+            c.query_drop(self.insert_sql(t, &values))
+                .await
+                .map_err(classify)?;
         }
         Ok(())
     }
