@@ -130,6 +130,7 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
     println!(
         "\nWhat to try next:\n  \
          alertflow report {last} --database alertflow_demo\n  \
+         alertflow runs --database alertflow_demo   the runs, from the database run ledger\n  \
          alertflow sandbox                          a Lark stand-in you can point workers at\n  \
          alertflow-worker & alertflow run --backfill 3 --wait   the same pipeline with your own worker\n  \
          alertflow queues / workers / dead list     what the queue is doing\n  \

@@ -17,6 +17,9 @@ pub struct RunsArgs {
     /// How far back: `7d` (the default), `36h`, `30d`, ...
     #[arg(long, default_value = "7d", value_name = "DURATION")]
     pub since: String,
+    /// Database to read (default: mysql.database), e.g. `alertflow_demo`.
+    #[arg(long)]
+    pub database: Option<String>,
     /// Print the runs as a JSON array.
     #[arg(long)]
     pub json: bool,
@@ -91,7 +94,7 @@ pub fn views(
         .collect()
 }
 
-/// The runs of dates from `since` on, judged now.
+/// The runs of dates from `since` on (by date, then start), judged now.
 pub async fn read_views(sink: &SqlSink, since: NaiveDate) -> Result<Vec<RunView>, CliError> {
     let failure = |e: crate::sink::starrocks::SinkError| {
         CliError::failure(format!("reading the run ledger: {e}"))
@@ -148,7 +151,10 @@ pub fn print_runs(views: &[RunView]) {
 }
 
 pub async fn runs(g: &GlobalOpts, a: RunsArgs) -> CliResult {
-    let config = g.load_config()?;
+    let mut config = (*g.load_config()?).clone();
+    if let Some(db) = &a.database {
+        config.mysql.database = db.clone();
+    }
     let since = crate::config::parse_duration(&a.since)
         .map_err(|e| CliError::usage(format!("--since: {e}")))?;
     let from = since_date(chrono::Utc::now(), since);

@@ -233,7 +233,7 @@ impl SqlSink {
         let t = &schema::PIPELINE_RUNS;
         let q = format!(
             "SELECT run_id, {}, chat_id, {}, {}, {}, total_pages, messages, {} FROM {} WHERE {filter} \
-             ORDER BY started_at, run_id",
+             ORDER BY report_date, started_at, run_id",
             select_date("report_date"),
             select_dt("window_start"),
             select_dt("window_end"),
