@@ -3,9 +3,11 @@
 //!
 //! Page children have ids derived from this task's id and the page number,
 //! so a retried `fetch-day` republishes the same pages (and the inserts are
-//! idempotent): a retry never doubles rows. The window end of an
-//! `until = "now"` run is fixed on the first attempt, so retries page over
-//! the same window.
+//! idempotent): a retry never doubles rows. The run's window (its end, for
+//! an `until = "now"` run) is fixed on the first attempt in the run ledger
+//! (`pipeline_runs`), so retries and `reconcile`'s re-drives page over the
+//! same window whatever Redis kept; the page total is recorded there once
+//! the last page is published, and the run barrier is checked.
 
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
