@@ -23,3 +23,4 @@ pub mod severity;
 pub mod sink;
 pub mod tasks;
 pub mod telemetry;
+pub mod web;

@@ -25,6 +25,7 @@ pub mod run_progress;
 pub mod runs;
 pub mod sandbox;
 pub mod schedule;
+pub mod web;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -236,6 +237,13 @@ pub enum Command {
         after_help = "Examples:\n  alertflow runs\n  alertflow runs --since 30d\n  alertflow runs --json"
     )]
     Runs(runs::RunsArgs),
+    /// The dashboard: anything unhealthy on top, the runs of the last days,
+    /// queues, workers and task statuses, refreshed every 5 s (no
+    /// JavaScript); the same as JSON at /api/overview. Loopback only.
+    #[command(
+        after_help = "Examples:\n  alertflow web\n  alertflow web --listen 127.0.0.1:8080\n  curl -s http://127.0.0.1:9800/api/overview | jq .problems"
+    )]
+    Web(web::WebArgs),
     /// Create the database and tables (StarRocks or MySQL dialect).
     #[command(
         after_help = "Examples:\n  alertflow migrate\n  alertflow migrate --dialect starrocks --print"
@@ -318,6 +326,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Report(a) => run::report(&cli.global, a).await,
         Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
         Command::Runs(a) => runs::runs(&cli.global, a).await,
+        Command::Web(a) => web::web(&cli.global, a).await,
         Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,
         Command::Sandbox(a) => sandbox::run(&cli.global, a).await,

@@ -1,0 +1,115 @@
+//! `alertflow web`: server-rendered pages over what alertflow already keeps
+//! (RabbitMQ, Redis, the run ledger), and the same data as JSON under
+//! `/api/`. Pages work without JavaScript and refresh themselves.
+//!
+//! This first slice serves the overview (read-only). It binds loopback only:
+//! a non-loopback address needs `[web] auth`, which does not exist yet, so
+//! the server refuses to start on one (reach it through an SSH tunnel).
+
+pub mod overview;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Json};
+use axum::routing::get;
+
+use crate::config::AppConfig;
+
+/// Why the server will not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("--listen {0:?} is not an address (e.g. 127.0.0.1:9800)")]
+    BadAddress(String),
+    #[error(
+        "refusing to serve on {0}: pages show queues, runs and task errors, and a non-loopback address needs [web] auth, which this version does not have yet; listen on 127.0.0.1 and reach it through an SSH tunnel (ssh -L 9800:127.0.0.1:9800 host)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The address to serve on: loopback only.
+pub fn bind_address(listen: &str) -> Result<SocketAddr, WebError> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| WebError::BadAddress(listen.to_string()))?;
+    if !addr.ip().is_loopback() {
+        return Err(WebError::NotLoopback(addr));
+    }
+    Ok(addr)
+}
+
+type Shared = Arc<AppConfig>;
+
+/// The routes.
+pub fn router(config: Arc<AppConfig>) -> Router {
+    Router::new()
+        .route("/", get(overview_page))
+        .route("/api/overview", get(overview_json))
+        .route("/style.css", get(style))
+        .with_state(config)
+}
+
+async fn overview_page(State(config): State<Shared>) -> impl IntoResponse {
+    let o = overview::Overview::gather(&config).await;
+    Html(overview::render(&o, &config.namespace).into_string())
+}
+
+async fn overview_json(State(config): State<Shared>) -> impl IntoResponse {
+    Json(overview::Overview::gather(&config).await)
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("style.css"),
+    )
+}
+
+/// Serve until `shutdown`; `ready` hears the bound address.
+pub async fn serve(
+    config: Arc<AppConfig>,
+    addr: SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), WebError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| WebError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| WebError::Listen { addr, source })?;
+    ready(bound);
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|source| WebError::Listen { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_is_served_without_auth() {
+        assert!(bind_address("127.0.0.1:9800").is_ok());
+        assert!(bind_address("[::1]:9800").is_ok());
+        let e = bind_address("0.0.0.0:9800").unwrap_err().to_string();
+        assert!(e.contains("[web] auth") && e.contains("SSH tunnel"), "{e}");
+        assert!(matches!(
+            bind_address("10.0.0.5:80"),
+            Err(WebError::NotLoopback(_))
+        ));
+        assert!(matches!(
+            bind_address("localhost"),
+            Err(WebError::BadAddress(_))
+        ));
+    }
+}

@@ -1,0 +1,177 @@
+//! `alertflow web` over HTTP: the overview page and `/api/overview` show a
+//! finished run, the queues and the live worker, and put dead letters on
+//! top; a non-loopback address is refused without auth.
+
+mod common;
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use alertflow::sandbox::SandboxConfig;
+use alertflow::sink::starrocks::SqlSink;
+use common::TestEnv;
+use serde_json::Value;
+
+const CHAT: &str = "oc_sandbox_alerts";
+
+/// Start `alertflow web` on a free loopback port; returns it and its URL.
+fn start_web(config: &std::path::Path) -> (common::Child, String) {
+    let mut child = std::process::Command::new(common::bin("alertflow"))
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .env("ALERTFLOW_CONFIG", config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = common::Child(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL printed: {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
+    let sandbox = alertflow::sandbox::spawn(SandboxConfig {
+        seed: 31,
+        per_day: 200,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = sandbox.base_url.clone();
+    let env = TestEnv::with("web", move |c| {
+        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
+        c.lark.base_url = base;
+        c.lark.app_id = "cli_sandbox".into();
+        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
+        c.lark.chat_id = CHAT.into();
+        c.sink.batch_interval = common::ms(200);
+    });
+    let sink = SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n",
+        env.config.mysql.database
+    ));
+    let w = env.start_worker(env.registry());
+    // The overview shows the runs of the last days: yesterday's.
+    let yesterday = (alertflow::lark::window::pacific_date(chrono::Utc::now())
+        - chrono::Duration::days(1))
+    .to_string();
+    let out = std::process::Command::new(common::bin("alertflow"))
+        .args(["run", &yesterday, "--wait", "--timeout", "60"])
+        .env("ALERTFLOW_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_id = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let (_web, url) = start_web(&file);
+
+    let (status, page) = get(&format!("{url}/")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Nothing needs a look."), "{page}");
+    assert!(page.contains(&run_id), "the run is listed: {page}");
+    assert!(page.contains(&format!("{}.lark", env.ns())), "{page}");
+    assert!(page.contains(r#"http-equiv="refresh""#), "refreshes itself");
+    let (status, css) = get(&format!("{url}/style.css")).await;
+    assert_eq!(status, 200);
+    assert!(css.contains("table"));
+
+    let (status, body) = get(&format!("{url}/api/overview")).await;
+    assert_eq!(status, 200);
+    let o: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(o["problems"].as_array().unwrap().len(), 0, "{body}");
+    let runs = o["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{body}");
+    assert_eq!(runs[0]["run"]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["status"], "done");
+    assert!(runs[0]["rows_written"].as_u64().unwrap() > 0);
+    assert_eq!(o["workers"].as_array().unwrap().len(), 1, "{body}");
+    assert!(
+        o["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["kind"] == "dead"),
+        "{body}"
+    );
+
+    // A dead letter goes on top, on the page and in the API.
+    let (_c, publisher) = env.publisher().await;
+    let registry = env.registry();
+    let poison = env.envelope(
+        &registry,
+        "fetch-day",
+        serde_json::json!({"date": "not-a-date"}),
+    );
+    publisher.publish(&poison).await.unwrap();
+    env.wait_dead(1, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(&format!("{url}/api/overview")).await;
+        let o: Value = serde_json::from_str(&body).unwrap();
+        let problems: Vec<String> = o["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        if problems.iter().any(|p| p.contains("dead letters")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{problems:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, page) = get(&format!("{url}/")).await;
+    assert!(page.contains("Needs a look"), "{page}");
+    assert!(
+        page.contains(&format!("1 dead letters in {}.dead", env.ns())),
+        "{page}"
+    );
+    w.stop().await;
+    sink.close().await;
+}
+
+#[test]
+fn a_non_loopback_address_is_refused_without_auth() {
+    let env = TestEnv::new("webbind");
+    let file = env.config_file("");
+    let out = std::process::Command::new(common::bin("alertflow"))
+        .args(["web", "--listen", "0.0.0.0:0"])
+        .env("ALERTFLOW_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[web] auth") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
