@@ -69,7 +69,9 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     let sink = SqlSink::new(&env.config);
     sink.migrate().await.unwrap();
     let file = env.config_file(&format!(
-        "[mysql]\ndatabase = {:?}\n",
+        "[mysql]\ndatabase = {:?}\n\
+         [[schedules]]\nname = \"nightly\"\ncron = \"30 0 * * *\"\ntask = \"fetch-day\"\n\
+         args = {{ date = \"{{yesterday}}\" }}\n",
         env.config.mysql.database
     ));
     let w = env.start_worker(env.registry());
@@ -87,11 +89,9 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run_id = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .to_string();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let (run_id, task_id) = (words[2].to_string(), words[4].to_string());
     let (_web, url) = start_web(&file);
 
     let (status, page) = get(&format!("{url}/")).await;

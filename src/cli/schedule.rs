@@ -31,23 +31,76 @@ pub enum ScheduleCommand {
     },
 }
 
+/// A fire instant, in the schedule's zone and in UTC.
 #[derive(Serialize)]
-struct Fire {
-    local: String,
-    utc: String,
+pub struct Fire {
+    pub local: String,
+    pub utc: String,
 }
 
+/// A schedule as `schedule list` (and the dashboard) show it.
 #[derive(Serialize)]
-struct Row {
-    name: String,
-    schedule: String,
-    timezone: String,
-    task: String,
-    queue: String,
-    args: serde_json::Value,
-    catch_up: String,
-    next: Vec<Fire>,
-    last: Option<Fire>,
+pub struct Row {
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub task: String,
+    pub queue: String,
+    pub args: serde_json::Value,
+    pub catch_up: String,
+    pub next: Vec<Fire>,
+    pub last: Option<Fire>,
+}
+
+/// Every enabled schedule with its next `next` fires after `now` and its
+/// last fire; the error is Redis's, when the last fires could not be read.
+pub async fn schedule_rows(
+    beat: &Beat,
+    now: chrono::DateTime<Utc>,
+    next: usize,
+) -> (Vec<Row>, Option<String>) {
+    let mut rows = Vec::new();
+    let mut redis_error = None;
+    for s in beat.schedules() {
+        let tz = s.timezone();
+        let fmt = |t: chrono::DateTime<Utc>| Fire {
+            local: t
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string(),
+            utc: t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        };
+        let mut fires = Vec::new();
+        let mut t = now;
+        for _ in 0..next {
+            match s.next_fire_after(t) {
+                Some(n) => {
+                    fires.push(fmt(n));
+                    t = n;
+                }
+                None => break,
+            }
+        }
+        let last = match beat.last_fire(s.name()).await {
+            Ok(l) => l.map(fmt),
+            Err(e) => {
+                redis_error = Some(e.to_string());
+                None
+            }
+        };
+        rows.push(Row {
+            name: s.name().to_string(),
+            schedule: s.describe().to_string(),
+            timezone: tz.name().to_string(),
+            task: s.task().to_string(),
+            queue: beat.family(s),
+            args: s.args().clone(),
+            catch_up: s.catch_up().to_string(),
+            next: fires,
+            last,
+        });
+    }
+    (rows, redis_error)
 }
 
 pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
@@ -56,48 +109,7 @@ pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
         Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)).map_err(CliError::usage)?;
     match cmd {
         ScheduleCommand::List { next, json } => {
-            let now = Utc::now();
-            let mut rows = Vec::new();
-            let mut redis_error = None;
-            for s in beat.schedules() {
-                let tz = s.timezone();
-                let fmt = |t: chrono::DateTime<Utc>| Fire {
-                    local: t
-                        .with_timezone(&tz)
-                        .format("%Y-%m-%d %H:%M:%S %Z")
-                        .to_string(),
-                    utc: t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                };
-                let mut fires = Vec::new();
-                let mut t = now;
-                for _ in 0..next {
-                    match s.next_fire_after(t) {
-                        Some(n) => {
-                            fires.push(fmt(n));
-                            t = n;
-                        }
-                        None => break,
-                    }
-                }
-                let last = match beat.last_fire(s.name()).await {
-                    Ok(l) => l.map(fmt),
-                    Err(e) => {
-                        redis_error = Some(e.to_string());
-                        None
-                    }
-                };
-                rows.push(Row {
-                    name: s.name().to_string(),
-                    schedule: s.describe().to_string(),
-                    timezone: tz.name().to_string(),
-                    task: s.task().to_string(),
-                    queue: beat.family(s),
-                    args: s.args().clone(),
-                    catch_up: s.catch_up().to_string(),
-                    next: fires,
-                    last,
-                });
-            }
+            let (rows, redis_error) = schedule_rows(&beat, Utc::now(), next as usize).await;
             if json {
                 println!(
                     "{}",

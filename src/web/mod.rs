@@ -6,7 +6,10 @@
 //! a non-loopback address needs `[web] auth`, which does not exist yet, so
 //! the server refuses to start on one (reach it through an SSH tunnel).
 
+pub mod dead;
 pub mod overview;
+pub mod schedules;
+pub mod task;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
+
+use maud::{DOCTYPE, Markup, html};
 
 use crate::config::AppConfig;
 
@@ -48,11 +53,46 @@ pub fn bind_address(listen: &str) -> Result<SocketAddr, WebError> {
 
 type Shared = Arc<AppConfig>;
 
+/// A page: the head, the navigation and `body`; `refresh` reloads it every
+/// so many seconds (no JavaScript).
+pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                @if let Some(s) = refresh { meta http-equiv="refresh" content=(s); }
+                title { (title) " — alertflow " (namespace) }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                nav {
+                    strong { "alertflow " span.muted { (namespace) } }
+                    " · " a href="/" { "Overview" }
+                    " · " a href="/dead" { "Dead letters" }
+                    " · " a href="/schedules" { "Schedules" }
+                    " · " form.inline action="/task" method="get" {
+                        input name="id" placeholder="task or run id" size="38";
+                        " " button { "Find" }
+                    }
+                }
+                h1 { (title) }
+                (body)
+            }
+        }
+    }
+}
+
 /// The routes.
 pub fn router(config: Arc<AppConfig>) -> Router {
     Router::new()
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_json))
+        .route("/dead", get(dead::page))
+        .route("/api/dead", get(dead::json))
+        .route("/schedules", get(schedules::page))
+        .route("/api/schedules", get(schedules::json))
+        .route("/task", get(task::page))
         .route("/style.css", get(style))
         .with_state(config)
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde::Serialize;
 
 use crate::cli::inspect::{QueueRow, queue_rows};
@@ -160,17 +160,7 @@ fn opt(v: Option<u64>) -> String {
 
 /// The overview page; it refreshes itself every 5 s (no JavaScript).
 pub fn render(o: &Overview, namespace: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content="5";
-                title { "alertflow — " (namespace) }
-                link rel="stylesheet" href="/style.css";
-            }
-            body {
-                h1 { "alertflow " span.muted { (namespace) } }
+    let body = html! {
                 p.muted { "as of " (o.generated_at.format("%Y-%m-%d %H:%M:%S UTC")) " · refreshes every 5 s · " a href="/api/overview" { "JSON" } }
                 @if o.problems.is_empty() {
                     div.ok #problems { "Nothing needs a look." }
@@ -250,7 +240,6 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                         }
                     }
                 }
-            }
-        }
-    }
+    };
+    crate::web::layout(namespace, "Overview", Some(5), body)
 }
