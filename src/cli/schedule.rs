@@ -109,7 +109,7 @@ pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
         Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)).map_err(CliError::usage)?;
     match cmd {
         ScheduleCommand::List { next, json } => {
-            let (rows, redis_error) = schedule_rows(&beat, Utc::now(), next as usize).await;
+            let (rows, redis_error) = schedule_rows(&beat, Utc::now(), next).await;
             if json {
                 println!(
                     "{}",

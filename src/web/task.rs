@@ -42,7 +42,7 @@ pub async fn page(
     let run = if matches!(state, Ok(None)) {
         let sink = SqlSink::new(&config);
         let r = sink
-            .run_ledgers(&[id.clone()])
+            .run_ledgers(std::slice::from_ref(&id))
             .await
             .ok()
             .and_then(|v| v.into_iter().next());
