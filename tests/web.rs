@@ -155,6 +155,57 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
         page.contains(&format!("1 dead letters in {}.dead", env.ns())),
         "{page}"
     );
+
+    // The dead letter's page lists it with its reason, and links to it.
+    let (status, page) = get(&format!("{url}/dead")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&poison.id.to_string()), "{page}");
+    assert!(page.contains("1 message(s)"), "{page}");
+    let (_, body) = get(&format!("{url}/api/dead")).await;
+    let d: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["total"], 1, "{body}");
+    assert_eq!(d["entries"][0]["id"], poison.id.to_string(), "{body}");
+    assert_eq!(d["entries"][0]["task"], "fetch-day", "{body}");
+    // Peeking put it back.
+    let (_, body) = get(&format!("{url}/api/dead")).await;
+    let d: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["total"], 1, "{body}");
+
+    // Find a task by id: the run's fetch-day, the dead one, the run itself.
+    let (status, page) = get(&format!("{url}/task?id={task_id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("succeeded") && page.contains("fetch-day"),
+        "{page}"
+    );
+    let (_, page) = get(&format!("{url}/task?id={}", poison.id)).await;
+    assert!(page.contains("dead"), "{page}");
+    let (status, page) = get(&format!("{url}/task?id={run_id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("run ledger") && page.contains(&yesterday),
+        "{page}"
+    );
+    let (status, _) = get(&format!("{url}/task?id={}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, 404);
+    // What a user typed is shown escaped.
+    let (status, page) = get(&format!("{url}/task?id=%3Cscript%3Ex%3C/script%3E")).await;
+    assert_eq!(status, 400);
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+
+    // Schedules: next fires in the schedule's zone and UTC, never fired.
+    let (status, page) = get(&format!("{url}/schedules")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("nightly") && page.contains("00:30:00 P"),
+        "{page}"
+    );
+    assert!(page.contains("never"), "{page}");
+    let (_, body) = get(&format!("{url}/api/schedules")).await;
+    let sch: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sch["schedules"][0]["name"], "nightly", "{body}");
+    assert_eq!(sch["schedules"][0]["next"].as_array().unwrap().len(), 3);
     w.stop().await;
     sink.close().await;
 }
