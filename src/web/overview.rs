@@ -226,7 +226,7 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                 }
                 h2 { "Task statuses" }
                 @if o.tasks.is_empty() {
-                    p.muted { "No task has finished yet." }
+                    p.muted { "No task status recorded yet." }
                 } @else {
                     table #tasks {
                         tr { th { "task" } th { "status" } th { "since (UTC)" } th { "error" } }
