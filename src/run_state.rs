@@ -84,41 +84,25 @@ impl RunState {
         pipe.query_async::<()>(&mut c).await.map_err(redis_err)
     }
 
-    /// Start (or resume) a run. Fields already set are kept, so a retried
-    /// `fetch-day` keeps the window end it chose the first time. Returns the
-    /// stored window end (seconds).
-    pub async fn begin(
-        &self,
-        run_id: &str,
-        date: &str,
-        chat_id: &str,
-        window_end: i64,
-    ) -> Result<i64, TaskError> {
+    /// Start (or resume) a run's progress: its date and chat, and its place
+    /// in the date's index. (The window is fixed in the run ledger.)
+    pub async fn begin(&self, run_id: &str, date: &str, chat_id: &str) -> Result<(), TaskError> {
         let mut c = self.conn().await?;
         let key = self.key(run_id);
+        let runs = format!("{}:runs:{date}", self.namespace);
+        let ttl = self.ttl.as_secs() as i64;
         let mut pipe = redis::pipe();
         pipe.hset_nx(&key, "date", date)
             .ignore()
             .hset_nx(&key, "chat_id", chat_id)
             .ignore()
-            .hset_nx(&key, "window_end", window_end)
+            .expire(&key, ttl)
             .ignore()
-            .expire(&key, self.ttl.as_secs() as i64)
+            .zadd(&runs, run_id, chrono::Utc::now().timestamp())
             .ignore()
-            .zadd(
-                format!("{}:runs:{date}", self.namespace),
-                run_id,
-                chrono::Utc::now().timestamp(),
-            )
-            .ignore()
-            .expire(
-                format!("{}:runs:{date}", self.namespace),
-                self.ttl.as_secs() as i64,
-            )
-            .ignore()
-            .hget(&key, "window_end");
-        let (end,): (i64,) = pipe.query_async(&mut c).await.map_err(redis_err)?;
-        Ok(end)
+            .expire(&runs, ttl)
+            .ignore();
+        pipe.query_async::<()>(&mut c).await.map_err(redis_err)
     }
 
     pub async fn page_fetched(

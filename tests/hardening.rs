@@ -457,14 +457,7 @@ async fn status_agrees_with_json_on_attempts_and_knows_run_ids() {
     let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
     let runs = alertflow::run_state::RunState::new(pool, env.ns(), Duration::from_secs(600));
     let run_id = uuid::Uuid::new_v4().to_string();
-    runs.begin(
-        &run_id,
-        "2026-03-10",
-        "oc_x",
-        chrono::Utc::now().timestamp_millis(),
-    )
-    .await
-    .unwrap();
+    runs.begin(&run_id, "2026-03-10", "oc_x").await.unwrap();
     let out = run("alertflow", &config, &["status", &run_id], &[]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -292,22 +292,27 @@ impl SqlSink {
             .collect())
     }
 
-    /// Which of these runs have every page written: the run barrier.
+    /// Which of these runs have every page written: the run barrier (the
+    /// SQL form of [`RunLedger::complete`]), one statement per call, as the
+    /// insert coalescer asks it after every batch.
     pub async fn complete_runs(&self, run_ids: &[String]) -> Result<Vec<String>, SinkError> {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let runs = self
-            .run_rows(format!("run_id IN ({})", in_list(run_ids)))
-            .await?;
-        let written = self.pages_written(run_ids).await?;
-        Ok(runs
+        let ids = in_list(run_ids);
+        let q = format!(
+            "SELECT r.run_id FROM {} r JOIN \
+             (SELECT run_id, COUNT(*) AS written FROM {} WHERE run_id IN ({ids}) GROUP BY run_id) p \
+             ON p.run_id = r.run_id \
+             WHERE r.run_id IN ({ids}) AND r.total_pages > 0 AND p.written >= r.total_pages",
+            self.table(&schema::PIPELINE_RUNS),
+            self.table(&schema::PIPELINE_PAGES),
+        );
+        Ok(self
+            .select(q)
+            .await?
             .into_iter()
-            .filter(|r| {
-                r.total_pages
-                    .is_some_and(|t| written.get(&r.run_id).copied().unwrap_or(0) >= u64::from(t))
-            })
-            .map(|r| r.run_id)
+            .map(|mut r| text(&mut r, 0))
             .collect())
     }
 

@@ -185,7 +185,7 @@ impl Task for FetchDay {
         let chat = run.chat_id.clone();
         let start = run.window_start.and_utc().timestamp();
         let end = run.window_end.and_utc().timestamp();
-        runs.begin(&run_id, &a.date, &chat, end).await?;
+        runs.begin(&run_id, &a.date, &chat).await?;
         // Ride out short trouble in place; longer trouble retries the task.
         let policy = RetryPolicy {
             max_attempts: 3,
