@@ -325,11 +325,7 @@ async fn stored_rows(
         );
     }
     sink.close().await;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(config.mysql.host.clone())
-        .tcp_port(config.mysql.port)
-        .user(Some(config.mysql.user.clone()))
-        .prefer_socket(false);
+    let opts = alertflow::sink::starrocks::server_opts(config);
     let mut c = mysql_async::Conn::new(opts).await.unwrap();
     let dup: Option<i64> = c
         .query_first(format!(

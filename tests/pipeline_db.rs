@@ -79,11 +79,7 @@ async fn check_recommendations(
     expected_rows: &[AlertRow],
 ) {
     let stored = recs(sink, date).await;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(config.mysql.host.clone())
-        .tcp_port(config.mysql.port)
-        .user(Some(config.mysql.user.clone()))
-        .prefer_socket(false);
+    let opts = alertflow::sink::starrocks::server_opts(config);
     let mut conn = mysql_async::Conn::new(opts).await.unwrap();
     let counts: Vec<(String, i64, i64)> = conn
         .query(format!(

@@ -297,14 +297,7 @@ async fn bare_insert_rows_per_s(
     rows: &[AlertRow],
 ) -> Result<f64, CliError> {
     let db = &config.mysql.database;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(config.mysql.host.clone())
-        .tcp_port(config.mysql.port)
-        .user(Some(config.mysql.user.clone()))
-        .pass(
-            (!config.mysql.password.is_empty()).then(|| config.mysql.password.expose().to_string()),
-        )
-        .prefer_socket(false);
+    let opts = crate::sink::starrocks::server_opts(config);
     let mut c = mysql_async::Conn::new(opts)
         .await
         .map_err(CliError::failure)?;

@@ -375,13 +375,7 @@ async fn check_broker(config: &AppConfig) -> Result<String, String> {
 
 async fn check_database(config: &AppConfig) -> Result<String, String> {
     let m = &config.mysql;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(m.host.clone())
-        .tcp_port(m.port)
-        .user(Some(m.user.clone()))
-        .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
-        .prefer_socket(false)
-        .ssl_opts(crate::sink::starrocks::mysql_ssl_opts(config));
+    let opts = crate::sink::starrocks::server_opts(config);
     let mut conn = tokio::time::timeout(m.connect_timeout.0, mysql_async::Conn::new(opts))
         .await
         .map_err(|_| {

@@ -142,13 +142,7 @@ impl SqlSink {
         let pool_opts = PoolOpts::default()
             .with_reset_connection(false)
             .with_constraints(PoolConstraints::new(0, 16).expect("0 <= 16"));
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(m.host.clone())
-            .tcp_port(m.port)
-            .user(Some(m.user.clone()))
-            .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
-            .prefer_socket(false)
-            .ssl_opts(mysql_ssl_opts(config))
+        let opts = server_opts(config)
             .stmt_cache_size(0)
             .conn_ttl(std::time::Duration::from_secs(300))
             .pool_opts(pool_opts);
@@ -410,10 +404,23 @@ impl SqlSink {
         let _ = self.pool.disconnect().await;
     }
 }
+/// How to reach `config.mysql`'s server (no database selected, TCP only,
+/// TLS when `mysql.tls` is on): the one place its options are built.
+pub fn server_opts(config: &AppConfig) -> OptsBuilder {
+    let m = &config.mysql;
+    OptsBuilder::default()
+        .ip_or_hostname(m.host.clone())
+        .tcp_port(m.port)
+        .user(Some(m.user.clone()))
+        .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
+        .prefer_socket(false)
+        .ssl_opts(mysql_ssl_opts(config))
+}
+
 /// mysql_async's TLS settings when `mysql.tls` is on (`None`: plain TCP).
 /// Certificates are verified against the Mozilla roots (webpki-roots) plus
 /// `tls.ca_file`, and the server's name must match `mysql.host`.
-pub fn mysql_ssl_opts(config: &AppConfig) -> Option<mysql_async::SslOpts> {
+fn mysql_ssl_opts(config: &AppConfig) -> Option<mysql_async::SslOpts> {
     if !config.mysql.tls {
         return None;
     }

@@ -267,13 +267,7 @@ impl Drop for Child {
 /// Run statements on the config's MySQL server (no database selected).
 pub async fn sql(config: &AppConfig, statements: &[&str]) {
     use mysql_async::prelude::Queryable;
-    let m = &config.mysql;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(m.host.clone())
-        .tcp_port(m.port)
-        .user(Some(m.user.clone()))
-        .pass((!m.password.is_empty()).then(|| m.password.expose().to_string()))
-        .prefer_socket(false);
+    let opts = alertflow::sink::starrocks::server_opts(config);
     let mut c = mysql_async::Conn::new(opts)
         .await
         .expect("connect to mysql");
