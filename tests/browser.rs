@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use alertflow::config::{HumanDuration, LimitSpec};
@@ -14,8 +13,6 @@ use alertflow::sandbox::SandboxConfig;
 use alertflow::sink::starrocks::SqlSink;
 use common::TestEnv;
 use fantoccini::{Client, ClientBuilder, Locator};
-
-const CHAT: &str = "oc_sandbox_alerts";
 
 /// chromedriver on a free port, killed on drop.
 fn start_chromedriver() -> (common::Child, u16) {
@@ -55,29 +52,6 @@ async fn browser(port: u16) -> Client {
         .expect("a WebDriver session with headless Chromium")
 }
 
-fn start_web(config: &std::path::Path) -> (common::Child, String) {
-    let mut child = std::process::Command::new(common::bin("alertflow"))
-        .args(["web", "--listen", "127.0.0.1:0"])
-        .env("ALERTFLOW_CONFIG", config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = common::Child(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    (child, url)
-}
-
 async fn shot(c: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -106,11 +80,7 @@ async fn an_operator_follows_a_backfill_finds_a_task_and_sees_a_dead_letter() {
     .unwrap();
     let base = sandbox.base_url.clone();
     let env = TestEnv::with("browser", move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = CHAT.into();
+        common::use_sandbox(c, &base);
         c.sink.batch_interval = common::ms(200);
         // A few pages a second: the backfill takes long enough to watch.
         c.rate_limits.insert(
@@ -129,7 +99,7 @@ async fn an_operator_follows_a_backfill_finds_a_task_and_sees_a_dead_letter() {
         env.config.mysql.database
     ));
     let (_driver, driver_port) = start_chromedriver();
-    let (_web, url) = start_web(&file);
+    let (_web, url) = common::start_web(&file);
     let c = browser(driver_port).await;
 
     // Two days of backfill, the last two days.

@@ -451,11 +451,7 @@ where
         .unwrap();
     let base = sandbox.base_url.clone();
     let env = TestEnv::with(name, move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = CHAT.into();
+        common::use_sandbox(c, &base);
         // The envelopes this process publishes carry the same retry budget
         // as the workers' config file below.
         for task in ["fetch-day", "parse-batch", "insert", "recommend"] {

@@ -24,12 +24,8 @@ const CHAT: &str = "oc_sandbox_alerts";
 fn ledger_env(name: &str, sandbox: &SandboxHandle, lark_per_s: u32) -> TestEnv {
     let base = sandbox.base_url.clone();
     TestEnv::with(name, move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
+        common::use_sandbox(c, &base);
         c.worker.concurrency = 8;
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = CHAT.into();
         c.sink.batch_interval = common::ms(200);
         // Slow enough that a day takes a few seconds: Redis can lose its
         // data while the days are under way.

@@ -30,12 +30,8 @@ const CHAT: &str = "oc_sandbox_alerts";
 fn db_env(name: &str, sandbox: &SandboxHandle) -> TestEnv {
     let base = sandbox.base_url.clone();
     TestEnv::with(name, move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
+        common::use_sandbox(c, &base);
         c.worker.concurrency = 16;
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = CHAT.into();
         c.sink.batch_interval = common::ms(300);
     })
 }

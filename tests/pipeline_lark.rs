@@ -43,11 +43,7 @@ impl Task for CaptureInsert {
 fn lark_env(name: &str, sandbox: &alertflow::sandbox::SandboxHandle) -> TestEnv {
     let base = sandbox.base_url.clone();
     TestEnv::with(name, move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = "oc_sandbox_alerts".into();
+        common::use_sandbox(c, &base);
     })
 }
 

@@ -4,39 +4,12 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use alertflow::sandbox::SandboxConfig;
 use alertflow::sink::starrocks::SqlSink;
 use common::TestEnv;
 use serde_json::Value;
-
-const CHAT: &str = "oc_sandbox_alerts";
-
-/// Start `alertflow web` on a free loopback port; returns it and its URL.
-fn start_web(config: &std::path::Path) -> (common::Child, String) {
-    let mut child = std::process::Command::new(common::bin("alertflow"))
-        .args(["web", "--listen", "127.0.0.1:0"])
-        .env("ALERTFLOW_CONFIG", config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = common::Child(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL printed: {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    (child, url)
-}
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::Client::new()
@@ -59,11 +32,7 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     .unwrap();
     let base = sandbox.base_url.clone();
     let env = TestEnv::with("web", move |c| {
-        c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
-        c.lark.base_url = base;
-        c.lark.app_id = "cli_sandbox".into();
-        c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
-        c.lark.chat_id = CHAT.into();
+        common::use_sandbox(c, &base);
         c.sink.batch_interval = common::ms(200);
     });
     let sink = SqlSink::new(&env.config);
@@ -92,7 +61,7 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     let words: Vec<&str> = printed.split_whitespace().collect();
     let (run_id, task_id) = (words[2].to_string(), words[4].to_string());
-    let (_web, url) = start_web(&file);
+    let (_web, url) = common::start_web(&file);
 
     let (status, page) = get(&format!("{url}/")).await;
     assert_eq!(status, 200);

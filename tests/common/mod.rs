@@ -278,3 +278,40 @@ pub async fn sql(config: &AppConfig, statements: &[&str]) {
     }
     c.disconnect().await.expect("disconnect");
 }
+
+/// Point a test's config at a sandbox (`alertflow::sandbox::spawn`): its
+/// Lark base URL, credentials and chat, and workers on the three families
+/// of the pipeline.
+pub fn use_sandbox(c: &mut AppConfig, base_url: &str) {
+    c.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
+    c.lark.base_url = base_url.to_string();
+    c.lark.app_id = "cli_sandbox".into();
+    c.lark.app_secret = alertflow::config::Secret::new("sandbox-secret");
+    c.lark.chat_id = "oc_sandbox_alerts".into();
+}
+
+/// Start `alertflow web` on a free loopback port: the process and the URL
+/// it printed (without a trailing slash).
+pub fn start_web(config: &std::path::Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin("alertflow"))
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .env("ALERTFLOW_CONFIG", config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn alertflow web");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Child(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the URL line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL printed: {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, url)
+}
