@@ -147,12 +147,12 @@ pub async fn declared_families(config: &AppConfig) -> BTreeSet<String> {
 
 pub async fn queue_rows(
     config: &AppConfig,
+    registry: &Registry,
     conn: &lapin::Connection,
     extra: &BTreeSet<String>,
 ) -> Result<Vec<QueueRow>, CliError> {
     let mut rows = Vec::new();
-    let registry = crate::tasks::lookup_registry(config)?;
-    for (name, kind) in all_queues(config, &registry, extra) {
+    for (name, kind) in all_queues(config, registry, extra) {
         let counts = match management_counts(config, &name).await {
             Some((ready, unacked, consumers)) => Some((ready, Some(unacked), consumers)),
             None => passive_counts(conn, &name).await?,
@@ -199,10 +199,10 @@ fn opt(v: Option<u64>) -> String {
 }
 
 pub async fn queues(g: &GlobalOpts, a: QueuesArgs) -> CliResult {
-    let config = g.load_config()?;
+    let (config, registry) = g.load_with_registry()?;
     let conn = connect_broker(&config, "cli").await?;
     let extra = declared_families(&config).await;
-    let rows = queue_rows(&config, &conn, &extra).await?;
+    let rows = queue_rows(&config, &registry, &conn, &extra).await?;
     crate::queue::connect::close(conn).await;
     if a.json {
         println!(

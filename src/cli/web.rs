@@ -15,7 +15,8 @@ pub async fn web(g: &GlobalOpts, a: WebArgs) -> CliResult {
     let addr = crate::web::bind_address(&a.listen).map_err(CliError::usage)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::cli::worker::install_signal_handlers(shutdown.clone(), "stopping the web server");
-    crate::web::serve(config, addr, shutdown, |bound| {
+    let state = crate::web::WebState::new(config).map_err(CliError::usage)?;
+    crate::web::serve(std::sync::Arc::new(state), addr, shutdown, |bound| {
         println!("alertflow web: http://{bound}/  (JSON: http://{bound}/api/overview)");
     })
     .await

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::AppConfig;
 use crate::queue::admin::{DeadEntry, peek, ready_count};
 use crate::queue::topology::Topology;
+use crate::web::WebState;
 
 /// Dead letters shown at most.
 const LIMIT: usize = 100;
@@ -59,12 +60,13 @@ pub async fn read(config: &AppConfig) -> DeadLetters {
     out
 }
 
-pub async fn json(State(config): State<Arc<AppConfig>>) -> impl IntoResponse {
-    Json(read(&config).await)
+pub async fn json(State(state): State<Arc<WebState>>) -> impl IntoResponse {
+    Json(read(&state.config).await)
 }
 
-pub async fn page(State(config): State<Arc<AppConfig>>) -> impl IntoResponse {
-    let d = read(&config).await;
+pub async fn page(State(state): State<Arc<WebState>>) -> impl IntoResponse {
+    let config = &state.config;
+    let d = read(config).await;
     let body = html! {
         p.muted {
             (d.queue) ": " (d.total.map(|n| n.to_string()).unwrap_or_else(|| "?".into())) " message(s)"

@@ -2,7 +2,8 @@
 //! (RabbitMQ, Redis, the run ledger), and the same data as JSON under
 //! `/api/`. Pages work without JavaScript and refresh themselves.
 //!
-//! This first slice serves the overview (read-only). It binds loopback only:
+//! This first slice is read-only: the overview, dead letters, schedules and a
+//! task lookup; the clients they read with are built once ([`WebState`]). It binds loopback only:
 //! a non-loopback address needs `[web] auth`, which does not exist yet, so
 //! the server refuses to start on one (reach it through an SSH tunnel).
 
@@ -22,7 +23,12 @@ use axum::routing::get;
 
 use maud::{DOCTYPE, Markup, html};
 
+use deadpool_redis::Pool;
+
 use crate::config::AppConfig;
+use crate::queue::beat::Beat;
+use crate::queue::task::Registry;
+use crate::sink::starrocks::SqlSink;
 
 /// Why the server will not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,8 @@ pub enum WebError {
         "refusing to serve on {0}: pages show queues, runs and task errors, and a non-loopback address needs [web] auth, which this version does not have yet; listen on 127.0.0.1 and reach it through an SSH tunnel (ssh -L 9800:127.0.0.1:9800 host)"
     )]
     NotLoopback(SocketAddr),
+    #[error("cannot set up the web server: {0}")]
+    Setup(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -51,7 +59,35 @@ pub fn bind_address(listen: &str) -> Result<SocketAddr, WebError> {
     Ok(addr)
 }
 
-type Shared = Arc<AppConfig>;
+/// What every request reads from, built once when the server starts: the
+/// config, the task registry (queue families), a Redis pool, the database
+/// pool and the schedules.
+pub struct WebState {
+    pub config: Arc<AppConfig>,
+    pub registry: Arc<Registry>,
+    pub redis: Pool,
+    pub sink: SqlSink,
+    pub beat: Beat,
+}
+
+impl WebState {
+    pub fn new(config: Arc<AppConfig>) -> Result<WebState, WebError> {
+        let setup = |e: &dyn std::fmt::Display| WebError::Setup(e.to_string());
+        let registry = Arc::new(crate::tasks::lookup_registry(&config).map_err(|e| setup(&e))?);
+        let redis = crate::queue::context::redis_pool(&config).map_err(|e| setup(&e))?;
+        let beat =
+            Beat::new(Arc::new(config.queue.clone()), registry.clone()).map_err(|e| setup(&e))?;
+        Ok(WebState {
+            sink: SqlSink::new(&config),
+            registry,
+            redis,
+            beat,
+            config,
+        })
+    }
+}
+
+type Shared = Arc<WebState>;
 
 /// A page: the head, the navigation and `body`; `refresh` reloads it every
 /// so many seconds (no JavaScript).
@@ -84,7 +120,7 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
 }
 
 /// The routes.
-pub fn router(config: Arc<AppConfig>) -> Router {
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_json))
@@ -94,16 +130,16 @@ pub fn router(config: Arc<AppConfig>) -> Router {
         .route("/api/schedules", get(schedules::json))
         .route("/task", get(task::page))
         .route("/style.css", get(style))
-        .with_state(config)
+        .with_state(state)
 }
 
-async fn overview_page(State(config): State<Shared>) -> impl IntoResponse {
-    let o = overview::Overview::gather(&config).await;
-    Html(overview::render(&o, &config.namespace).into_string())
+async fn overview_page(State(state): State<Shared>) -> impl IntoResponse {
+    let o = overview::Overview::gather(&state).await;
+    Html(overview::render(&o, &state.config.namespace).into_string())
 }
 
-async fn overview_json(State(config): State<Shared>) -> impl IntoResponse {
-    Json(overview::Overview::gather(&config).await)
+async fn overview_json(State(state): State<Shared>) -> impl IntoResponse {
+    Json(overview::Overview::gather(&state).await)
 }
 
 async fn style() -> impl IntoResponse {
@@ -115,7 +151,7 @@ async fn style() -> impl IntoResponse {
 
 /// Serve until `shutdown`; `ready` hears the bound address.
 pub async fn serve(
-    config: Arc<AppConfig>,
+    state: Arc<WebState>,
     addr: SocketAddr,
     shutdown: tokio_util::sync::CancellationToken,
     ready: impl FnOnce(SocketAddr),
@@ -127,7 +163,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| WebError::Listen { addr, source })?;
     ready(bound);
-    axum::serve(listener, router(config))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|source| WebError::Listen { addr, source })

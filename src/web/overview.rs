@@ -10,10 +10,9 @@ use serde::Serialize;
 
 use crate::cli::inspect::{QueueRow, queue_rows};
 use crate::cli::runs::{RunStatus, RunView, read_views};
-use crate::config::AppConfig;
 use crate::notify::health::{HealthStore, Record, Status};
 use crate::queue::state::{WorkerInfo, WorkerRegistry};
-use crate::sink::starrocks::SqlSink;
+use crate::web::WebState;
 
 /// How long one source may take before the page goes on without it.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,55 +41,44 @@ where
 }
 
 impl Overview {
-    pub async fn gather(config: &AppConfig) -> Overview {
+    pub async fn gather(state: &WebState) -> Overview {
+        let config = &state.config;
         let mut o = Overview {
             generated_at: Utc::now(),
             ..Overview::default()
         };
         let mut unreachable = Vec::new();
-        let pool = crate::queue::context::redis_pool(config).map_err(|e| e.to_string());
-        let families: std::collections::BTreeSet<String> = match &pool {
-            Ok(p) => bounded("Redis", async {
-                WorkerRegistry::new(p.clone(), &config.namespace)
-                    .families()
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-            Err(_) => Default::default(),
-        };
+        let registry = WorkerRegistry::new(state.redis.clone(), &config.namespace);
+        let families: std::collections::BTreeSet<String> = bounded("Redis", async {
+            registry.families().await.map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
         let (queues, workers, tasks, runs) = tokio::join!(
             bounded("RabbitMQ", async {
                 let conn = crate::cli::connect_broker(config, "web")
                     .await
                     .map_err(|e| e.message)?;
-                let rows = queue_rows(config, &conn, &families)
+                let rows = queue_rows(config, &state.registry, &conn, &families)
                     .await
                     .map_err(|e| e.message);
                 crate::queue::connect::close(conn).await;
                 rows
             }),
             bounded("Redis", async {
-                let p = pool.clone()?;
-                WorkerRegistry::new(p, &config.namespace)
-                    .list()
-                    .await
-                    .map_err(|e| e.to_string())
+                registry.list().await.map_err(|e| e.to_string())
             }),
             bounded("Redis", async {
-                let p = pool.clone()?;
-                HealthStore::new(p, &config.namespace).all().await
+                HealthStore::new(state.redis.clone(), &config.namespace)
+                    .all()
+                    .await
             }),
             bounded("the database", async {
-                let sink = SqlSink::new(config);
                 let since = crate::lark::window::pacific_date(Utc::now())
                     - chrono::Duration::days(RUN_DAYS);
-                let v = read_views(&sink, since).await.map_err(|e| e.message);
-                sink.close().await;
-                v
+                read_views(&state.sink, since).await.map_err(|e| e.message)
             }),
         );
         match queues {

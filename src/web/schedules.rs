@@ -8,30 +8,27 @@ use maud::html;
 use serde_json::json;
 
 use crate::cli::schedule::{Row, schedule_rows};
-use crate::config::AppConfig;
 use crate::queue::beat::Beat;
+use crate::web::WebState;
 
-async fn read(config: &AppConfig) -> Result<(Vec<Row>, Option<String>), String> {
-    let registry = crate::tasks::lookup_registry(config).map_err(|e| e.to_string())?;
-    let beat =
-        Beat::new(Arc::new(config.queue.clone()), Arc::new(registry)).map_err(|e| e.to_string())?;
+async fn read(beat: &Beat) -> Result<(Vec<Row>, Option<String>), String> {
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        schedule_rows(&beat, chrono::Utc::now(), 3),
+        schedule_rows(beat, chrono::Utc::now(), 3),
     )
     .await
     .map_err(|_| "Redis did not answer within 5 s".to_string())
 }
 
-pub async fn json(State(config): State<Arc<AppConfig>>) -> impl IntoResponse {
-    Json(match read(&config).await {
+pub async fn json(State(state): State<Arc<WebState>>) -> impl IntoResponse {
+    Json(match read(&state.beat).await {
         Ok((rows, error)) => json!({"schedules": rows, "error": error}),
         Err(e) => json!({"schedules": [], "error": e}),
     })
 }
 
-pub async fn page(State(config): State<Arc<AppConfig>>) -> impl IntoResponse {
-    let (rows, error) = match read(&config).await {
+pub async fn page(State(state): State<Arc<WebState>>) -> impl IntoResponse {
+    let (rows, error) = match read(&state.beat).await {
         Ok(r) => r,
         Err(e) => (Vec::new(), Some(e)),
     };
@@ -57,5 +54,5 @@ pub async fn page(State(config): State<Arc<AppConfig>>) -> impl IntoResponse {
             }
         }
     };
-    Html(crate::web::layout(&config.namespace, "Schedules", None, body).into_string())
+    Html(crate::web::layout(&state.config.namespace, "Schedules", None, body).into_string())
 }

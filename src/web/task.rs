@@ -9,9 +9,8 @@ use axum::response::{Html, IntoResponse};
 use maud::html;
 use serde::Deserialize;
 
-use crate::config::AppConfig;
 use crate::queue::state::StateStore;
-use crate::sink::starrocks::SqlSink;
+use crate::web::WebState;
 
 #[derive(Deserialize)]
 pub struct Find {
@@ -19,10 +18,8 @@ pub struct Find {
     pub id: String,
 }
 
-pub async fn page(
-    State(config): State<Arc<AppConfig>>,
-    Query(f): Query<Find>,
-) -> impl IntoResponse {
+pub async fn page(State(state): State<Arc<WebState>>, Query(f): Query<Find>) -> impl IntoResponse {
+    let config = &state.config;
     let id = f.id.trim().to_string();
     let ns = config.namespace.clone();
     let Ok(uuid) = id.parse::<uuid::Uuid>() else {
@@ -32,28 +29,23 @@ pub async fn page(
             Html(crate::web::layout(&ns, "Find a task", None, body).into_string()),
         );
     };
-    let state = match crate::queue::context::redis_pool(&config) {
-        Ok(pool) => StateStore::new(pool, &ns, config.state.ttl.0)
-            .get(&uuid)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let run = if matches!(state, Ok(None)) {
-        let sink = SqlSink::new(&config);
-        let r = sink
+    let task = StateStore::new(state.redis.clone(), &ns, config.state.ttl.0)
+        .get(&uuid)
+        .await
+        .map_err(|e| e.to_string());
+    let run = if matches!(task, Ok(None)) {
+        state
+            .sink
             .run_ledgers(std::slice::from_ref(&id))
             .await
             .ok()
-            .and_then(|v| v.into_iter().next());
-        sink.close().await;
-        r
+            .and_then(|v| v.into_iter().next())
     } else {
         None
     };
-    let found = matches!(state, Ok(Some(_))) || run.is_some();
+    let found = matches!(task, Ok(Some(_))) || run.is_some();
     let body = html! {
-        @match &state {
+        @match &task {
             Err(e) => { div.problems { "Redis: " (e) } }
             Ok(Some(st)) => {
                 table #task {
@@ -84,7 +76,7 @@ pub async fn page(
             }
         }
     };
-    let status = if found || state.is_err() {
+    let status = if found || task.is_err() {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
