@@ -40,33 +40,27 @@ fn print_plan(p: &Plan) {
             r.stale.to_string(),
         ]);
     }
-    let pages = |s: &crate::reconcile::Stalled| match s.total_pages {
-        Some(t) => format!("{}/{t} pages written", s.pages_written),
-        None => format!("{} pages written, last page unknown", s.pages_written),
-    };
-    for s in &p.redrive {
-        rows.push(vec![
-            "re-drive".into(),
-            s.date.to_string(),
-            s.run_id.clone(),
-            format!(
-                "{}, idle {} s, progress gone from Redis",
-                pages(s),
-                s.idle_s
-            ),
-        ]);
-    }
-    for s in &p.stalled {
-        rows.push(vec![
-            "stalled".into(),
-            s.date.to_string(),
-            s.run_id.clone(),
-            format!(
-                "{}, idle {} s; progress still in Redis, left to its tasks (alertflow dead list)",
-                pages(s),
-                s.idle_s
-            ),
-        ]);
+    let stalled = [
+        ("re-drive", &p.redrive, "progress gone from Redis"),
+        (
+            "stalled",
+            &p.stalled,
+            "progress still in Redis, left to its tasks (alertflow dead list)",
+        ),
+    ];
+    for (action, runs, why) in stalled {
+        for s in runs {
+            let pages = match s.total_pages {
+                Some(t) => format!("{}/{t} pages written", s.pages_written),
+                None => format!("{} pages written, last page unknown", s.pages_written),
+            };
+            rows.push(vec![
+                action.into(),
+                s.date.to_string(),
+                s.run_id.clone(),
+                format!("{pages}, idle {} s; {why}", s.idle_s),
+            ]);
+        }
     }
     for w in &p.waiting {
         rows.push(vec![
@@ -97,7 +91,7 @@ pub async fn reconcile(g: &GlobalOpts, a: ReconcileCliArgs) -> CliResult {
     let sink = SqlSink::new(&config);
     let facts = gather(&sink, &runs, from)
         .await
-        .map_err(|e| CliError::failure(format!("reading the run ledger: {e}")))?;
+        .map_err(crate::cli::runs::ledger_error)?;
     sink.close().await;
     let p = plan(&facts, ledger::now(), stall_after);
     let envs: Vec<Envelope> = if a.dry_run {

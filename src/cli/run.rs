@@ -213,7 +213,6 @@ pub struct DayOutcome {
     /// `done`, `failed: ...`, or `running`.
     pub status: String,
     /// Where the figures were read (the ledger once Redis lost the run).
-    #[serde(default)]
     pub source: Source,
 }
 
@@ -280,18 +279,24 @@ async fn ledger_outcomes(
     states: &StateStore,
     days: &[&PublishedRun],
 ) -> Result<Vec<DayOutcome>, CliError> {
-    let failure = |e: crate::sink::starrocks::SinkError| {
-        CliError::failure(format!("reading the run ledger: {e}"))
-    };
     let ids: Vec<String> = days.iter().map(|r| r.run_id.clone()).collect();
-    let ledgers = sink.run_ledgers(&ids).await.map_err(failure)?;
+    let ledgers = sink
+        .run_ledgers(&ids)
+        .await
+        .map_err(crate::cli::runs::ledger_error)?;
     let first = days
         .iter()
         .filter_map(|r| r.date.parse::<NaiveDate>().ok())
         .min()
         .unwrap_or_default();
-    let rows = sink.day_rows_since(first).await.map_err(failure)?;
-    let recs = sink.recommends_since(first).await.map_err(failure)?;
+    let rows = sink
+        .day_rows_since(first)
+        .await
+        .map_err(crate::cli::runs::ledger_error)?;
+    let recs = sink
+        .recommends_since(first)
+        .await
+        .map_err(crate::cli::runs::ledger_error)?;
     let mut out = Vec::with_capacity(days.len());
     for r in days {
         let date: NaiveDate = r.date.parse().unwrap_or_default();

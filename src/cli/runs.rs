@@ -94,14 +94,16 @@ pub fn views(
         .collect()
 }
 
+/// A run-ledger read that failed, as the CLI says it.
+pub fn ledger_error(e: impl std::fmt::Display) -> CliError {
+    CliError::failure(format!("reading the run ledger: {e}"))
+}
+
 /// The runs of dates from `since` on (by date, then start), judged now.
 pub async fn read_views(sink: &SqlSink, since: NaiveDate) -> Result<Vec<RunView>, CliError> {
-    let failure = |e: crate::sink::starrocks::SinkError| {
-        CliError::failure(format!("reading the run ledger: {e}"))
-    };
-    let runs = sink.runs_since(since).await.map_err(failure)?;
-    let days = sink.day_rows_since(since).await.map_err(failure)?;
-    let recs = sink.recommends_since(since).await.map_err(failure)?;
+    let runs = sink.runs_since(since).await.map_err(ledger_error)?;
+    let days = sink.day_rows_since(since).await.map_err(ledger_error)?;
+    let recs = sink.recommends_since(since).await.map_err(ledger_error)?;
     Ok(views(runs, &days, &recs, ledger::now()))
 }
 
