@@ -198,6 +198,8 @@ pub struct AppConfigFile {
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     /// `[notify]`: pipeline health notifications.
     pub notify: crate::notify::NotifyConfig,
+    /// `[web]`: the dashboard (`alertflow web`) and who may use it.
+    pub web: crate::web::auth::WebConfig,
 }
 
 impl Default for AppConfigFile {
@@ -223,6 +225,7 @@ pub struct AppConfig {
     pub checks: Vec<crate::notify::check::CheckConfig>,
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     pub notify: crate::notify::NotifyConfig,
+    pub web: crate::web::auth::WebConfig,
 }
 
 impl Deref for AppConfig {
@@ -275,6 +278,7 @@ impl Default for AppConfig {
             checks: Vec::new(),
             receivers: BTreeMap::new(),
             notify: Default::default(),
+            web: Default::default(),
         }
     }
 }
@@ -310,6 +314,7 @@ impl From<AppConfigFile> for AppConfig {
             checks: f.checks,
             receivers: f.receivers,
             notify: f.notify,
+            web: f.web,
         }
     }
 }
@@ -337,6 +342,7 @@ impl AppConfig {
             checks: self.checks,
             receivers: self.receivers,
             notify: self.notify,
+            web: self.web,
         }
     }
 }
@@ -512,6 +518,7 @@ impl AppConfig {
             .aliases()
             .map_err(|m| invalid("parser.aliases", &m.to_string()))?;
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
+        crate::web::auth::validate(&self.web).map_err(|(key, m)| invalid(&key, &m))?;
         Ok(())
     }
 }

@@ -128,7 +128,9 @@ pub async fn run(g: &GlobalOpts, cmd: DeadCommand) -> CliResult {
             let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
                 .await
                 .map_err(CliError::failure)?;
-            let report = replay_dead(&ch, &publisher, &topology, &states, id.as_deref())
+            let want = id.clone();
+            let select = move |e: &DeadEntry| want.as_ref().is_none_or(|w| *w == e.id);
+            let report = replay_dead(&ch, &publisher, &topology, &states, &select)
                 .await
                 .map_err(CliError::failure);
             let _ = publisher.channel().close(200, "done".into()).await;

@@ -237,11 +237,12 @@ pub enum Command {
         after_help = "Examples:\n  alertflow runs\n  alertflow runs --since 30d\n  alertflow runs --json"
     )]
     Runs(runs::RunsArgs),
-    /// The dashboard: anything unhealthy on top, the runs of the last days,
-    /// queues, workers and task statuses, refreshed every 5 s (no
-    /// JavaScript); the same as JSON at /api/overview. Loopback only.
+    /// The dashboard: anything unhealthy on top, runs and days, tasks, dead
+    /// letters, schedules, alarms, with actions for admins (replay, purge,
+    /// retry, revoke, pause, run); the same data as JSON under /api/.
+    /// Loopback only unless [web.auth] users are configured.
     #[command(
-        after_help = "Examples:\n  alertflow web\n  alertflow web --listen 127.0.0.1:8080\n  curl -s http://127.0.0.1:9800/api/overview | jq .problems"
+        after_help = "Examples:\n  alertflow web\n  alertflow web --listen 127.0.0.1:8080\n  alertflow web hash-password\n  curl -s http://127.0.0.1:9800/api/overview | jq .problems"
     )]
     Web(web::WebArgs),
     /// Create the database and tables (StarRocks or MySQL dialect).

@@ -67,7 +67,11 @@ impl Default for NotifyConfig {
             receivers: Vec::new(),
             silent_seconds: 1.0,
             ok_silent_hours: 0.99,
-            error_reasons: DeadReason::ALL.to_vec(),
+            // A revoked task is what an operator asked for, not an error.
+            error_reasons: DeadReason::ALL
+                .into_iter()
+                .filter(|r| *r != DeadReason::Revoked)
+                .collect(),
             retries_count: false,
             status_dir: None,
             tasks: BTreeMap::new(),

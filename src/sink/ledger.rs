@@ -116,11 +116,11 @@ pub struct DayRows {
 /// Per run: pages, rows, skips by reason, last written.
 type PageSums = (u64, u64, BTreeMap<String, u64>, Option<NaiveDateTime>);
 
-fn dt(v: NaiveDateTime) -> String {
+pub(crate) fn dt(v: NaiveDateTime) -> String {
     lit(v.format(DATETIME).to_string())
 }
 
-fn parse_dt(s: &str, table: &str) -> Result<NaiveDateTime, SinkError> {
+pub(crate) fn parse_dt(s: &str, table: &str) -> Result<NaiveDateTime, SinkError> {
     NaiveDateTime::parse_from_str(s, DATETIME).map_err(|e| SinkError::Data {
         table: table.into(),
         message: format!("bad datetime {s:?}: {e}"),
@@ -139,7 +139,7 @@ fn non_epoch(v: NaiveDateTime) -> Option<NaiveDateTime> {
     (v != epoch()).then_some(v)
 }
 
-fn select_dt(col: &str) -> String {
+pub(crate) fn select_dt(col: &str) -> String {
     format!("DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s')")
 }
 
@@ -155,16 +155,16 @@ fn in_list(ids: &[String]) -> String {
 }
 
 /// Text of column `i`, empty when NULL.
-fn text(r: &mut Row, i: usize) -> String {
+pub(crate) fn text(r: &mut Row, i: usize) -> String {
     r.take::<Option<String>, _>(i).flatten().unwrap_or_default()
 }
 
-fn num(r: &mut Row, i: usize) -> u64 {
+pub(crate) fn num(r: &mut Row, i: usize) -> u64 {
     text(r, i).parse::<f64>().map(|f| f as u64).unwrap_or(0)
 }
 
 impl SqlSink {
-    async fn upsert(&self, t: &Table, values: Vec<String>) -> Result<(), SinkError> {
+    pub(crate) async fn upsert(&self, t: &Table, values: Vec<String>) -> Result<(), SinkError> {
         if values.is_empty() {
             return Ok(());
         }
@@ -174,7 +174,7 @@ impl SqlSink {
             .map_err(classify)
     }
 
-    async fn select(&self, q: String) -> Result<Vec<Row>, SinkError> {
+    pub(crate) async fn select(&self, q: String) -> Result<Vec<Row>, SinkError> {
         let mut c = self.conn().await?;
         c.query(q).await.map_err(classify)
     }

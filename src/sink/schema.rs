@@ -268,12 +268,41 @@ pub const PIPELINE_RECOMMENDS: Table = Table {
     index: None,
 };
 
-pub const TABLES: [&Table; 5] = [
+/// `web_audit`: every action taken on the dashboard (or refused), written
+/// by `alertflow web` after the action.
+pub const WEB_AUDIT: Table = Table {
+    name: "web_audit",
+    comment: "Dashboard audit log: who did what, when, with what result",
+    key: &["id"],
+    columns: &[
+        col("id", ColType::Varchar(36), "entry id (UUID)"),
+        col("at", ColType::DateTime, "when, UTC"),
+        col(
+            "actor",
+            ColType::Varchar(64),
+            "user name (`local` without auth)",
+        ),
+        col("role", ColType::Varchar(16), "viewer or admin"),
+        col("remote", ColType::Varchar(64), "peer address"),
+        col(
+            "action",
+            ColType::Varchar(64),
+            "what was asked, e.g. dead.replay",
+        ),
+        col("target", ColType::Varchar(1024), "what it was asked of"),
+        col("result", ColType::Varchar(16), "ok, failed or denied"),
+        col("detail", ColType::Text(65533), "what happened, or why not"),
+    ],
+    index: Some("at"),
+};
+
+pub const TABLES: [&Table; 6] = [
     &LARK_ALERTS,
     &ALERT_RECOMMENDATIONS,
     &PIPELINE_RUNS,
     &PIPELINE_PAGES,
     &PIPELINE_RECOMMENDS,
+    &WEB_AUDIT,
 ];
 
 /// StarRocks table properties.

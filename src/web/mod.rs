@@ -2,11 +2,14 @@
 //! (RabbitMQ, Redis, the run ledger), and the same data as JSON under
 //! `/api/`. Pages work without JavaScript and refresh themselves.
 //!
-//! This first slice is read-only: the overview, dead letters, schedules and a
-//! task lookup; the clients they read with are built once ([`WebState`]). It binds loopback only:
-//! a non-loopback address needs `[web] auth`, which does not exist yet, so
-//! the server refuses to start on one (reach it through an SSH tunnel).
+//! The clients the pages read with are built once ([`WebState`]). Without
+//! `[web.auth]` the server binds loopback only; with it, any address, and
+//! every request is signed in (see [`auth`]). Actions (see [`actions`]) are
+//! POSTs with a CSRF token, admin only, and audited.
 
+pub mod actions;
+pub mod audit;
+pub mod auth;
 pub mod dead;
 pub mod overview;
 pub mod schedules;
@@ -36,7 +39,7 @@ pub enum WebError {
     #[error("--listen {0:?} is not an address (e.g. 127.0.0.1:9800)")]
     BadAddress(String),
     #[error(
-        "refusing to serve on {0}: pages show queues, runs and task errors, and a non-loopback address needs [web] auth, which this version does not have yet; listen on 127.0.0.1 and reach it through an SSH tunnel (ssh -L 9800:127.0.0.1:9800 host)"
+        "refusing to serve on {0} without [web.auth]: pages show queues, runs and task errors and let admins act. Either listen on 127.0.0.1 and reach it through an SSH tunnel (ssh -L 9800:127.0.0.1:9800 host), or add users to the config: [[web.auth.users]] name = \"ann\", role = \"admin\" (or \"viewer\"), password_hash = the output of `alertflow web hash-password` (or token_sha256 from `alertflow web new-token`)"
     )]
     NotLoopback(SocketAddr),
     #[error("cannot set up the web server: {0}")]
@@ -48,12 +51,13 @@ pub enum WebError {
     },
 }
 
-/// The address to serve on: loopback only.
-pub fn bind_address(listen: &str) -> Result<SocketAddr, WebError> {
+/// The address to serve on: loopback only unless `auth` (`[web.auth]` is
+/// configured).
+pub fn bind_address(listen: &str, auth: bool) -> Result<SocketAddr, WebError> {
     let addr: SocketAddr = listen
         .parse()
         .map_err(|_| WebError::BadAddress(listen.to_string()))?;
-    if !addr.ip().is_loopback() {
+    if !auth && !addr.ip().is_loopback() {
         return Err(WebError::NotLoopback(addr));
     }
     Ok(addr)
@@ -68,6 +72,7 @@ pub struct WebState {
     pub redis: Pool,
     pub sink: SqlSink,
     pub beat: Beat,
+    pub gate: auth::Gate,
 }
 
 impl WebState {
@@ -78,6 +83,7 @@ impl WebState {
         let beat =
             Beat::new(Arc::new(config.queue.clone()), registry.clone()).map_err(|e| setup(&e))?;
         Ok(WebState {
+            gate: auth::Gate::new(&config.web),
             sink: SqlSink::new(&config),
             registry,
             redis,
@@ -107,8 +113,10 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
                     " · " a href="/" { "Overview" }
                     " · " a href="/dead" { "Dead letters" }
                     " · " a href="/schedules" { "Schedules" }
+                    " · " a href="/tasks" { "Tasks" }
+                    " · " a href="/audit" { "Audit" }
                     " · " form.inline action="/task" method="get" {
-                        input name="id" placeholder="task or run id" size="38";
+                        input name="id" placeholder="task or run id" size="38" aria-label="task or run id";
                         " " button { "Find" }
                     }
                 }
@@ -119,9 +127,40 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
     }
 }
 
-/// The routes.
+/// A notice left by an action (`?notice=` after a redirect, `?failure=`
+/// when it failed).
+#[derive(serde::Deserialize, Default)]
+pub struct Notice {
+    #[serde(default)]
+    pub notice: Option<String>,
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+impl Notice {
+    pub fn render(&self) -> Markup {
+        html! {
+            @if let Some(n) = &self.notice { div.ok #notice { (n) } }
+            @if let Some(f) = &self.failure { div.problems #notice { "Failed: " (f) } }
+        }
+    }
+}
+
+/// The hidden CSRF field of `actor`'s forms.
+pub fn csrf_field(state: &WebState, actor: &auth::Actor) -> Markup {
+    html! { input type="hidden" name="csrf" value=(state.gate.csrf_token(actor)); }
+}
+
+/// The routes, behind sign-in.
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
+        .merge(actions::routes())
+        .route("/audit", get(audit::page))
+        .route("/api/audit", get(audit::json))
+        .route("/tasks", get(task::search_page))
+        .route("/api/tasks", get(task::search_json))
+        .route("/api/task", get(task::json))
+        .route("/api/session", get(session))
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_json))
         .route("/dead", get(dead::page))
@@ -130,7 +169,23 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/schedules", get(schedules::json))
         .route("/task", get(task::page))
         .route("/style.css", get(style))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
+}
+
+/// Who is signed in, their role, and the CSRF token scripts post with.
+async fn session(
+    State(state): State<Shared>,
+    axum::Extension(actor): axum::Extension<auth::Actor>,
+) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "user": actor.name,
+        "role": actor.role,
+        "csrf": state.gate.csrf_token(&actor),
+    }))
 }
 
 async fn overview_page(State(state): State<Shared>) -> impl IntoResponse {
@@ -163,10 +218,13 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| WebError::Listen { addr, source })?;
     ready(bound);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|source| WebError::Listen { addr, source })
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(|source| WebError::Listen { addr, source })
 }
 
 #[cfg(test)]
@@ -175,16 +233,20 @@ mod tests {
 
     #[test]
     fn only_loopback_is_served_without_auth() {
-        assert!(bind_address("127.0.0.1:9800").is_ok());
-        assert!(bind_address("[::1]:9800").is_ok());
-        let e = bind_address("0.0.0.0:9800").unwrap_err().to_string();
-        assert!(e.contains("[web] auth") && e.contains("SSH tunnel"), "{e}");
+        assert!(bind_address("127.0.0.1:9800", false).is_ok());
+        assert!(bind_address("[::1]:9800", false).is_ok());
+        let e = bind_address("0.0.0.0:9800", false).unwrap_err().to_string();
+        assert!(
+            e.contains("[web.auth]") && e.contains("SSH tunnel") && e.contains("hash-password"),
+            "{e}"
+        );
         assert!(matches!(
-            bind_address("10.0.0.5:80"),
+            bind_address("10.0.0.5:80", false),
             Err(WebError::NotLoopback(_))
         ));
+        assert!(bind_address("0.0.0.0:9800", true).is_ok());
         assert!(matches!(
-            bind_address("localhost"),
+            bind_address("localhost", false),
             Err(WebError::BadAddress(_))
         ));
     }

@@ -146,21 +146,22 @@ pub struct ReplayReport {
     pub skipped: Vec<String>,
 }
 
-/// Replay the dead letters there now (`only`: the one with this task id),
-/// each published with a confirm, recorded `queued`, and only then acked.
-/// What dies again is not replayed again in the same call: no loops.
+/// Replay the dead letters there now that `select` picks, each published
+/// with a confirm, recorded `queued`, and only then acked; the others are
+/// put back untouched. What dies again is not replayed again in the same
+/// call: no loops.
 pub async fn replay_dead(
     ch: &Channel,
     publisher: &Publisher,
     topology: &Topology,
     states: &StateStore,
-    only: Option<&str>,
+    select: &(dyn Fn(&DeadEntry) -> bool + Sync),
 ) -> Result<ReplayReport, AdminError> {
     let queue = topology.dead_queue();
     let n = ready_count(ch, &queue).await?;
     let mut report = ReplayReport::default();
     for (tag, e) in peek(ch, &queue, n).await? {
-        if only.is_some_and(|want| want != e.id) {
+        if !select(&e) {
             continue;
         }
         let Some(mut env) = e.envelope else {

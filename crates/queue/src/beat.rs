@@ -19,6 +19,7 @@
 //! Redis down means no claims: the beat publishes nothing (rather than risk
 //! duplicates) and catches up per policy once Redis is back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry as PromRegistry};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
@@ -112,6 +114,19 @@ pub enum FireOutcome {
     Published(Uuid),
     /// Another beat holds the claim.
     ClaimedElsewhere,
+    /// The schedule is paused: nothing published, the fire counted as
+    /// passed (resuming does not catch it up).
+    Paused,
+}
+
+/// Who paused a schedule, when and why (`<ns>:beat:paused`, a hash by
+/// schedule name, read by every beat before each fire).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// Counters of a beat process.
@@ -121,6 +136,7 @@ pub struct BeatMetrics {
     pub published: IntCounterVec,
     pub claims_lost: IntCounterVec,
     pub publish_failures: IntCounterVec,
+    pub paused: IntCounterVec,
     pub seconds_until_next: GaugeVec,
 }
 
@@ -147,6 +163,10 @@ impl BeatMetrics {
             "alertflow_beat_publish_failures_total",
             "Publishes that failed (the fire is retried)",
         );
+        let paused = counter(
+            "alertflow_beat_paused_fires_total",
+            "Fires not published because the schedule is paused",
+        );
         let seconds_until_next = GaugeVec::new(
             Opts::new(
                 "alertflow_beat_seconds_until_next_fire",
@@ -164,6 +184,7 @@ impl BeatMetrics {
             published,
             claims_lost,
             publish_failures,
+            paused,
             seconds_until_next,
         }
     }
@@ -346,6 +367,57 @@ impl Beat {
         Ok(())
     }
 
+    fn paused_key(&self) -> String {
+        format!("{}:beat:paused", self.config.namespace)
+    }
+
+    /// Pause schedule `name` on every beat (from their next fire on).
+    pub async fn pause(&self, name: &str, pause: &Pause) -> Result<(), BeatError> {
+        self.enabled(name)?;
+        let mut conn = self.redis.get().await?;
+        let _: i64 = deadpool_redis::redis::cmd("HSET")
+            .arg(self.paused_key())
+            .arg(name)
+            .arg(serde_json::to_string(pause).expect("serializes"))
+            .query_async(&mut conn)
+            .await?;
+        info!(schedule = name, by = %pause.by, comment = %pause.comment, "schedule paused");
+        Ok(())
+    }
+
+    /// Resume schedule `name`; false when it was not paused.
+    pub async fn resume(&self, name: &str) -> Result<bool, BeatError> {
+        self.enabled(name)?;
+        let mut conn = self.redis.get().await?;
+        let n: i64 = deadpool_redis::redis::cmd("HDEL")
+            .arg(self.paused_key())
+            .arg(name)
+            .query_async(&mut conn)
+            .await?;
+        info!(schedule = name, "schedule resumed");
+        Ok(n == 1)
+    }
+
+    /// The paused schedules.
+    pub async fn paused(&self) -> Result<BTreeMap<String, Pause>, BeatError> {
+        let mut conn = self.redis.get().await?;
+        let raw: BTreeMap<String, String> = deadpool_redis::redis::cmd("HGETALL")
+            .arg(self.paused_key())
+            .query_async(&mut conn)
+            .await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?)))
+            .collect())
+    }
+
+    fn enabled(&self, name: &str) -> Result<&Schedule, BeatError> {
+        self.schedules
+            .iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| BeatError::Config(format!("no enabled schedule named {name:?}")))
+    }
+
     /// Claim, publish and record one fire.
     pub async fn fire(
         &self,
@@ -359,6 +431,17 @@ impl Beat {
         let token = format!("pending:{}", self.id);
         self.metrics.fires.with_label_values(&[s.name()]).inc();
         let mut conn = self.redis.get().await?;
+        let paused: Option<String> = deadpool_redis::redis::cmd("HGET")
+            .arg(self.paused_key())
+            .arg(s.name())
+            .query_async(&mut conn)
+            .await?;
+        if paused.is_some() {
+            self.metrics.paused.with_label_values(&[s.name()]).inc();
+            info!(schedule = s.name(), fire = %instant, "schedule paused: fire not published");
+            self.record_last_fire(s.name(), instant).await?;
+            return Ok(FireOutcome::Paused);
+        }
         let claimed: Option<String> = deadpool_redis::redis::cmd("SET")
             .arg(&key)
             .arg(&token)
@@ -426,11 +509,7 @@ impl Beat {
 
     /// Publish a fire now, for operators (`alertflow schedule run`); no claim.
     pub async fn run_now(&self, publisher: &Publisher, name: &str) -> Result<Uuid, BeatError> {
-        let s = self
-            .schedules
-            .iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| BeatError::Config(format!("no enabled schedule named {name:?}")))?;
+        let s = self.enabled(name)?;
         let mut env = self.envelope(s, Utc::now());
         env.id = Uuid::new_v4();
         env.root_id = env.id;
@@ -522,7 +601,7 @@ impl Beat {
                     .fire(publisher, p.schedule, p.instant, FireKind::Recovered)
                     .await?
                 {
-                    FireOutcome::Published(_) => Ok(None),
+                    FireOutcome::Published(_) | FireOutcome::Paused => Ok(None),
                     FireOutcome::ClaimedElsewhere => Ok(Some(
                         Utc::now()
                             + chrono::Duration::from_std(self.config.beat.claim_timeout.0)

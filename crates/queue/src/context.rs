@@ -75,6 +75,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// `host:pid:short-uuid`, unique per process.
     pub worker_id: String,
+    /// Tasks operators revoked (see [`crate::revoke`]).
+    pub revoked: Arc<crate::revoke::Revoked>,
     /// Told about every outcome (see [`OutcomeObserver`]).
     pub observers: std::sync::RwLock<Vec<Arc<dyn OutcomeObserver>>>,
 }
@@ -105,6 +107,7 @@ impl Services {
             metrics: Arc::new(Metrics::new()),
             states,
             state_writer,
+            revoked: crate::revoke::Revoked::spawn(redis.clone(), &config.namespace),
             redis,
             config,
             worker_id,

@@ -329,6 +329,12 @@ impl Executor {
             .received
             .with_label_values(&self.labels(env))
             .inc();
+        if s.revoked.contains(&env.id) {
+            return Verdict::DeadLetter {
+                reason: DeadReason::Revoked,
+                error: "revoked by an operator before it ran".into(),
+            };
+        }
         let shortest_tier = s.topology.tiers[0];
         match check_due(env, (self.clock)(), shortest_tier) {
             Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,

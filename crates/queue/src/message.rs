@@ -121,17 +121,20 @@ pub enum DeadReason {
     Expired,
     /// The broker dead-lettered it (quorum delivery limit, rejection).
     Broker,
+    /// An operator revoked it before it ran (replay it to run it after all).
+    Revoked,
 }
 
 impl DeadReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DeadReason; 6] = [
+    pub const ALL: [DeadReason; 7] = [
         DeadReason::Fatal,
         DeadReason::RetriesExhausted,
         DeadReason::Undecodable,
         DeadReason::UnknownTask,
         DeadReason::Expired,
         DeadReason::Broker,
+        DeadReason::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +145,7 @@ impl DeadReason {
             DeadReason::UnknownTask => "unknown-task",
             DeadReason::Expired => "expired",
             DeadReason::Broker => "broker",
+            DeadReason::Revoked => "revoked",
         }
     }
 }

@@ -83,6 +83,47 @@ pub struct TaskState {
     pub run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Uuid>,
+    /// The arguments' top-level fields (see [`args_summary`]): what search
+    /// by an argument matches and the task page shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Arguments kept in a state record: top-level strings, numbers and
+/// booleans as they are; arrays and objects (a page of messages, rows) as
+/// a note of their size, so a state stays small whatever the task carries.
+pub fn args_summary(
+    args: &serde_json::Value,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
+    let obj = args.as_object()?;
+    Some(
+        obj.iter()
+            .map(|(k, v)| {
+                let kept = match v {
+                    Value::Array(a) => Value::String(format!("[{} items]", a.len())),
+                    Value::Object(o) => Value::String(format!("{{{} fields}}", o.len())),
+                    Value::String(t) if t.len() > 200 => {
+                        let mut end = 200;
+                        while !t.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        Value::String(format!("{}… ({} bytes)", &t[..end], t.len()))
+                    }
+                    other => other.clone(),
+                };
+                (k.clone(), kept)
+            })
+            .collect(),
+    )
+}
+
+/// Whether [`args_summary`] kept `args` whole (a task can be published
+/// again from its state alone).
+pub fn args_kept_whole(args: &serde_json::Value) -> bool {
+    args_summary(args).is_some_and(|m| serde_json::Value::Object(m) == *args)
 }
 
 impl TaskState {
@@ -99,6 +140,8 @@ impl TaskState {
             root_id: Some(env.root_id),
             run_id: env.run_id.clone(),
             eta: env.eta,
+            parent_id: env.parent_id,
+            args: args_summary(&env.args),
         }
     }
 }
@@ -124,7 +167,10 @@ impl StateStore {
         format!("{}:task:{id}", self.namespace)
     }
 
-    /// Write states in one pipeline.
+    /// Write states in one pipeline: each id's last state (the record),
+    /// every state into the id's history (when each attempt reached each
+    /// status, and its error), and the search indexes of ids seen for the
+    /// first time (see [`crate::task_index`]).
     pub async fn put_many(&self, states: &[TaskState]) -> Result<(), StateError> {
         if states.is_empty() {
             return Ok(());
@@ -132,12 +178,80 @@ impl StateStore {
         let mut conn = self.pool.get().await?;
         let mut pipe = deadpool_redis::redis::pipe();
         let ttl = self.ttl.as_secs().max(1);
-        for s in states {
-            pipe.set_ex(self.key(&s.id), serde_json::to_string(s)?, ttl)
-                .ignore();
+        // The last state of an id in a batch is the one that counts.
+        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(states.len());
+        for (i, s) in states.iter().enumerate() {
+            last.insert(s.id, i);
         }
+        for (i, s) in states.iter().enumerate() {
+            let history = self.history_key(&s.id);
+            let field = format!("{}:{}", s.attempt, s.status.as_str());
+            pipe.hset(
+                &history,
+                format!("t:{field}"),
+                s.updated_at.timestamp_millis(),
+            )
+            .ignore();
+            if let Some(e) = &s.error {
+                pipe.hset(&history, format!("e:{field}"), e).ignore();
+            }
+            if last.get(&s.id) == Some(&i) {
+                pipe.set_ex(self.key(&s.id), serde_json::to_string(s)?, ttl)
+                    .ignore();
+                pipe.expire(&history, ttl as i64).ignore();
+            }
+        }
+        crate::task_index::add(&mut pipe, &self.namespace, self.ttl, states);
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
+    }
+
+    fn history_key(&self, id: &Uuid) -> String {
+        format!("{}:task:{id}:history", self.namespace)
+    }
+
+    /// When each attempt of `id` reached each status, and its errors,
+    /// oldest first.
+    pub async fn history(&self, id: &Uuid) -> Result<Vec<HistoryEntry>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let raw: HashMap<String, String> = deadpool_redis::redis::cmd("HGETALL")
+            .arg(self.history_key(id))
+            .query_async(&mut conn)
+            .await?;
+        let mut out: Vec<HistoryEntry> = raw
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("t:")?;
+                let (attempt, status) = rest.split_once(':')?;
+                let status: TaskStatus =
+                    serde_json::from_value(serde_json::Value::String(status.to_string())).ok()?;
+                Some(HistoryEntry {
+                    attempt: attempt.parse().ok()?,
+                    status,
+                    at: DateTime::from_timestamp_millis(v.parse().ok()?)?,
+                    error: raw.get(&format!("e:{rest}")).cloned(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|h| (h.at, h.attempt));
+        Ok(out)
+    }
+
+    /// The records of `ids` (missing ones left out), in one round trip.
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<TaskState>, StateError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let raw: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        raw.into_iter()
+            .flatten()
+            .map(|s| serde_json::from_str(&s).map_err(StateError::from))
+            .collect()
     }
 
     pub async fn put(&self, state: &TaskState) -> Result<(), StateError> {
@@ -155,6 +269,15 @@ impl StateStore {
             None => None,
         })
     }
+}
+
+/// One step of a task's history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub attempt: u32,
+    pub status: TaskStatus,
+    pub at: DateTime<Utc>,
+    pub error: Option<String>,
 }
 
 /// Batches state writes in the background; never blocks a task.
@@ -192,18 +315,7 @@ impl StateWriter {
                         }
                     }
                 }
-                // The last state of an id in a batch is the one that counts.
-                let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
-                for (i, s) in batch.iter().enumerate() {
-                    last.insert(s.id, i);
-                }
-                let to_write: Vec<TaskState> = batch
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, s)| last.get(&s.id) == Some(i))
-                    .map(|(_, s)| s.clone())
-                    .collect();
-                match store.put_many(&to_write).await {
+                match store.put_many(&batch).await {
                     Ok(()) => {
                         failures = 0;
                         batch.clear();

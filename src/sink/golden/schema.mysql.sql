@@ -70,3 +70,17 @@ CREATE TABLE IF NOT EXISTS `alerts`.`pipeline_recommends` (
   `max_ingested_at` DATETIME NOT NULL COMMENT 'newest ingested_at among the rows read (1970-01-01 if none)',
   PRIMARY KEY (`report_date`, `run_id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Run ledger: when each date''s recommendations were computed, from what';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`web_audit` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'entry id (UUID)',
+  `at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `actor` VARCHAR(64) NOT NULL COMMENT 'user name (`local` without auth)',
+  `role` VARCHAR(16) NOT NULL COMMENT 'viewer or admin',
+  `remote` VARCHAR(64) NOT NULL COMMENT 'peer address',
+  `action` VARCHAR(64) NOT NULL COMMENT 'what was asked, e.g. dead.replay',
+  `target` VARCHAR(1024) NOT NULL COMMENT 'what it was asked of',
+  `result` VARCHAR(16) NOT NULL COMMENT 'ok, failed or denied',
+  `detail` TEXT NOT NULL COMMENT 'what happened, or why not',
+  PRIMARY KEY (`id`),
+  KEY `idx_at` (`at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Dashboard audit log: who did what, when, with what result';

@@ -97,3 +97,22 @@ PROPERTIES (
   "replication_num" = "3",
   "enable_persistent_index" = "true"
 );
+
+CREATE TABLE IF NOT EXISTS `alerts`.`web_audit` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'entry id (UUID)',
+  `at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `actor` VARCHAR(64) NOT NULL COMMENT 'user name (`local` without auth)',
+  `role` VARCHAR(16) NOT NULL COMMENT 'viewer or admin',
+  `remote` VARCHAR(64) NOT NULL COMMENT 'peer address',
+  `action` VARCHAR(64) NOT NULL COMMENT 'what was asked, e.g. dead.replay',
+  `target` VARCHAR(1024) NOT NULL COMMENT 'what it was asked of',
+  `result` VARCHAR(16) NOT NULL COMMENT 'ok, failed or denied',
+  `detail` VARCHAR(65533) NOT NULL COMMENT 'what happened, or why not'
+) ENGINE=OLAP
+PRIMARY KEY (`id`)
+COMMENT 'Dashboard audit log: who did what, when, with what result'
+DISTRIBUTED BY HASH(`id`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
