@@ -191,7 +191,7 @@ fn a_non_loopback_address_is_refused_without_auth() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("[web] auth") && err.contains("127.0.0.1"),
+        err.contains("[web.auth]") && err.contains("127.0.0.1"),
         "{err}"
     );
 }

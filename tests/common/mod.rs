@@ -293,9 +293,14 @@ pub fn use_sandbox(c: &mut AppConfig, base_url: &str) {
 /// Start `alertflow web` on a free loopback port: the process and the URL
 /// it printed (without a trailing slash).
 pub fn start_web(config: &std::path::Path) -> (Child, String) {
+    start_web_on(config, "127.0.0.1:0")
+}
+
+/// Start `alertflow web --listen ADDR`; the URL it printed.
+pub fn start_web_on(config: &std::path::Path, listen: &str) -> (Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin("alertflow"))
-        .args(["web", "--listen", "127.0.0.1:0"])
+        .args(["web", "--listen", listen])
         .env("ALERTFLOW_CONFIG", config)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -146,8 +146,8 @@ pub struct ReplayReport {
     pub skipped: Vec<String>,
 }
 
-/// Replay the dead letters there now that `select` picks, each published
-/// with a confirm, recorded `queued`, and only then acked; the others are
+/// Replay the dead letters there now that `select` picks, each recorded
+/// `queued`, published with a confirm, and only then acked; the others are
 /// put back untouched. What dies again is not replayed again in the same
 /// call: no loops.
 pub async fn replay_dead(
@@ -174,8 +174,12 @@ pub async fn replay_dead(
         topology
             .declare_family(publisher.channel(), &env.queue)
             .await?;
-        publisher.publish(&env).await?;
+        // Revoked perhaps: it is wanted after all (before it can be delivered).
+        crate::revoke::unrevoke(states.pool(), &topology.namespace, &[env.id]).await?;
+        // Recorded before it is published: a fast worker's outcome must not
+        // be overwritten by `queued`.
         states.put(&TaskState::of(&env, TaskStatus::Queued)).await?;
+        publisher.publish(&env).await?;
         ch.basic_ack(tag, BasicAckOptions::default()).await?;
         report.replayed.push(env);
     }

@@ -329,7 +329,13 @@ impl Executor {
             .received
             .with_label_values(&self.labels(env))
             .inc();
-        if s.revoked.contains(&env.id) {
+        // The worker's copy may be a refresh behind an un-revoke (a replay):
+        // Redis has the last word, when it answers.
+        if s.revoked.contains(&env.id)
+            && crate::revoke::is_revoked(&s.redis, &s.config.namespace, &env.id)
+                .await
+                .unwrap_or(true)
+        {
             return Verdict::DeadLetter {
                 reason: DeadReason::Revoked,
                 error: "revoked by an operator before it ran".into(),

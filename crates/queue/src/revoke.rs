@@ -43,6 +43,21 @@ pub async fn revoke(pool: &Pool, ns: &str, id: &Uuid, ttl: Duration) -> Result<b
     Ok(added == 1)
 }
 
+/// Take `ids` out of the revoked set (they were replayed: an operator
+/// wants them to run after all).
+pub async fn unrevoke(pool: &Pool, ns: &str, ids: &[Uuid]) -> Result<(), StateError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.get().await?;
+    let _: i64 = deadpool_redis::redis::cmd("ZREM")
+        .arg(key(ns))
+        .arg(ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether `id` is revoked (read from Redis).
 pub async fn is_revoked(pool: &Pool, ns: &str, id: &Uuid) -> Result<bool, StateError> {
     let mut conn = pool.get().await?;

@@ -163,6 +163,11 @@ impl StateStore {
         }
     }
 
+    /// The Redis pool it writes with.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn key(&self, id: &Uuid) -> String {
         format!("{}:task:{id}", self.namespace)
     }
