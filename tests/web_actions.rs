@@ -314,7 +314,7 @@ async fn dead_letters_replayed_purged_tasks_revoked_retried_and_found() {
     let registry = env.registry();
     let poison = env.envelope(&registry, "sleep", serde_json::json!({"ms": "long"}));
     env.topology()
-        .declare(publisher.channel(), &[poison.queue.clone()])
+        .declare(publisher.channel(), std::slice::from_ref(&poison.queue))
         .await
         .unwrap();
     publisher.publish(&poison).await.unwrap();
