@@ -273,3 +273,51 @@ async fn a_fire_whose_claimer_died_is_published_by_another_beat() {
         "the orphaned fire was published exactly once: {fires:?}"
     );
 }
+
+#[tokio::test]
+async fn a_paused_schedule_is_skipped_by_every_beat_and_not_caught_up() {
+    use alertflow::queue::beat::{FireKind, Pause};
+    let env = TestEnv::new("beatpause");
+    let schedules = vec![every("tick", "1s", CatchUp::All)];
+    let (a, b) = (
+        beat(&env, schedules.clone(), 800),
+        beat(&env, schedules, 800),
+    );
+    let (_c, publisher) = env.publisher().await;
+    let t0 = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let pause = Pause {
+        by: "ann".into(),
+        at: Utc::now(),
+        comment: "db upgrade".into(),
+    };
+    assert!(a.pause("nope", &pause).await.is_err(), "unknown schedule");
+    a.pause("tick", &pause).await.unwrap();
+    // The other beat sees it too.
+    assert_eq!(b.paused().await.unwrap().get("tick"), Some(&pause));
+    for (i, instant) in [t0, t0 + chrono::Duration::seconds(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let who = if i == 0 { &a } else { &b };
+        assert_eq!(
+            who.fire(&publisher, 0, instant, FireKind::OnTime)
+                .await
+                .unwrap(),
+            FireOutcome::Paused
+        );
+    }
+    // Resumed: the fires passed while paused are not caught up, the next
+    // fire is published.
+    assert!(b.resume("tick").await.unwrap());
+    assert!(!b.resume("tick").await.unwrap(), "not paused any more");
+    let now = t0 + chrono::Duration::seconds(1) + chrono::Duration::milliseconds(500);
+    assert_eq!(a.catch_up(&publisher, now).await.unwrap(), 0);
+    let next = t0 + chrono::Duration::seconds(2);
+    assert!(matches!(
+        a.fire(&publisher, 0, next, FireKind::OnTime).await.unwrap(),
+        FireOutcome::Published(_)
+    ));
+    let fires = drain(&env).await;
+    let instants: Vec<DateTime<Utc>> = fires.iter().map(|f| f.1).collect();
+    assert_eq!(instants, vec![next], "{fires:?}");
+}

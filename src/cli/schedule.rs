@@ -1,4 +1,4 @@
-//! `alertflow schedule list|run`.
+//! `alertflow schedule list|run|pause|resume`.
 
 use std::sync::Arc;
 
@@ -29,6 +29,23 @@ pub enum ScheduleCommand {
         /// The schedule's `name` in `[[schedules]]`.
         name: String,
     },
+    /// Pause a schedule on every beat: its fires are skipped (and not caught
+    /// up on resume) until `schedule resume`.
+    #[command(
+        after_help = "Example:\n  alertflow schedule pause daily-ingest --comment \"StarRocks upgrade\""
+    )]
+    Pause {
+        name: String,
+        /// Why (shown by `schedule list` and the dashboard).
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resume a paused schedule from its next fire.
+    #[command(after_help = "Example:\n  alertflow schedule resume daily-ingest")]
+    Resume { name: String },
 }
 
 /// A fire instant, in the schedule's zone and in UTC.
@@ -50,6 +67,8 @@ pub struct Row {
     pub catch_up: String,
     pub next: Vec<Fire>,
     pub last: Option<Fire>,
+    /// Who paused it, when and why; `None` when active.
+    pub paused: Option<crate::queue::beat::Pause>,
 }
 
 /// Every enabled schedule with its next `next` fires after `now` and its
@@ -61,6 +80,13 @@ pub async fn schedule_rows(
 ) -> (Vec<Row>, Option<String>) {
     let mut rows = Vec::new();
     let mut redis_error = None;
+    let mut paused = match beat.paused().await {
+        Ok(p) => p,
+        Err(e) => {
+            redis_error = Some(e.to_string());
+            Default::default()
+        }
+    };
     for s in beat.schedules() {
         let tz = s.timezone();
         let fmt = |t: chrono::DateTime<Utc>| Fire {
@@ -98,6 +124,7 @@ pub async fn schedule_rows(
             catch_up: s.catch_up().to_string(),
             next: fires,
             last,
+            paused: paused.remove(s.name()),
         });
     }
     (rows, redis_error)
@@ -130,10 +157,19 @@ pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
                                 .map(|f| format!("{} ({})", f.local, f.utc))
                                 .collect::<Vec<_>>()
                                 .join("\n"),
-                            r.last
-                                .as_ref()
-                                .map(|f| f.local.clone())
-                                .unwrap_or_else(|| "never".into()),
+                            match &r.paused {
+                                Some(p) => format!(
+                                    "{} (PAUSED by {} {})",
+                                    r.last.as_ref().map_or("never", |f| f.local.as_str()),
+                                    p.by,
+                                    p.comment
+                                ),
+                                None => r
+                                    .last
+                                    .as_ref()
+                                    .map(|f| f.local.clone())
+                                    .unwrap_or_else(|| "never".into()),
+                            },
                         ]
                     })
                     .collect();
@@ -202,6 +238,23 @@ pub async fn run(g: &GlobalOpts, cmd: ScheduleCommand) -> CliResult {
                 .map_err(CliError::failure)?;
             let _ = conn.close(200, "done".into()).await;
             println!("{id}");
+            Ok(EXIT_OK)
+        }
+        ScheduleCommand::Pause { name, comment, by } => {
+            let pause = crate::queue::beat::Pause {
+                by: by
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "cli".into()),
+                at: Utc::now(),
+                comment,
+            };
+            beat.pause(&name, &pause).await.map_err(CliError::failure)?;
+            println!("{name} paused");
+            Ok(EXIT_OK)
+        }
+        ScheduleCommand::Resume { name } => {
+            let was = beat.resume(&name).await.map_err(CliError::failure)?;
+            println!("{name} {}", if was { "resumed" } else { "was not paused" });
             Ok(EXIT_OK)
         }
     }

@@ -11,26 +11,22 @@ use serde_json::json;
 
 use crate::cli::schedule::{Row, schedule_rows};
 use crate::queue::beat::Beat;
-use crate::queue::beat::Pause;
 use crate::web::auth::Actor;
 use crate::web::{Notice, WebState, csrf_field};
 
-type Paused = std::collections::BTreeMap<String, Pause>;
-
-async fn read(beat: &Beat) -> Result<(Vec<Row>, Option<String>, Paused), String> {
-    tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let (rows, error) = schedule_rows(beat, chrono::Utc::now(), 3).await;
-        let paused = beat.paused().await.map_err(|e| e.to_string())?;
-        Ok((rows, error, paused))
-    })
+async fn read(beat: &Beat) -> Result<(Vec<Row>, Option<String>), String> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        schedule_rows(beat, chrono::Utc::now(), 3),
+    )
     .await
-    .map_err(|_| "Redis did not answer within 5 s".to_string())?
+    .map_err(|_| "Redis did not answer within 5 s".to_string())
 }
 
 pub async fn json(State(state): State<Arc<WebState>>) -> impl IntoResponse {
     Json(match read(&state.beat).await {
-        Ok((rows, error, paused)) => json!({"schedules": rows, "paused": paused, "error": error}),
-        Err(e) => json!({"schedules": [], "paused": {}, "error": e}),
+        Ok((rows, error)) => json!({"schedules": rows, "error": error}),
+        Err(e) => json!({"schedules": [], "error": e}),
     })
 }
 
@@ -39,9 +35,9 @@ pub async fn page(
     Extension(actor): Extension<Actor>,
     Query(notice): Query<Notice>,
 ) -> impl IntoResponse {
-    let (rows, error, paused) = match read(&state.beat).await {
+    let (rows, error) = match read(&state.beat).await {
         Ok(r) => r,
-        Err(e) => (Vec::new(), Some(e), Paused::new()),
+        Err(e) => (Vec::new(), Some(e)),
     };
     let admin = actor.is_admin();
     let body = html! {
@@ -63,7 +59,7 @@ pub async fn page(
                         td { @for f in &r.next { (f.local) " / " span.muted { (f.utc) } br; } }
                         td { @if let Some(l) = &r.last { (l.local) } @else { "never" } }
                         td {
-                            @if let Some(p) = paused.get(&r.name) {
+                            @if let Some(p) = &r.paused {
                                 span.bad { "paused" } " by " (p.by) " at " (p.at.format("%Y-%m-%d %H:%M UTC"))
                                 @if !p.comment.is_empty() { ": " (p.comment) }
                                 @if admin {
