@@ -238,7 +238,13 @@ impl StateStore {
                 })
             })
             .collect();
-        out.sort_by_key(|h| (h.at, h.attempt));
+        // Steps within one millisecond keep their life-cycle order.
+        let rank = |s: TaskStatus| match s {
+            TaskStatus::Queued => 0,
+            TaskStatus::Started => 1,
+            _ => 2,
+        };
+        out.sort_by_key(|h| (h.at, h.attempt, rank(h.status)));
         Ok(out)
     }
 
