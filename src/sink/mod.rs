@@ -1,4 +1,5 @@
 //! Writing alert rows and recommendations to StarRocks (or MariaDB).
+pub mod history;
 pub mod ledger;
 pub mod schema;
 pub mod starrocks;

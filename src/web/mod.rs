@@ -7,8 +7,11 @@
 //! a non-loopback address needs `[web] auth`, which does not exist yet, so
 //! the server refuses to start on one (reach it through an SSH tunnel).
 
+pub mod alarms;
+pub mod chart;
 pub mod dead;
 pub mod overview;
+pub mod runs;
 pub mod schedules;
 pub mod task;
 
@@ -107,6 +110,8 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
                     " · " a href="/" { "Overview" }
                     " · " a href="/dead" { "Dead letters" }
                     " · " a href="/schedules" { "Schedules" }
+                    " · " a href="/runs" { "Runs" }
+                    " · " a href="/alarms" { "Alarms" }
                     " · " form.inline action="/task" method="get" {
                         input name="id" placeholder="task or run id" size="38";
                         " " button { "Find" }
@@ -130,6 +135,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/schedules", get(schedules::json))
         .route("/task", get(task::page))
         .route("/style.css", get(style))
+        .merge(runs::routes())
+        .merge(alarms::routes())
         .with_state(state)
 }
 
