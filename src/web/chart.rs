@@ -15,7 +15,7 @@ use maud::{Markup, html};
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 280.0;
 /// Room for the y labels (left), the legend (top) and the x labels (bottom).
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 84.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 46.0;
@@ -87,10 +87,11 @@ fn y_of(v: f64, max: f64) -> f64 {
 }
 
 /// The `<svg>` element every chart is drawn in.
-fn frame(class: &str, title: &str, inner: Markup) -> Markup {
+fn frame(class: &str, title: &str, height: f64, inner: Markup) -> Markup {
     html! {
         svg class={ "chart " (class) } xmlns="http://www.w3.org/2000/svg" role="img"
-            viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } width=(WIDTH) height=(HEIGHT)
+            viewBox={ "0 0 " (WIDTH) " " (n(height)) } width=(WIDTH) height=(n(height))
+            style="max-width: 100%; height: auto"
             font-family="system-ui, sans-serif" font-size="11" {
             title { (title) }
             (inner)
@@ -103,6 +104,7 @@ fn no_data(class: &str, title: &str) -> Markup {
     frame(
         class,
         title,
+        HEIGHT,
         html! {
             rect x="0.5" y="0.5" width=(WIDTH - 1.0) height=(HEIGHT - 1.0) fill="#fafafa" stroke="#e4e4e4" {}
             text.no-data x=(n(WIDTH / 2.0)) y=(n(HEIGHT / 2.0)) text-anchor="middle" fill="#777" font-size="14" { "no data" }
@@ -202,6 +204,7 @@ pub fn stacked_bars(
     frame(
         "stacked",
         title,
+        HEIGHT,
         html! {
             (y_axis(max, step, y_title))
             (legend(&names))
@@ -241,22 +244,38 @@ pub struct Lane {
     pub mark_name: String,
 }
 
-/// A time axis from `from` to `to`: ~6 ticks, labelled by the span's scale.
-fn time_ticks(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, String)> {
-    let span = (to - from).num_milliseconds().max(1);
-    let fmt = if span <= 120_000 {
+/// How times on an axis spanning `span` are labelled.
+fn time_format(span: chrono::Duration) -> &'static str {
+    let ms = span.num_milliseconds();
+    if ms <= 120_000 {
         "%H:%M:%S"
-    } else if span <= 2 * 86_400_000 {
+    } else if ms <= 2 * 86_400_000 {
         "%H:%M"
     } else {
         "%m-%d %H:%M"
-    };
-    (0..=5)
-        .map(|i| {
-            let t = from + chrono::Duration::milliseconds(span * i / 5);
-            (t, t.format(fmt).to_string())
-        })
-        .collect()
+    }
+}
+
+/// Ticks at `times`, labelled in `fmt`; a label that reads like the one
+/// before it is left out (within a few seconds several ticks read alike).
+fn labelled(times: impl Iterator<Item = DateTime<Utc>>, fmt: &str) -> Vec<(DateTime<Utc>, String)> {
+    let mut ticks: Vec<(DateTime<Utc>, String)> = Vec::new();
+    for t in times {
+        let text = t.format(fmt).to_string();
+        if ticks.last().is_none_or(|(_, last)| *last != text) {
+            ticks.push((t, text));
+        }
+    }
+    ticks
+}
+
+/// A time axis from `from` to `to`: 6 evenly spaced ticks.
+fn time_ticks(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, String)> {
+    let span = (to - from).num_milliseconds().max(1);
+    labelled(
+        (0..=5).map(|i| from + chrono::Duration::milliseconds(span * i / 5)),
+        time_format(to - from),
+    )
 }
 
 /// x of `t` on the `from`..`to` axis.
@@ -285,10 +304,15 @@ fn time_bounds(
     })
 }
 
-fn time_axis(from: DateTime<Utc>, to: DateTime<Utc>, bottom: f64) -> Markup {
+fn time_axis(
+    ticks: Vec<(DateTime<Utc>, String)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bottom: f64,
+) -> Markup {
     html! {
         g.x-ticks {
-            @for (t, text) in time_ticks(from, to) {
+            @for (t, text) in ticks {
                 line x1=(n(x_of(t, from, to))) x2=(n(x_of(t, from, to))) y1=(n(TOP)) y2=(n(bottom)) stroke="#eee" {}
                 text x=(n(x_of(t, from, to))) y=(n(bottom + 14.0)) text-anchor="middle" fill="#555" { (text) }
             }
@@ -307,18 +331,19 @@ pub fn timeline(title: &str, lanes: &[Lane]) -> Markup {
     let Some((from, to)) = time_bounds(times) else {
         return no_data("timeline", title);
     };
-    // Lanes share the plot height; the label column is the y axis.
-    let lane_h = (plot_h() / lanes.len() as f64).min(36.0);
+    // A lane is a row of its own; the chart grows with them.
+    let lane_h = 28.0;
     let bottom = TOP + lane_h * lanes.len() as f64;
     frame(
         "timeline",
         title,
+        bottom + BOTTOM,
         html! {
-            (time_axis(from, to, bottom))
+            (time_axis(time_ticks(from, to), from, to, bottom))
             @for (i, lane) in lanes.iter().enumerate() {
                 @let mid = TOP + lane_h * (i as f64 + 0.5);
                 g.lane {
-                    text x=(n(LEFT - 6.0)) y=(n(mid + 4.0)) text-anchor="end" fill="#222" { (truncate(&lane.label, 9)) }
+                    text x=(n(LEFT - 6.0)) y=(n(mid + 4.0)) text-anchor="end" fill="#222" { (truncate(&lane.label, 12)) }
                     @if let Some((a, b)) = lane.span {
                         rect x=(n(x_of(a, from, to))) y=(n(mid - lane_h * 0.3))
                             width=(n((x_of(b, from, to) - x_of(a, from, to)).max(2.0))) height=(n(lane_h * 0.6))
@@ -363,7 +388,9 @@ pub fn per_bucket(title: &str, series: &[TimeSeries], shape: Shape, y_title: &st
         .fold(0.0, f64::max);
     let (max, step) = nice_scale(top);
     let names: Vec<&str> = series.iter().map(|(s, _)| s.as_str()).collect();
-    // Bars: the narrowest gap between buckets shares out among the series.
+    // Bars: the narrowest gap between buckets shares out among the series,
+    // and the axis reaches half a gap past the first and last bucket so
+    // their bars stay inside it.
     let mut buckets: Vec<DateTime<Utc>> = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(t, _)| *t))
@@ -372,16 +399,35 @@ pub fn per_bucket(title: &str, series: &[TimeSeries], shape: Shape, y_title: &st
     buckets.dedup();
     let gap = buckets
         .windows(2)
-        .map(|w| x_of(w[1], from, to) - x_of(w[0], from, to))
-        .fold(plot_w() / 8.0, f64::min);
-    let bar = (gap * 0.8 / series.len().max(1) as f64).max(1.0);
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > chrono::Duration::zero())
+        .min()
+        .unwrap_or((to - from) / 8);
+    let (from, to) = match shape {
+        Shape::Bars => (from - gap / 2, to + gap / 2),
+        Shape::Lines => (from, to),
+    };
+    let gap_w = x_of(from + gap, from, to) - x_of(from, from, to);
+    // Bars are labelled at their buckets (at most about 8 of them).
+    let ticks = match shape {
+        Shape::Bars => labelled(
+            buckets
+                .iter()
+                .step_by(buckets.len().div_ceil(8).max(1))
+                .copied(),
+            time_format(to - from),
+        ),
+        Shape::Lines => time_ticks(from, to),
+    };
+    let bar = (gap_w * 0.8 / series.len().max(1) as f64).max(1.0);
     let bottom = TOP + plot_h();
     frame(
         "per-bucket",
         title,
+        HEIGHT,
         html! {
             (y_axis(max, step, y_title))
-            (time_axis(from, to, bottom))
+            (time_axis(ticks, from, to, bottom))
             (legend(&names))
             @for (s, (name, points)) in series.iter().enumerate() {
                 g.series {
