@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alertflow::notify::health::{HealthNotifier, HealthStore, Status};
+use alertflow::notify::health::{HealthNotifier, HealthStore, Record, Status};
 use alertflow::queue::message::Envelope;
 use alertflow::queue::state::TaskStatus;
 use alertflow::sandbox::SandboxConfig;
@@ -346,6 +346,21 @@ async fn the_alarms_page_shows_task_health_and_firing_alarms_but_no_receiver_url
         assert!(Instant::now() < deadline, "{all:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let latest = |all: &std::collections::BTreeMap<String, Option<Record>>| {
+        all["influx-check"].as_ref().unwrap().at
+    };
+    let first_ok = latest(&store.all().await.unwrap());
+    // Evaluated again: a new outcome, the same status (so the same since),
+    // and the alarm is not sent again within its repeat interval.
+    let e = env.envelope(&reg, "influx-check", json!({"check": "cpu-high"}));
+    publisher.publish(&e).await.unwrap();
+    env.wait_status(&e.id, TaskStatus::Succeeded, Duration::from_secs(15))
+        .await;
+    while latest(&store.all().await.unwrap()) == first_ok {
+        assert!(Instant::now() < deadline, "the second outcome is recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sb.received_bot("sandbox").len(), 1);
     let (_web, url) = common::start_web(&file);
 
     let (status, page) = get(&format!("{url}/alarms")).await;
@@ -388,6 +403,20 @@ async fn the_alarms_page_shows_task_health_and_firing_alarms_but_no_receiver_url
         serde_json::from_value(alarm["last_sent"].clone()).expect("last sent is known");
     assert!((chrono::Utc::now() - sent).num_seconds() < 60, "{sent}");
     let tasks = a["tasks"].as_array().unwrap();
+    let check = tasks.iter().find(|t| t["task"] == "influx-check").unwrap();
+    let time = |v: &Value| -> chrono::DateTime<chrono::Utc> {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    let since = time(&check["status_since"]);
+    assert!(
+        (since - first_ok).num_milliseconds().abs() < 1,
+        "OK since the first outcome: {since} vs {first_ok}"
+    );
+    assert!(time(&check["last_outcome_at"]) > since, "{check}");
+    assert!(
+        (time(&alarm["since"]) - sent).num_seconds().abs() < 5,
+        "sent once, when it started firing: {alarm}"
+    );
     assert!(
         tasks
             .iter()

@@ -1,7 +1,7 @@
-//! "Alarms and health": each task's health status ([`HealthStore`]) and the
-//! InfluxDB alarms each configured check has notified as firing and not
-//! resolved yet ([`AlarmStore`]), with when they were last sent. Also
-//! `/api/alarms`.
+//! "Alarms and health": each task's health status ([`HealthStore`]: since
+//! when, the latest outcome, the error) and the InfluxDB alarms each
+//! configured check has notified as firing and not resolved yet
+//! ([`AlarmStore`]), with when they were last sent. Also `/api/alarms`.
 //!
 //! Everything is read by name, never by scanning Redis: the health store
 //! keeps a set of task names, and the alarm store one hash of active alarms
@@ -45,8 +45,9 @@ pub struct TaskHealth {
     /// `None`: the stored status could not be read.
     pub status: Option<Status>,
     pub queue: String,
-    /// When the task's latest outcome was recorded (the store rewrites the
-    /// status on every outcome, so this is not when the status changed).
+    /// When the status last changed (`None`: before the store kept it).
+    pub status_since: Option<DateTime<Utc>>,
+    /// When the task's latest outcome was recorded.
     pub last_outcome_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub attempts: Option<u32>,
@@ -142,12 +143,16 @@ impl Alarms {
             ..Alarms::default()
         };
         let health = HealthStore::new(state.redis.clone(), &config.namespace);
-        match bounded("Redis", health.all()).await {
-            Ok(all) => {
+        let read = bounded("Redis", async {
+            Ok((health.all().await?, health.changed_at().await?))
+        });
+        match read.await {
+            Ok((all, mut changed)) => {
                 out.tasks = all
                     .into_iter()
                     .map(|(task, r)| match r {
                         Some(r) => TaskHealth {
+                            status_since: changed.remove(&task),
                             task,
                             status: Some(r.status),
                             queue: r.queue,
@@ -159,6 +164,7 @@ impl Alarms {
                             task,
                             status: None,
                             queue: String::new(),
+                            status_since: None,
                             last_outcome_at: None,
                             error: None,
                             attempts: None,
@@ -251,7 +257,7 @@ pub fn render(a: &Alarms, namespace: &str) -> Markup {
             p.muted { "No task status recorded yet (workers record one per task outcome)." }
         } @else {
             table #health {
-                tr { th { "task" } th { "status" } th { "queue" } th { "last outcome (UTC)" } th { "attempts" } th { "error" } }
+                tr { th { "task" } th { "status" } th { "queue" } th { "since (UTC)" } th { "last outcome (UTC)" } th { "attempts" } th { "error" } }
                 @for t in &a.tasks {
                     tr {
                         td { (t.task) }
@@ -261,6 +267,7 @@ pub fn render(a: &Alarms, namespace: &str) -> Markup {
                             None => td.muted { "unreadable" },
                         }
                         td { (t.queue) }
+                        td { (when(t.status_since)) @if let Some(at) = t.status_since { span.muted { " (" (ago(a.generated_at, at)) ")" } } }
                         td { (when(t.last_outcome_at)) @if let Some(at) = t.last_outcome_at { span.muted { " (" (ago(a.generated_at, at)) ")" } } }
                         td.num { (t.attempts.map(|n| n.to_string()).unwrap_or_default()) }
                         td { (t.error.as_deref().unwrap_or("")) }
