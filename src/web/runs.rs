@@ -17,11 +17,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::runs::{RunStatus, RunView, read_views};
+use crate::cli::runs::{RunStatus, RunView, read_views, views};
 use crate::lark::window::pacific_date;
 use crate::recommendation::Recommendation;
 use crate::sink::history::AlertVolume;
-use crate::sink::ledger::{PageRecord, RecommendRecord};
+use crate::sink::ledger::{self, DayRows, PageRecord, RecommendRecord};
 use crate::web::WebState;
 use crate::web::chart::{self, Lane};
 
@@ -280,8 +280,11 @@ impl Day {
 
     pub async fn gather(state: &WebState, date: NaiveDate) -> Day {
         let sink = &state.sink;
-        let (views, pages, recommends, report) = tokio::join!(
-            bounded(async { read_views(sink, date).await.map_err(|e| e.message) }),
+        // The date's runs only (not every run since, as `read_views` reads),
+        // judged as `alertflow runs` judges them.
+        let (runs, day_rows, pages, recommends, report) = tokio::join!(
+            bounded(sink.runs_on(date)),
+            bounded(sink.day_rows_since(date)),
             bounded(sink.pages_of_date(date)),
             bounded(sink.recommends_since(date)),
             bounded(sink.report(date)),
@@ -291,11 +294,12 @@ impl Day {
             ..Day::default()
         };
         let mut take = |what: &str, e: String| day.errors.push(format!("{what} (database): {e}"));
-        let runs: Vec<RunView> = views
-            .map_err(|e| take("runs", e))
+        let runs = runs.map_err(|e| take("runs", e)).unwrap_or_default();
+        let day_rows: Vec<DayRows> = day_rows
+            .map_err(|e| take("alert rows", e))
             .unwrap_or_default()
             .into_iter()
-            .filter(|v| v.ledger.run.date == date)
+            .filter(|d| d.date == date)
             .collect();
         let pages = pages.map_err(|e| take("pages", e)).unwrap_or_default();
         let recommends: Vec<RecommendRecord> = recommends
@@ -304,6 +308,7 @@ impl Day {
             .into_iter()
             .filter(|r| r.date == date)
             .collect();
+        let runs = views(runs, &day_rows, &recommends, ledger::now());
         let recommendations = report
             .map_err(|e| take("recommendations", e))
             .unwrap_or_default();
@@ -470,6 +475,11 @@ async fn day_json(State(state): State<Arc<WebState>>, Query(q): Query<DayQuery>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_of_the_alert_names_is_drawn_grey() {
+        assert_eq!(crate::sink::history::OTHER, chart::OTHER);
+    }
 
     #[test]
     fn days_and_dates_are_checked_with_a_clear_message() {
