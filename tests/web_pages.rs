@@ -9,12 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use alertflow::lark::card::AlertRow;
 use alertflow::notify::health::{HealthNotifier, HealthStore, Record, Status};
 use alertflow::queue::message::Envelope;
 use alertflow::queue::state::TaskStatus;
 use alertflow::sandbox::SandboxConfig;
 use alertflow::sandbox::influx_v2::{self, FluxAnswer, FluxColumn, FluxTable, InfluxV2Config};
-use alertflow::sink::starrocks::SqlSink;
+use alertflow::sink::starrocks::{SqlSink, StoredAlert};
 use common::TestEnv;
 use serde_json::{Value, json};
 
@@ -259,6 +260,110 @@ async fn runs_and_day_pages_show_a_sandboxed_run_and_its_recommendations() {
     assert_eq!(d["runs"].as_array().unwrap().len(), 0);
     assert_eq!(d["recommendations"].as_array().unwrap().len(), 0);
     w.stop().await;
+    sink.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_alert_volume_keeps_the_noisiest_names_of_the_range_apart() {
+    let env = TestEnv::new("webvolume");
+    let sink = SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let today = alertflow::lark::window::pacific_date(chrono::Utc::now());
+    let day = |n: i64| today - chrono::Duration::days(n);
+    // (name, days back, rows): over the range A 10, B 9, C 8, D 7, E 6,
+    // F 5 lead; G 4 and H 2 are "other", though G beats D on day 1.
+    let plan = [
+        ("A", 1, 10),
+        ("B", 2, 9),
+        ("C", 1, 4),
+        ("C", 3, 4),
+        ("D", 3, 7),
+        ("E", 2, 6),
+        ("F", 1, 5),
+        ("G", 1, 3),
+        ("G", 2, 1),
+        ("H", 3, 2),
+        ("A", 40, 50),
+    ];
+    let mut rows = Vec::new();
+    for (name, back, n) in plan {
+        for i in 0..n {
+            let date = day(back).to_string();
+            rows.push(StoredAlert {
+                row: AlertRow {
+                    message_id: format!("{name}-{back}-{i}-f"),
+                    lark_message_id: format!("{name}-{back}-{i}"),
+                    chat_id: "oc".into(),
+                    status: "firing".into(),
+                    alert_name: name.into(),
+                    severity: "warning".into(),
+                    clusters: "c1".into(),
+                    regions: "r1".into(),
+                    alert_count: 1,
+                    created_at: format!("{date} 12:00:00"),
+                    alert_date: date,
+                    title: String::new(),
+                    summary: String::new(),
+                },
+                raw_content: String::new(),
+                ingested_at: chrono::Utc::now(),
+            });
+        }
+    }
+    sink.write_alerts(&rows).await.unwrap();
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n",
+        env.config.mysql.database
+    ));
+    let (_web, url) = common::start_web(&file);
+
+    let (status, r) = get_json(&format!("{url}/api/runs?days=5")).await;
+    assert_eq!(status, 200, "{r}");
+    let dates: Vec<String> = serde_json::from_value(r["volume"]["dates"].clone()).unwrap();
+    assert_eq!(
+        dates,
+        (0..5).rev().map(|n| day(n).to_string()).collect::<Vec<_>>()
+    );
+    let series: Vec<(String, Vec<u64>)> = r["volume"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                serde_json::from_value(s["rows"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    // Oldest date first: 4, 3, 2, 1 and 0 days back.
+    let want: Vec<(String, Vec<u64>)> = [
+        ("A", [0, 0, 0, 10, 0]),
+        ("B", [0, 0, 9, 0, 0]),
+        ("C", [0, 4, 0, 4, 0]),
+        ("D", [0, 7, 0, 0, 0]),
+        ("E", [0, 0, 6, 0, 0]),
+        ("F", [0, 0, 0, 5, 0]),
+        ("other", [0, 2, 1, 3, 0]),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v.to_vec()))
+    .collect();
+    assert_eq!(series, want);
+    assert_eq!(r["runs"].as_array().unwrap().len(), 0);
+
+    // The page: the chart's segments carry their counts; no run yet.
+    let (status, page) = get(&format!("{url}/runs?days=5")).await;
+    assert_eq!(status, 200);
+    let d1 = day(1).format("%m-%d").to_string();
+    for seg in [format!("{d1} · A: 10"), format!("{d1} · other: 3")] {
+        assert!(page.contains(&seg), "{seg}: {page}");
+    }
+    assert!(
+        page.contains(&format!("{d1}: 22")),
+        "the day's total: {page}"
+    );
+    assert!(page.contains("51 alert rows in 5 days."), "{page}");
+    assert!(page.contains("No run recorded in the run ledger"), "{page}");
     sink.close().await;
 }
 
