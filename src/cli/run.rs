@@ -745,8 +745,6 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-pub use crate::recommendation::sort_report;
-
 /// Print a day's report as a table (used by `report` and `demo`).
 pub fn print_report(date: &str, recs: &[Recommendation]) {
     println!(

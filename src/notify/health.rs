@@ -27,8 +27,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_redis::Pool;
@@ -464,7 +464,7 @@ impl HealthStore {
 /// `KEYS[2]`, and when the previous text does not start with the new
 /// status line `ARGV[3]`, record `ARGV[4]` as its change time in the hash
 /// `KEYS[3]`. Returns the previous text.
-static SWAP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+static SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local old = redis.call('GET', KEYS[1])
