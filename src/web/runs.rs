@@ -373,6 +373,9 @@ pub fn render_day(d: &Day, namespace: &str) -> Markup {
         p.muted {
             "America/Los_Angeles date; times in UTC · "
             a href={ "/day?date=" (d.date - chrono::Duration::days(1)) } { "previous day" } " · "
+            @if d.date < pacific_date(Utc::now()) {
+                a href={ "/day?date=" (d.date + chrono::Duration::days(1)) } { "next day" } " · "
+            }
             a href="/runs" { "all runs" } " · "
             a href={ "/api/day?date=" (d.date) } { "JSON" }
         }
