@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{Duration as Days, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::run::{DayPlan, print_report, print_summary, publish_days, sort_report, wait_days};
+use crate::cli::run::{DayPlan, print_report, print_summary, publish_days, wait_days};
 use crate::cli::{
     CliError, CliResult, EXIT_OK, EXIT_TASK_FAILED, GlobalOpts, connect_broker, connect_redis,
 };
@@ -18,6 +18,7 @@ use crate::config::{Secret, SinkMode};
 use crate::lark::window::pacific_date;
 use crate::queue::context::Services;
 use crate::queue::worker::{Worker, WorkerOptions};
+use crate::recommendation::sort_report;
 use crate::sandbox::SandboxConfig;
 use crate::sink::schema::Dialect;
 use crate::sink::starrocks::SqlSink;

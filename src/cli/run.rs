@@ -33,7 +33,6 @@ use crate::queue::task::Registry;
 use crate::queue::topology::Topology;
 use crate::recommendation::Recommendation;
 use crate::run_state::{RunState, RunSummary};
-use crate::severity::most_severe_first;
 use crate::sink::schema::{self, Dialect, StarRocksOptions};
 use crate::sink::starrocks::SqlSink;
 
@@ -746,15 +745,6 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-/// Recommendations sorted as the report shows them: severity, then fired count.
-pub fn sort_report(recs: &mut [Recommendation]) {
-    recs.sort_by(|a, b| {
-        most_severe_first(&a.severity, &b.severity)
-            .then(b.fired_count.cmp(&a.fired_count))
-            .then(a.alert_name.cmp(&b.alert_name))
-    });
-}
-
 /// Print a day's report as a table (used by `report` and `demo`).
 pub fn print_report(date: &str, recs: &[Recommendation]) {
     println!(
@@ -819,9 +809,8 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         Some(d) => crate::tasks::fetch_day::parse_run_date(d).map_err(CliError::usage)?,
         None => pacific_date(Utc::now()) - Days::days(1),
     };
-    let date = date.format("%Y-%m-%d").to_string();
     let sink = SqlSink::new(&config);
-    let mut recs = sink.recommendations(&date).await.map_err(|e| {
+    let recs = sink.report(date).await.map_err(|e| {
         CliError::failure(format!(
             "reading {}.alert_recommendations on {}:{}: {e}",
             config.mysql.database, config.mysql.host, config.mysql.port
@@ -829,12 +818,11 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
     })?;
     // The day's story from the run ledger; the recommendations stand alone
     // when it cannot be read (a database not migrated since the ledger came).
-    let from: NaiveDate = date.parse().expect("checked above");
-    let runs: Vec<crate::cli::runs::RunView> = match crate::cli::runs::read_views(&sink, from).await
+    let runs: Vec<crate::cli::runs::RunView> = match crate::cli::runs::read_views(&sink, date).await
     {
         Ok(v) => v
             .into_iter()
-            .filter(|v| v.ledger.run.date == from)
+            .filter(|v| v.ledger.run.date == date)
             .collect(),
         Err(e) => {
             eprintln!("warning: {e}");
@@ -842,7 +830,7 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         }
     };
     sink.close().await;
-    sort_report(&mut recs);
+    let date = date.format("%Y-%m-%d").to_string();
     if a.json {
         let unmapped: Vec<&str> = recs
             .iter()

@@ -273,6 +273,31 @@ impl AlarmStore {
         Ok(())
     }
 
+    /// Read-only: when each alarm was last notified as firing, as its firing
+    /// key says (`None`: its repeat interval passed, or a send is under way).
+    pub async fn last_sent(
+        &self,
+        check: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Option<chrono::DateTime<chrono::Utc>>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for id in ids {
+            cmd.arg(self.firing_key(check, id));
+        }
+        let mut c = self.conn().await?;
+        let values: Vec<Option<String>> = cmd.query_async(&mut c).await.map_err(re)?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                v.and_then(|v| v.strip_prefix("sent:")?.parse::<i64>().ok())
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+            })
+            .collect())
+    }
+
     /// Read-only: the state of each firing key (for `checks run --dry-run`).
     pub async fn peek(&self, check: &str, ids: &[&str]) -> Result<Vec<FiringState>, StoreError> {
         if ids.is_empty() {

@@ -27,8 +27,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_redis::Pool;
@@ -376,7 +376,9 @@ impl Record {
 }
 
 /// Task statuses in Redis: `{ns}:health:{task}` holds the status file's
-/// text; `{ns}:health:tasks` the set of task names.
+/// text; `{ns}:health:tasks` the set of task names; `{ns}:health-changed`
+/// a hash task → when its status last changed (the text is rewritten on
+/// every outcome, so it only tells the latest one).
 #[derive(Clone)]
 pub struct HealthStore {
     pool: Pool,
@@ -397,23 +399,40 @@ impl HealthStore {
     fn set_key(&self) -> String {
         format!("{}:health:tasks", self.ns)
     }
+    /// Not under `{ns}:health:`, where a task could share its name.
+    fn changed_key(&self) -> String {
+        format!("{}:health-changed", self.ns)
+    }
 
-    /// Write `record`, returning the previous text (atomic: `SET … GET`).
+    /// Write `record`, returning the previous text, and note when the
+    /// status changed (one script: atomic).
     pub async fn swap(&self, record: &Record) -> Result<Option<String>, String> {
         let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
-        let (old,): (Option<String>,) = redis::pipe()
-            .cmd("SET")
-            .arg(self.key(&record.task))
+        SWAP.key(self.key(&record.task))
+            .key(self.set_key())
+            .key(self.changed_key())
             .arg(record.to_file())
-            .arg("GET")
-            .cmd("SADD")
-            .arg(self.set_key())
             .arg(&record.task)
-            .ignore()
+            .arg(format!("{}\n", record.status.as_str()))
+            .arg(record.at.to_rfc3339())
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// When each task's status last changed (tasks whose status has not
+    /// changed since this was first kept are absent).
+    pub async fn changed_at(&self) -> Result<BTreeMap<String, DateTime<Utc>>, String> {
+        let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
+        let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.changed_key())
             .query_async(&mut c)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(old)
+        Ok(raw
+            .into_iter()
+            .filter_map(|(t, at)| Some((t, DateTime::parse_from_rfc3339(&at).ok()?.to_utc())))
+            .collect())
     }
 
     /// Every recorded task, by name.
@@ -444,6 +463,24 @@ impl HealthStore {
             .collect())
     }
 }
+
+/// `SET` the status text (`KEYS[1]`), add the task (`ARGV[2]`) to the set
+/// `KEYS[2]`, and when the previous text does not start with the new
+/// status line `ARGV[3]`, record `ARGV[4]` as its change time in the hash
+/// `KEYS[3]`. Returns the previous text.
+static SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+if (not old) or string.sub(old, 1, string.len(ARGV[3])) ~= ARGV[3] then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+end
+return old
+"#,
+    )
+});
 
 /// The clock the notifier reads (injected by tests).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;

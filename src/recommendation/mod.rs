@@ -174,12 +174,17 @@ pub fn compute(
         })
         .collect();
 
-    out.sort_by(|a, b| {
+    sort_report(&mut out);
+    out
+}
+
+/// The report's order: most severe first, then most fired, then by name.
+pub fn sort_report(recs: &mut [Recommendation]) {
+    recs.sort_by(|a, b| {
         most_severe_first(&a.severity, &b.severity)
             .then(b.fired_count.cmp(&a.fired_count))
             .then_with(|| a.alert_name.cmp(&b.alert_name))
     });
-    out
 }
 
 /// Alert names in `rows` (any date) that the catalogue does not know, sorted

@@ -379,6 +379,17 @@ impl SqlSink {
         self.ledgers(runs).await
     }
 
+    /// Every run of one date, oldest first.
+    pub async fn runs_on(&self, date: NaiveDate) -> Result<Vec<RunLedger>, SinkError> {
+        let runs = self
+            .run_rows(format!(
+                "report_date = {}",
+                date_lit(&date.to_string(), schema::PIPELINE_RUNS.name)?
+            ))
+            .await?;
+        self.ledgers(runs).await
+    }
+
     /// Rows per date in `lark_alerts` from `since` on (dates with rows only).
     pub async fn day_rows_since(&self, since: NaiveDate) -> Result<Vec<DayRows>, SinkError> {
         let t = &schema::LARK_ALERTS;

@@ -667,6 +667,37 @@ async fn schedule_run(
     .await
 }
 
+/// The form that starts a run of `date` (a day's page), or of a day or a
+/// range (the runs page); nothing for viewers.
+pub fn run_form(
+    state: &WebState,
+    actor: &Actor,
+    date: Option<NaiveDate>,
+    back: &str,
+) -> maud::Markup {
+    if !actor.is_admin() {
+        return maud::html! {};
+    }
+    maud::html! {
+        form.inline #start-run method="post" action="/actions/run" {
+            (crate::web::csrf_field(state, actor))
+            input type="hidden" name="back" value=(back);
+            @match date {
+                Some(d) => {
+                    input type="hidden" name="from" value=(d);
+                    button { "Run " (d) " again" }
+                }
+                None => {
+                    "Start a run of " input type="date" name="from" required aria-label="from date";
+                    " through " input type="date" name="to" aria-label="to date (optional, for a backfill)";
+                    " " button { "Start" }
+                    span.muted { " (one fetch-day per date, each with a new run id; leave the second date empty for one day)" }
+                }
+            }
+        }
+    }
+}
+
 /// The days of a run or backfill form: `from` (and `to`), each checked as
 /// `fetch-day` checks it.
 pub fn run_days(

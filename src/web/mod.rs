@@ -8,10 +8,13 @@
 //! POSTs with a CSRF token, admin only, and audited.
 
 pub mod actions;
+pub mod alarms;
 pub mod audit;
 pub mod auth;
+pub mod chart;
 pub mod dead;
 pub mod overview;
+pub mod runs;
 pub mod schedules;
 pub mod task;
 
@@ -111,9 +114,11 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
                 nav {
                     strong { "alertflow " span.muted { (namespace) } }
                     " · " a href="/" { "Overview" }
+                    " · " a href="/runs" { "Runs" }
+                    " · " a href="/tasks" { "Tasks" }
                     " · " a href="/dead" { "Dead letters" }
                     " · " a href="/schedules" { "Schedules" }
-                    " · " a href="/tasks" { "Tasks" }
+                    " · " a href="/alarms" { "Alarms" }
                     " · " a href="/audit" { "Audit" }
                     " · " form.inline action="/task" method="get" {
                         input name="id" placeholder="task or run id" size="38" aria-label="task or run id";
@@ -169,6 +174,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/schedules", get(schedules::json))
         .route("/task", get(task::page))
         .route("/style.css", get(style))
+        .merge(runs::routes())
+        .merge(alarms::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
