@@ -1,8 +1,9 @@
 //! The web pages in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by `scripts/services`), driven through
 //! WebDriver: the overview follows a backfill as it runs, a task is found
-//! from the search box, a dead letter shows on its page. Screenshots of the
-//! pages are saved under `target/tmp/screenshots/`.
+//! from the search box, a dead letter shows on its page and is replayed
+//! from it, a schedule is paused and the running beat stops publishing it.
+//! Screenshots of the pages are saved under `target/tmp/screenshots/`.
 
 mod common;
 
@@ -69,6 +70,20 @@ async fn text(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// The text of `css` once it is on the page.
+async fn wait_text(c: &Client, css: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+        {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{css} never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_follows_a_backfill_finds_a_task_and_sees_a_dead_letter() {
     let sandbox = alertflow::sandbox::spawn(SandboxConfig {
@@ -95,7 +110,8 @@ async fn an_operator_follows_a_backfill_finds_a_task_and_sees_a_dead_letter() {
     let sink = SqlSink::new(&env.config);
     sink.migrate().await.unwrap();
     let file = env.config_file(&format!(
-        "[mysql]\ndatabase = {:?}\n",
+        "[mysql]\ndatabase = {:?}\n[beat]\nmetrics_listen = \"off\"\n\
+         [[schedules]]\nname = \"heartbeat\"\nevery = \"1s\"\ntask = \"noop\"\n",
         env.config.mysql.database
     ));
     let (_driver, driver_port) = start_chromedriver();
@@ -192,9 +208,121 @@ async fn an_operator_follows_a_backfill_finds_a_task_and_sees_a_dead_letter() {
         .unwrap();
     let dead = text(&c, "#dead").await;
     assert!(dead.contains(&poison.id.to_string()), "{dead}");
+
+    // A task that expired in the queue: replayed from the page, it runs,
+    // and the queue shrinks.
+    let mut expired = env.envelope(&env.registry(), "noop", serde_json::json!({}));
+    expired.expires_at = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
+    publisher.publish(&expired).await.unwrap();
+    env.wait_dead(2, Duration::from_secs(20)).await;
+    c.goto(&format!("{url}/dead")).await.unwrap();
+    assert!(text(&c, "#count").await.contains("2 message(s)"));
     shot(&c, "dead-letters").await;
+    c.find(Locator::Css(&format!("input[value='{}']", expired.id)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#replay-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = wait_text(&c, "#notice", Duration::from_secs(15)).await;
+    assert!(
+        notice.contains("replayed 1 dead letter(s)") && notice.contains(&expired.id.to_string()),
+        "{notice}"
+    );
+    env.wait_status(
+        &expired.id,
+        alertflow::queue::state::TaskStatus::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    c.goto(&format!("{url}/dead")).await.unwrap();
+    let count = text(&c, "#count").await;
+    assert!(count.contains("1 message(s)"), "{count}");
+    assert!(!text(&c, "#dead").await.contains(&expired.id.to_string()));
+
+    // Pause a schedule while a beat runs: it stops publishing, then goes
+    // on once resumed.
+    let _beat = common::Child(
+        std::process::Command::new(common::bin("alertflow-beat"))
+            .env("ALERTFLOW_CONFIG", &file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let published = async || -> usize {
+        let v: serde_json::Value = reqwest::get(format!("{url}/api/tasks?task=noop&limit=1000"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["tasks"].as_array().unwrap().len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published().await < 3 {
+        assert!(Instant::now() < deadline, "the beat did not publish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     c.goto(&format!("{url}/schedules")).await.unwrap();
+    c.find(Locator::Css("#schedule-heartbeat input[name=comment]"))
+        .await
+        .unwrap()
+        .send_keys("maintenance")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#schedule-heartbeat button.pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = wait_text(&c, "#notice", Duration::from_secs(15)).await;
+    assert!(notice.contains("heartbeat paused"), "{notice}");
+    let row = text(&c, "#schedule-heartbeat").await;
+    assert!(
+        row.contains("paused by local") && row.contains("maintenance"),
+        "{row}"
+    );
     shot(&c, "schedules").await;
+    // A fire in flight may still land; after that, nothing for 4 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = published().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(published().await, before, "the beat honours the pause");
+    c.find(Locator::Css("#schedule-heartbeat button.resume"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = wait_text(&c, "#notice", Duration::from_secs(15)).await;
+    assert!(notice.contains("heartbeat resumed"), "{notice}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while published().await <= before {
+        assert!(Instant::now() < deadline, "the beat did not resume");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The other pages, for the README.
+    for (path, name) in [
+        ("/runs".to_string(), "runs"),
+        (format!("/day?date={}", days[0]), "day"),
+        ("/tasks?task=fetch-day".to_string(), "tasks"),
+        ("/alarms".to_string(), "alarms"),
+        ("/audit".to_string(), "audit"),
+    ] {
+        c.goto(&format!("{url}{path}")).await.unwrap();
+        shot(&c, name).await;
+    }
+    c.goto(&format!("{url}/")).await.unwrap();
+    shot(&c, "overview-after").await;
 
     c.close().await.unwrap();
     w.stop().await;
