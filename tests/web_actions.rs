@@ -473,3 +473,23 @@ async fn dead_letters_replayed_purged_tasks_revoked_retried_and_found() {
     w.stop().await;
     sink.close().await;
 }
+
+#[test]
+fn a_bad_auth_config_stops_the_server_at_start_naming_the_key() {
+    let env = TestEnv::new("webbadauth");
+    let file = env.config_file(
+        "[[web.auth.users]]\nname = \"ann\"\nrole = \"admin\"\npassword_hash = \"hunter2\"\n",
+    );
+    let out = std::process::Command::new(common::bin("alertflow"))
+        .args(["web", "--listen", "0.0.0.0:0"])
+        .env("ALERTFLOW_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("web.auth.users[0].password_hash") && err.contains("hash-password"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "the value is not echoed: {err}");
+}
