@@ -493,3 +493,24 @@ fn a_bad_auth_config_stops_the_server_at_start_naming_the_key() {
     );
     assert!(!err.contains("hunter2"), "the value is not echoed: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_demo_serves_the_demo_namespace_with_the_example_schedules() {
+    let env = TestEnv::new("webdemo");
+    let file = env.config_file("");
+    let (_web, url) = common::start_web_with(&file, &["--demo", "--listen", "127.0.0.1:0"]);
+    let (_, page) = get(&format!("{url}/schedules"), None).await;
+    assert!(page.contains(&format!("{}-demo", env.ns())), "{page}");
+    let sch = get_json(&format!("{url}/api/schedules"), None).await;
+    let names: Vec<&str> = sch["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["daily-ingest", "hourly-today", "reconcile"],
+        "{sch}"
+    );
+}

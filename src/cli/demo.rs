@@ -33,13 +33,31 @@ pub struct DemoArgs {
     pub days: u32,
 }
 
-pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
-    let base = g.load_config()?;
-    let mut config = (*base).clone();
+/// Where the demo keeps its data: the configured services, with a
+/// namespace and a database of its own (`alertflow web --demo` reads them).
+/// Without schedules of its own, the demo has the example config's (a
+/// nightly run, today's hourly run, reconcile), so the dashboard shows when
+/// a beat would fire them.
+pub fn demo_config(base: &crate::config::AppConfig) -> crate::config::AppConfig {
+    let mut config = base.clone();
+    if config.schedules.is_empty()
+        && let Ok(example) = crate::config::AppConfig::from_toml(
+            include_str!("../../deploy/alertflow.toml"),
+            "deploy/alertflow.toml",
+        )
+    {
+        config.schedules = example.queue.schedules.clone();
+    }
     config.namespace = format!("{}-demo", base.namespace);
     config.mysql.database = "alertflow_demo".into();
     config.sink.dialect = Dialect::Mysql;
     config.sink.mode = SinkMode::Sql;
+    config
+}
+
+pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
+    let base = g.load_config()?;
+    let mut config = demo_config(&base);
     config.sink.batch_interval = crate::config::HumanDuration(Duration::from_secs(1));
     config.worker.queues = vec!["default".into(), "lark".into(), "db".into()];
     config.worker.concurrency = config.worker.concurrency.max(16);
@@ -132,6 +150,7 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
         "\nWhat to try next:\n  \
          alertflow report {last} --database alertflow_demo\n  \
          alertflow runs --database alertflow_demo   the runs, from the database run ledger\n  \
+         alertflow web --demo                       the dashboard over the demo's data (http://127.0.0.1:9800/)\n  \
          alertflow sandbox                          a Lark stand-in you can point workers at\n  \
          alertflow-worker & alertflow run --backfill 3 --wait   the same pipeline with your own worker\n  \
          alertflow queues / workers / dead list     what the queue is doing\n  \

@@ -242,7 +242,7 @@ pub enum Command {
     /// retry, revoke, pause, run); the same data as JSON under /api/.
     /// Loopback only unless [web.auth] users are configured.
     #[command(
-        after_help = "Examples:\n  alertflow web\n  alertflow web --listen 127.0.0.1:8080\n  alertflow web hash-password\n  curl -s http://127.0.0.1:9800/api/overview | jq .problems"
+        after_help = "Examples:\n  alertflow web\n  alertflow web --demo   (after ./scripts/demo)\n  alertflow web --listen 127.0.0.1:8080\n  alertflow web hash-password\n  curl -s http://127.0.0.1:9800/api/overview | jq .problems"
     )]
     Web(web::WebArgs),
     /// Create the database and tables (StarRocks or MySQL dialect).

@@ -12,6 +12,10 @@ pub struct WebArgs {
     /// A non-loopback address needs `[web.auth]` users.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Serve what `alertflow demo` left: its namespace (`<namespace>-demo`)
+    /// and database (`alertflow_demo`).
+    #[arg(long)]
+    pub demo: bool,
     #[command(subcommand)]
     pub command: Option<WebCommand>,
 }
@@ -44,7 +48,10 @@ pub async fn web(g: &GlobalOpts, a: WebArgs) -> CliResult {
         }
         None => {}
     }
-    let config = g.load_config()?;
+    let mut config = g.load_config()?;
+    if a.demo {
+        config = std::sync::Arc::new(crate::cli::demo::demo_config(&config));
+    }
     let listen = a
         .listen
         .or_else(|| config.web.listen.clone())

@@ -298,9 +298,15 @@ pub fn start_web(config: &std::path::Path) -> (Child, String) {
 
 /// Start `alertflow web --listen ADDR`; the URL it printed.
 pub fn start_web_on(config: &std::path::Path, listen: &str) -> (Child, String) {
+    start_web_with(config, &["--listen", listen])
+}
+
+/// Start `alertflow web ARGS...`; the URL it printed.
+pub fn start_web_with(config: &std::path::Path, args: &[&str]) -> (Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin("alertflow"))
-        .args(["web", "--listen", listen])
+        .arg("web")
+        .args(args)
         .env("ALERTFLOW_CONFIG", config)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
