@@ -35,6 +35,7 @@ pub enum ScheduleCommand {
         after_help = "Example:\n  alertflow schedule pause daily-ingest --comment \"StarRocks upgrade\""
     )]
     Pause {
+        /// The schedule's `name` in `[[schedules]]`.
         name: String,
         /// Why (shown by `schedule list` and the dashboard).
         #[arg(long, default_value = "")]
@@ -45,7 +46,10 @@ pub enum ScheduleCommand {
     },
     /// Resume a paused schedule from its next fire.
     #[command(after_help = "Example:\n  alertflow schedule resume daily-ingest")]
-    Resume { name: String },
+    Resume {
+        /// The schedule's `name` in `[[schedules]]`.
+        name: String,
+    },
 }
 
 /// A fire instant, in the schedule's zone and in UTC.

@@ -10,11 +10,13 @@
 //! application/json`) gets `{"ok": bool, "detail": "..."}`.
 
 use std::future::Future;
+
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::post;
@@ -24,7 +26,7 @@ use serde_json::json;
 use crate::queue::admin::{DeadEntry, replay_dead};
 use crate::queue::beat::Pause;
 use crate::queue::publisher::Publisher;
-use crate::queue::state::{StateStore, TaskStatus};
+use crate::queue::state::{StateStore, TaskState, TaskStatus};
 use crate::queue::topology::Topology;
 use crate::sink::audit::AuditEntry;
 use crate::web::WebState;
@@ -57,17 +59,58 @@ impl FormData {
     }
 }
 
-/// The routes of the actions.
+/// The routes of the actions: `/actions/{group}/{verb}`, and `/actions/run`.
 pub fn routes() -> axum::Router<Shared> {
     axum::Router::new()
-        .route("/actions/dead/replay", post(dead_replay))
-        .route("/actions/dead/purge", post(dead_purge))
-        .route("/actions/task/retry", post(task_retry))
-        .route("/actions/task/revoke", post(task_revoke))
-        .route("/actions/schedule/pause", post(schedule_pause))
-        .route("/actions/schedule/resume", post(schedule_resume))
-        .route("/actions/schedule/run", post(schedule_run))
         .route("/actions/run", post(start_run))
+        .route("/actions/{group}/{verb}", post(dispatch))
+}
+
+/// An action ready to run: what it is asked of, where to go back, and the
+/// work (run only once the role and the CSRF token are checked).
+struct Planned<'a> {
+    target: String,
+    back_to: String,
+    act: BoxFuture<'a, Outcome>,
+}
+
+async fn start_run(
+    state: State<Shared>,
+    actor: Extension<Actor>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    dispatch(
+        state,
+        actor,
+        Path(("run".into(), "start".into())),
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn dispatch(
+    State(state): State<Shared>,
+    Extension(actor): Extension<Actor>,
+    Path((group, verb)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    let action = format!("{group}.{verb}");
+    let planned = match action.as_str() {
+        "dead.replay" => dead_replay(&state, &form),
+        "dead.purge" => dead_purge(&state, &form),
+        "task.retry" => task_retry(&state, &form),
+        "task.revoke" => task_revoke(&state, &form),
+        "schedule.pause" => schedule_pause(&state, &actor, &form),
+        "schedule.resume" => schedule_resume(&state, &form),
+        "schedule.run" => schedule_run(&state, &form),
+        "run.start" => run_start(&state, &form),
+        _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
+    };
+    perform(&state, &actor, &headers, &form, &action, planned).await
 }
 
 /// An action's result: what happened, or why it failed.
@@ -88,30 +131,21 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-/// What an action is asked of, for the audit log and the answer.
-struct Asked<'a> {
-    action: &'a str,
-    target: &'a str,
-    back_to: String,
-}
-
-/// Check the role and the CSRF token, run `act`, audit, answer.
-async fn perform<F>(
+/// Check the role and the CSRF token, run the action, audit, answer.
+async fn perform(
     state: &WebState,
     actor: &Actor,
     headers: &HeaderMap,
     form: &FormData,
-    asked: Asked<'_>,
-    act: F,
-) -> Response
-where
-    F: Future<Output = Outcome>,
-{
-    let Asked {
-        action,
+    action: &str,
+    planned: Planned<'_>,
+) -> Response {
+    let Planned {
         target,
         back_to,
-    } = asked;
+        act,
+    } = planned;
+    let target = target.as_str();
     let refused = if !actor.is_admin() {
         Some("viewers cannot act; ask an admin")
     } else if !state
@@ -308,23 +342,16 @@ async fn replay(
     result
 }
 
-async fn dead_replay(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
+fn dead_replay<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
     let ids = form.all("id");
     let all_matching = form.get("all_matching") == Some("1");
-    let filter = DeadFilter::from_form(&form);
+    let filter = DeadFilter::from_form(form);
     let target = if all_matching {
         format!("dead letters matching {}", filter.describe())
     } else {
         format!("dead letters {}", ids.join(", "))
     };
-    let back_to = back(&form, "/dead");
-    let act = async {
+    let act = async move {
         if !all_matching && ids.is_empty() {
             return Err(
                 "select dead letters to replay, or replay all that match the filter".to_string(),
@@ -337,7 +364,7 @@ async fn dead_replay(
                 ids.contains(&e.id)
             }
         };
-        let (n, replayed) = bounded(replay(&state, &select)).await?;
+        let (n, replayed) = bounded(replay(state, &select)).await?;
         if n == 0 {
             return Err(
                 "nothing replayed: no dead letter matched (already replayed or purged?)".into(),
@@ -354,32 +381,18 @@ async fn dead_replay(
         }
         Ok(msg)
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "dead.replay",
-            target: &target,
-            back_to,
-        },
-        act,
-    )
-    .await
+    Planned {
+        target,
+        back_to: back(form, "/dead"),
+        act: Box::pin(act),
+    }
 }
 
-async fn dead_purge(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
+fn dead_purge<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
     let queue = Topology::from_config(&state.config).dead_queue();
     let typed = form.get("confirm").unwrap_or_default().to_string();
-    let back_to = back(&form, "/dead");
-    let act = async {
+    let target = queue.clone();
+    let act = async move {
         if typed != queue {
             return Err(format!(
                 "not purged: type the queue name {queue} to confirm (you typed {typed:?})"
@@ -401,45 +414,40 @@ async fn dead_purge(
         })
         .await
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "dead.purge",
-            target: &queue,
-            back_to,
-        },
-        act,
-    )
-    .await
+    Planned {
+        target,
+        back_to: back(form, "/dead"),
+        act: Box::pin(act),
+    }
 }
 
-fn task_id(form: &FormData) -> Result<uuid::Uuid, String> {
+/// The task named by the form, and its state (which must exist).
+async fn task_of(state: &WebState, form: &FormData) -> Result<TaskState, String> {
     let id = form.get("id").unwrap_or_default();
-    id.parse()
-        .map_err(|_| format!("{id:?} is not a task id (a UUID)"))
+    let uuid: uuid::Uuid = id
+        .parse()
+        .map_err(|_| format!("{id:?} is not a task id (a UUID)"))?;
+    let c = &state.config;
+    StateStore::new(state.redis.clone(), &c.namespace, c.state.ttl.0)
+        .get(&uuid)
+        .await
+        .map_err(|e| format!("Redis: {e}"))?
+        .ok_or_else(|| format!("no task {uuid} in Redis (older than state.ttl, or lost)"))
 }
 
-async fn task_retry(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
+fn task_planned<'a>(form: &'a FormData, act: BoxFuture<'a, Outcome>) -> Planned<'a> {
     let id = form.get("id").unwrap_or_default().to_string();
-    let back_to = back(&form, &format!("/task?id={id}"));
-    let act = async {
-        let uuid = task_id(&form)?;
-        let config = &state.config;
-        let states = StateStore::new(state.redis.clone(), &config.namespace, config.state.ttl.0);
-        let st = states
-            .get(&uuid)
-            .await
-            .map_err(|e| format!("Redis: {e}"))?
-            .ok_or_else(|| format!("no task {uuid} in Redis (older than state.ttl, or lost)"))?;
+    Planned {
+        back_to: back(form, &format!("/task?id={id}")),
+        target: id,
+        act,
+    }
+}
+
+fn task_retry<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
+    let act = async move {
+        let st = task_of(state, form).await?;
+        let uuid = st.id;
         if !matches!(st.status, TaskStatus::Dead | TaskStatus::Failed) {
             return Err(format!(
                 "task {uuid} is {}: only a dead or failed task is retried",
@@ -450,7 +458,7 @@ async fn task_retry(
         // and no copy left behind to replay twice.
         let want = uuid.to_string();
         let select = |e: &DeadEntry| e.id == want;
-        let (n, _) = bounded(replay(&state, &select)).await?;
+        let (n, _) = bounded(replay(state, &select)).await?;
         if n == 1 {
             return Ok(format!(
                 "task {uuid} ({}) retried from the dead-letter queue",
@@ -465,6 +473,7 @@ async fn task_retry(
                 "task {uuid} is no longer in the dead-letter queue and its state keeps only a summary of its arguments; start its run again instead"
             ));
         }
+        let config = &state.config;
         let mut env = crate::queue::message::Envelope::new(st.task.clone(), args);
         env.id = uuid;
         env.root_id = st.root_id.unwrap_or(uuid);
@@ -479,45 +488,20 @@ async fn task_retry(
         .await?;
         Ok(format!("task {uuid} ({}) published again", st.task))
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "task.retry",
-            target: &id,
-            back_to,
-        },
-        act,
-    )
-    .await
+    task_planned(form, Box::pin(act))
 }
 
-async fn task_revoke(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
-    let id = form.get("id").unwrap_or_default().to_string();
-    let back_to = back(&form, &format!("/task?id={id}"));
-    let act = async {
-        let uuid = task_id(&form)?;
-        let config = &state.config;
-        let states = StateStore::new(state.redis.clone(), &config.namespace, config.state.ttl.0);
-        let st = states
-            .get(&uuid)
-            .await
-            .map_err(|e| format!("Redis: {e}"))?
-            .ok_or_else(|| format!("no task {uuid} in Redis (older than state.ttl, or lost)"))?;
+fn task_revoke<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
+    let act = async move {
+        let st = task_of(state, form).await?;
+        let uuid = st.id;
         if !matches!(st.status, TaskStatus::Queued | TaskStatus::Retrying) {
             return Err(format!(
                 "task {uuid} is {}: only a queued or retrying task is revoked",
                 st.status.as_str()
             ));
         }
+        let config = &state.config;
         let added = crate::queue::revoke::revoke(
             &state.redis,
             &config.namespace,
@@ -535,31 +519,20 @@ async fn task_revoke(
             format!("task {uuid} was already revoked")
         })
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "task.revoke",
-            target: &id,
-            back_to,
-        },
-        act,
-    )
-    .await
+    task_planned(form, Box::pin(act))
 }
 
-async fn schedule_pause(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
-    let name = form.get("name").unwrap_or_default().to_string();
-    let back_to = back(&form, "/schedules");
-    let act = async {
+fn schedule_planned<'a>(form: &'a FormData, act: BoxFuture<'a, Outcome>) -> Planned<'a> {
+    Planned {
+        target: form.get("name").unwrap_or_default().to_string(),
+        back_to: back(form, "/schedules"),
+        act,
+    }
+}
+
+fn schedule_pause<'a>(state: &'a WebState, actor: &'a Actor, form: &'a FormData) -> Planned<'a> {
+    let act = async move {
+        let name = form.get("name").unwrap_or_default();
         let pause = Pause {
             by: actor.name.clone(),
             at: chrono::Utc::now(),
@@ -567,39 +540,20 @@ async fn schedule_pause(
         };
         state
             .beat
-            .pause(&name, &pause)
+            .pause(name, &pause)
             .await
             .map_err(|e| e.to_string())?;
         Ok(format!(
             "schedule {name} paused: every beat skips its fires until it is resumed"
         ))
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "schedule.pause",
-            target: &name,
-            back_to,
-        },
-        act,
-    )
-    .await
+    schedule_planned(form, Box::pin(act))
 }
 
-async fn schedule_resume(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
-    let name = form.get("name").unwrap_or_default().to_string();
-    let back_to = back(&form, "/schedules");
-    let act = async {
-        let was = state.beat.resume(&name).await.map_err(|e| e.to_string())?;
+fn schedule_resume<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
+    let act = async move {
+        let name = form.get("name").unwrap_or_default();
+        let was = state.beat.resume(name).await.map_err(|e| e.to_string())?;
         Ok(if was {
             format!(
                 "schedule {name} resumed: its next fire is published (fires passed while paused are not caught up)"
@@ -608,31 +562,12 @@ async fn schedule_resume(
             format!("schedule {name} was not paused")
         })
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "schedule.resume",
-            target: &name,
-            back_to,
-        },
-        act,
-    )
-    .await
+    schedule_planned(form, Box::pin(act))
 }
 
-async fn schedule_run(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
-    let name = form.get("name").unwrap_or_default().to_string();
-    let back_to = back(&form, "/schedules");
-    let act = bounded(async {
+fn schedule_run<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
+    let act = bounded(async move {
+        let name = form.get("name").unwrap_or_default();
         let config = &state.config;
         let conn = crate::cli::connect_broker(config, "web")
             .await
@@ -644,7 +579,7 @@ async fn schedule_run(
                 .map_err(|e| e.to_string())?;
             state
                 .beat
-                .run_now(&publisher, &name)
+                .run_now(&publisher, name)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -652,19 +587,7 @@ async fn schedule_run(
         crate::queue::connect::close(conn).await;
         r.map(|id| format!("schedule {name} fired now: task {id}"))
     });
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "schedule.run",
-            target: &name,
-            back_to,
-        },
-        act,
-    )
-    .await
+    schedule_planned(form, Box::pin(act))
 }
 
 /// The form that starts a run of `date` (a day's page), or of a day or a
@@ -730,23 +653,16 @@ pub fn run_days(
         .collect())
 }
 
-async fn start_run(
-    State(state): State<Shared>,
-    Extension(actor): Extension<Actor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let form = FormData::parse(&body);
-    let from = form.get("from").unwrap_or_default().to_string();
-    let to = form.get("to").map(str::to_string);
-    let target = match &to {
-        Some(t) if *t != from => format!("{from} .. {t}"),
-        _ => from.clone(),
+fn run_start<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
+    let from = form.get("from").unwrap_or_default();
+    let to = form.get("to");
+    let target = match to {
+        Some(t) if t != from => format!("{from} .. {t}"),
+        _ => from.to_string(),
     };
-    let back_to = back(&form, "/");
-    let act = async {
+    let act = async move {
         let today = crate::lark::window::pacific_date(chrono::Utc::now());
-        let plans = run_days(&from, to.as_deref(), today)?;
+        let plans = run_days(from, to, today)?;
         let runs = bounded(async {
             crate::cli::run::publish_days(&state.config, &plans)
                 .await
@@ -761,19 +677,11 @@ async fn start_run(
         .await?;
         Ok(format!("started {} run(s): {runs}", plans.len()))
     };
-    perform(
-        &state,
-        &actor,
-        &headers,
-        &form,
-        Asked {
-            action: "run.start",
-            target: &target,
-            back_to,
-        },
-        act,
-    )
-    .await
+    Planned {
+        target,
+        back_to: back(form, "/"),
+        act: Box::pin(act),
+    }
 }
 
 #[cfg(test)]
