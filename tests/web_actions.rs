@@ -456,6 +456,30 @@ async fn dead_letters_replayed_purged_tasks_revoked_retried_and_found() {
     assert!(decoded(&location.unwrap()).contains("purged 1 dead letter(s)"));
     assert_eq!(env.dead_letters().await.len(), 0);
 
+    // A dead task no longer in the queue is published again from its state
+    // (its arguments were kept whole): it dies again, in the queue again.
+    let (_, location, _) = post(
+        &format!("{url}/actions/task/retry"),
+        None,
+        &[("csrf", &csrf), ("id", &poison.id.to_string())],
+    )
+    .await;
+    let location = location.unwrap();
+    assert!(decoded(&location).contains("published again"), "{location}");
+    let dead = env.wait_dead(1, Duration::from_secs(20)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, poison.id.to_string());
+    // A task that succeeded is not retried.
+    let (_, location, _) = post(
+        &format!("{url}/actions/task/retry"),
+        None,
+        &[("csrf", &csrf), ("id", &noop.to_string())],
+    )
+    .await;
+    assert!(
+        decoded(&location.unwrap()).contains("is succeeded: only a dead or failed task is retried")
+    );
+
     let entries = audit(&url, None).await;
     let actions: Vec<String> = entries
         .iter()
