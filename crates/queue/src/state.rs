@@ -5,7 +5,9 @@
 //! (a state superseded within one batch is written once), so state tracking
 //! costs a fraction of a Redis round trip per task. Workers register at
 //! `<ns>:worker:<id>` (with a TTL refreshed by heartbeats) and in the sorted
-//! set `<ns>:workers`.
+//! set `<ns>:workers`; beats likewise at `<ns>:beat-instance:<id>` and in
+//! `<ns>:beats`. Every write of states also counts them per minute
+//! ([`crate::activity`]) in the same pipeline.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::activity::Tally;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -54,6 +58,18 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Dead => "dead",
         }
+    }
+    /// The status [`TaskStatus::as_str`] names.
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        Some(match s {
+            "queued" => TaskStatus::Queued,
+            "started" => TaskStatus::Started,
+            "retrying" => TaskStatus::Retrying,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "dead" => TaskStatus::Dead,
+            _ => return None,
+        })
     }
     /// No further change is expected without an operator.
     pub fn is_final(self) -> bool {
@@ -124,18 +140,25 @@ impl StateStore {
         format!("{}:task:{id}", self.namespace)
     }
 
-    /// Write states in one pipeline.
+    /// Write states in one pipeline, and count them ([`crate::activity`]).
     pub async fn put_many(&self, states: &[TaskState]) -> Result<(), StateError> {
-        if states.is_empty() {
+        self.write(states, &Tally::of(states)).await
+    }
+
+    /// Write `latest` and add `tally` to the activity counters, in one
+    /// pipeline (the writer counts states that `latest` no longer holds).
+    async fn write(&self, latest: &[TaskState], tally: &Tally) -> Result<(), StateError> {
+        if latest.is_empty() && tally.is_empty() {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
         let mut pipe = deadpool_redis::redis::pipe();
         let ttl = self.ttl.as_secs().max(1);
-        for s in states {
+        for s in latest {
             pipe.set_ex(self.key(&s.id), serde_json::to_string(s)?, ttl)
                 .ignore();
         }
+        tally.add_to(&mut pipe, &self.namespace);
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
@@ -203,7 +226,11 @@ impl StateWriter {
                     .filter(|(i, s)| last.get(&s.id) == Some(i))
                     .map(|(_, s)| s.clone())
                     .collect();
-                match store.put_many(&to_write).await {
+                // Every state of the batch is an event to count, superseded or not.
+                // A failed pipeline is retried whole; if it had partly
+                // applied, those counts are added twice (counts are for
+                // dashboards, not accounting).
+                match store.write(&to_write, &Tally::of(&batch)).await {
                     Ok(()) => {
                         failures = 0;
                         batch.clear();
@@ -352,23 +379,118 @@ impl WorkerRegistry {
             .arg(-1)
             .query_async(&mut conn)
             .await?;
-        let mut out = Vec::new();
-        for id in ids {
-            let raw: Option<String> = deadpool_redis::redis::cmd("GET")
-                .arg(self.key(&id))
-                .query_async(&mut conn)
-                .await?;
-            match raw {
-                Some(s) => out.push(serde_json::from_str(&s)?),
-                None => {
-                    let _: () = deadpool_redis::redis::cmd("ZREM")
-                        .arg(self.set_key())
-                        .arg(&id)
-                        .query_async(&mut conn)
-                        .await?;
-                }
-            }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
+    }
+}
+
+/// The registrations at `keys` (one `MGET`) of the members `ids` of the
+/// sorted set `set`; members whose registration expired are removed from it.
+async fn live_registrations<T: serde::de::DeserializeOwned>(
+    conn: &mut deadpool_redis::Connection,
+    set: &str,
+    ids: &[String],
+    keys: &[String],
+) -> Result<Vec<T>, StateError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raws: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
+        .arg(keys)
+        .query_async(conn)
+        .await?;
+    let mut out = Vec::new();
+    let mut stale = Vec::new();
+    for (id, raw) in ids.iter().zip(raws) {
+        match raw {
+            Some(s) => out.push(serde_json::from_str(&s)?),
+            None => stale.push(id),
         }
-        Ok(out)
+    }
+    if !stale.is_empty() {
+        let _: () = deadpool_redis::redis::cmd("ZREM")
+            .arg(set)
+            .arg(stale)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// A beat's registration, refreshed by heartbeats.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BeatInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// Enabled schedules.
+    pub schedules: usize,
+    /// Connected to the broker and firing.
+    pub connected: bool,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub version: String,
+}
+
+/// Beat registrations in Redis: `<ns>:beat-instance:<id>` with a TTL and the
+/// sorted set `<ns>:beats` (scored by the last heartbeat).
+#[derive(Clone)]
+pub struct BeatRegistry {
+    pool: Pool,
+    namespace: String,
+}
+
+impl BeatRegistry {
+    pub fn new(pool: Pool, namespace: &str) -> BeatRegistry {
+        BeatRegistry {
+            pool,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn set_key(&self) -> String {
+        format!("{}:beats", self.namespace)
+    }
+    fn key(&self, id: &str) -> String {
+        format!("{}:beat-instance:{id}", self.namespace)
+    }
+
+    pub async fn heartbeat(&self, info: &BeatInfo, ttl: Duration) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.set_ex(
+            self.key(&info.id),
+            serde_json::to_string(info)?,
+            ttl.as_secs().max(1),
+        )
+        .ignore()
+        .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
+        .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn deregister(&self, id: &str) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.del(self.key(id))
+            .ignore()
+            .zrem(self.set_key(), id)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Live beats; stale entries of the sorted set are removed.
+    pub async fn list(&self) -> Result<Vec<BeatInfo>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
+            .arg(self.set_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
     }
 }
