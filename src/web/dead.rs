@@ -8,13 +8,14 @@ use axum::response::{Html, IntoResponse, Json};
 use maud::html;
 use serde::Serialize;
 
-use crate::config::AppConfig;
 use crate::queue::admin::{DeadEntry, peek, ready_count};
 use crate::queue::topology::Topology;
 use crate::web::WebState;
 
 /// Dead letters shown at most.
 const LIMIT: usize = 100;
+/// How long reading the dead letters may take.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Serialize, Default)]
 pub struct DeadLetters {
@@ -26,17 +27,16 @@ pub struct DeadLetters {
 }
 
 /// Peek at the dead-letter queue: its messages are read without an ack on
-/// a channel that is then closed, which puts them back.
-pub async fn read(config: &AppConfig) -> DeadLetters {
-    let queue = Topology::from_config(config).dead_queue();
+/// a channel of the server's broker connection that is then closed, which
+/// puts them back.
+pub async fn read(state: &WebState) -> DeadLetters {
+    let queue = Topology::from_config(&state.config).dead_queue();
     let mut out = DeadLetters {
         queue: queue.clone(),
         ..DeadLetters::default()
     };
-    let result = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let conn = crate::cli::connect_broker(config, "web")
-            .await
-            .map_err(|e| e.message)?;
+    let result = tokio::time::timeout(TIMEOUT, async {
+        let conn = state.broker.connection(TIMEOUT).await?;
         let r = async {
             let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
             let total = ready_count(&ch, &queue).await.map_err(|e| e.to_string())?;
@@ -45,11 +45,13 @@ pub async fn read(config: &AppConfig) -> DeadLetters {
             Ok::<_, String>((total, entries.into_iter().map(|(_, e)| e).collect()))
         }
         .await;
-        crate::queue::connect::close(conn).await;
+        if r.is_err() {
+            state.broker.discard(&conn).await;
+        }
         r
     })
     .await
-    .unwrap_or_else(|_| Err("RabbitMQ did not answer within 5 s".into()));
+    .unwrap_or_else(|_| Err(format!("RabbitMQ did not answer within {TIMEOUT:?}")));
     match result {
         Ok((total, entries)) => {
             out.total = Some(total);
@@ -61,12 +63,12 @@ pub async fn read(config: &AppConfig) -> DeadLetters {
 }
 
 pub async fn json(State(state): State<Arc<WebState>>) -> impl IntoResponse {
-    Json(read(&state.config).await)
+    Json(read(&state).await)
 }
 
 pub async fn page(State(state): State<Arc<WebState>>) -> impl IntoResponse {
     let config = &state.config;
-    let d = read(config).await;
+    let d = read(&state).await;
     let body = html! {
         p.muted {
             (d.queue) ": " (d.total.map(|n| n.to_string()).unwrap_or_else(|| "?".into())) " message(s)"

@@ -7,6 +7,8 @@
 //! a non-loopback address needs `[web] auth`, which does not exist yet, so
 //! the server refuses to start on one (reach it through an SSH tunnel).
 
+pub mod activity_chart;
+pub mod broker;
 pub mod dead;
 pub mod overview;
 pub mod schedules;
@@ -61,13 +63,14 @@ pub fn bind_address(listen: &str) -> Result<SocketAddr, WebError> {
 
 /// What every request reads from, built once when the server starts: the
 /// config, the task registry (queue families), a Redis pool, the database
-/// pool and the schedules.
+/// pool, the schedules and one broker connection.
 pub struct WebState {
     pub config: Arc<AppConfig>,
     pub registry: Arc<Registry>,
     pub redis: Pool,
     pub sink: SqlSink,
     pub beat: Beat,
+    pub broker: broker::BrokerLink,
 }
 
 impl WebState {
@@ -79,6 +82,7 @@ impl WebState {
             Beat::new(Arc::new(config.queue.clone()), registry.clone()).map_err(|e| setup(&e))?;
         Ok(WebState {
             sink: SqlSink::new(&config),
+            broker: broker::BrokerLink::new(config.clone()),
             registry,
             redis,
             beat,

@@ -293,10 +293,16 @@ pub fn use_sandbox(c: &mut AppConfig, base_url: &str) {
 /// Start `alertflow web` on a free loopback port: the process and the URL
 /// it printed (without a trailing slash).
 pub fn start_web(config: &std::path::Path) -> (Child, String) {
+    start_web_with(config, &[])
+}
+
+/// [`start_web`] with extra environment variables (overrides of the config).
+pub fn start_web_with(config: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin("alertflow"))
         .args(["web", "--listen", "127.0.0.1:0"])
         .env("ALERTFLOW_CONFIG", config)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
