@@ -91,6 +91,13 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     assert!(fetch["published"].as_u64().unwrap() >= 1, "{body}");
     assert!(fetch["delivered"].as_u64().unwrap() >= 1, "{body}");
     assert!(fetch["succeeded"].as_u64().unwrap() >= 1, "{body}");
+    // fetch-day's children, published by the worker, are counted too.
+    let children = &o["last_hour"]["parse-batch"];
+    assert!(children["published"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        children["delivered"].as_u64().unwrap() >= children["published"].as_u64().unwrap(),
+        "{body}"
+    );
     let rates = o["rates"].as_object().unwrap();
     assert!(
         rates

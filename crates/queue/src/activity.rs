@@ -11,8 +11,10 @@
 //! the pipeline that writes the states, so counting costs no round trip.
 //! What each status counts:
 //!
-//! - `queued`: a publish (enqueue, beat fire, child task, dead-letter
-//!   replay, and a rate-limited or not-yet-due task put back in a delay tier);
+//! - `queued`: a publish (enqueue, beat fire, `alertflow run`, dead-letter
+//!   replay, a rate-limited task put back in a delay tier, and a child task
+//!   a worker published: counted through [`crate::state::StateWriter::count`]
+//!   without a state write);
 //! - `started`: a delivery to a worker;
 //! - `retrying`: a retry scheduled after a transient failure;
 //! - `succeeded`, `dead` (and the older `failed`): an outcome.
@@ -56,10 +58,17 @@ pub struct Tally {
 impl Tally {
     /// Count every state of `states`, including ones a later state of the
     /// same task supersedes within the batch (each was a real event).
-    pub fn of(states: &[TaskState]) -> Tally {
-        let mut t = Tally::default();
+    pub fn of<'a>(states: impl IntoIterator<Item = &'a TaskState>) -> Tally {
+        // Group before formatting: a batch has thousands of states and a
+        // handful of distinct fields.
+        let mut by: HashMap<(i64, &str, &str, TaskStatus), i64> = HashMap::new();
         for s in states {
-            t.add(minute_of(s.updated_at), &s.queue, &s.task, s.status, 1);
+            *by.entry((minute_of(s.updated_at), &s.queue, &s.task, s.status))
+                .or_default() += 1;
+        }
+        let mut t = Tally::default();
+        for ((minute, queue, task, status), n) in by {
+            t.add(minute, queue, task, status, n);
         }
         t
     }
@@ -309,9 +318,13 @@ mod tests {
         done.status = TaskStatus::Succeeded;
         writer.record(s);
         writer.record(done.clone());
+        // A child's publish is counted, not written.
+        let child = state("write", "db", TaskStatus::Queued, now);
+        writer.count(child.clone());
         drop(writer);
         handle.await.unwrap();
         assert_eq!(store.get(&done.id).await.unwrap(), Some(done.clone()));
+        assert_eq!(store.get(&child.id).await.unwrap(), None);
 
         let a = Activity::read(&pool, &ns, m - 10, m).await.unwrap();
         let per_queue = a.per_queue(m - 4, m);
@@ -327,6 +340,7 @@ mod tests {
         assert_eq!(
             per_queue["db"],
             Counts {
+                published: 1,
                 delivered: 2,
                 succeeded: 1,
                 dead: 2,

@@ -31,7 +31,7 @@ pub enum StateError {
 }
 
 /// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Queued,
@@ -183,7 +183,13 @@ impl StateStore {
 /// Batches state writes in the background; never blocks a task.
 #[derive(Clone)]
 pub struct StateWriter {
-    tx: mpsc::UnboundedSender<TaskState>,
+    tx: mpsc::UnboundedSender<Recorded>,
+}
+
+/// A state to count in the activity counters, and to write unless `count_only`.
+struct Recorded {
+    state: TaskState,
+    count_only: bool,
 }
 
 /// States kept while Redis is unreachable; older ones are dropped beyond it.
@@ -193,9 +199,9 @@ impl StateWriter {
     /// Start the writer; it ends when every `StateWriter` clone is dropped
     /// and its buffer is flushed (or Redis stays down past a few tries).
     pub fn spawn(store: StateStore) -> (StateWriter, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<TaskState>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Recorded>();
         let handle = tokio::spawn(async move {
-            let mut batch: Vec<TaskState> = Vec::new();
+            let mut batch: Vec<Recorded> = Vec::new();
             let mut closed = false;
             let mut failures = 0u32;
             loop {
@@ -215,22 +221,23 @@ impl StateWriter {
                         }
                     }
                 }
-                // The last state of an id in a batch is the one that counts.
+                // The last state of an id in a batch is the one that is written.
                 let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
-                for (i, s) in batch.iter().enumerate() {
-                    last.insert(s.id, i);
+                for (i, r) in batch.iter().enumerate().filter(|(_, r)| !r.count_only) {
+                    last.insert(r.state.id, i);
                 }
                 let to_write: Vec<TaskState> = batch
                     .iter()
                     .enumerate()
-                    .filter(|(i, s)| last.get(&s.id) == Some(i))
-                    .map(|(_, s)| s.clone())
+                    .filter(|(i, r)| last.get(&r.state.id) == Some(i))
+                    .map(|(_, r)| r.state.clone())
                     .collect();
                 // Every state of the batch is an event to count, superseded or not.
                 // A failed pipeline is retried whole; if it had partly
                 // applied, those counts are added twice (counts are for
                 // dashboards, not accounting).
-                match store.write(&to_write, &Tally::of(&batch)).await {
+                let tally = Tally::of(batch.iter().map(|r| &r.state));
+                match store.write(&to_write, &tally).await {
                     Ok(()) => {
                         failures = 0;
                         batch.clear();
@@ -269,7 +276,20 @@ impl StateWriter {
 
     pub fn record(&self, state: TaskState) {
         // The receiver lives as long as any writer; a send error means shutdown.
-        let _ = self.tx.send(state);
+        let _ = self.tx.send(Recorded {
+            state,
+            count_only: false,
+        });
+    }
+
+    /// Count `state` in the activity counters without writing it: a child
+    /// task's publish, whose `queued` state could otherwise land after the
+    /// `started` state another worker wrote for it.
+    pub fn count(&self, state: TaskState) {
+        let _ = self.tx.send(Recorded {
+            state,
+            count_only: true,
+        });
     }
 }
 
