@@ -4,7 +4,7 @@
     report.py DIR [--json]
 
 DIR holds NAME.json for each step that succeeded (noop, incr, latency,
-memory, memory_c8, celery, pipeline, parser, ratelimit) and loadavg.before,
+memory, memory_c8, celery, pipeline, parser, ratelimit, web) and loadavg.before,
 loadavg.after, started, elapsed.
 """
 
@@ -19,6 +19,7 @@ DRAIN_VS_CEILING = 0.90
 P99_MS_AT_1000 = 10.0
 RSS_MB_UNDER_LOAD = 30.0
 BACKFILL_VS_FLOOR = 1.2
+WEB_P99_MS = 100.0
 
 
 def load(d, name):
@@ -141,6 +142,13 @@ def targets(r):
                 m["load_rss_peak_mb"] < RSS_MB_UNDER_LOAD,
                 f"{m['load_rss_peak_mb']:.1f} MB peak, {m['idle_rss_mb']:.1f} MB idle",
             )
+    w = af.get("web")
+    if w:
+        add(
+            f"web overview p99 < {WEB_P99_MS:g} ms",
+            w["p99_ms"] < WEB_P99_MS,
+            f"p99 {w['p99_ms']:.1f} ms (p50 {w['p50_ms']:.1f}, max {w['max_ms']:.1f})",
+        )
     p = af.get("pipeline")
     if p:
         add(
@@ -278,6 +286,16 @@ def print_text(r):
     else:
         print("  (failed; see the log)")
 
+    w = af.get("web")
+    print("\n7. Web overview (alertflow web, in-process)")
+    if w:
+        print(f"  {w['requests']} requests over {w['states']:,} task states, {w['workers']} workers, "
+              f"{w['days']} days of runs: p50 {w['p50_ms']:.1f} / p95 {w['p95_ms']:.1f} / "
+              f"p99 {w['p99_ms']:.1f} / max {w['max_ms']:.1f} ms; {w['page_bytes']:,} bytes; "
+              f"SCAN/KEYS on the Redis meanwhile: {w['redis_scans']}")
+    else:
+        print("  (failed; see the log)")
+
     print("\nTargets")
     for t in r["targets"]:
         print(f"  [{'met' if t['met'] else 'NOT met':>7}] {t['target']}: {t['detail']}")
@@ -289,7 +307,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     d = sys.argv[1]
-    steps = ["noop", "incr", "latency", "memory", "memory_c8", "pipeline", "parser", "ratelimit"]
+    steps = ["noop", "incr", "latency", "memory", "memory_c8", "pipeline", "parser", "ratelimit", "web"]
     af = {s: load(d, s) for s in steps}
     ce = load(d, "celery")
     r = {

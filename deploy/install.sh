@@ -6,7 +6,7 @@
 #
 #   cargo build --release --locked
 #   sudo deploy/install.sh                       # from the repository root
-#   sudo systemctl enable --now alertflow-worker@{1..4} alertflow-beat
+#   sudo systemctl enable --now alertflow-worker@{1..4} alertflow-beat alertflow-web
 #
 # Options (DESTDIR may also come from the environment):
 #   --prefix DIR    where bin/ and share/ go (default /usr/local); the units'
@@ -89,14 +89,14 @@ say "binaries: ${bins[*]} in $D$bindir"
 
 # 2. Units, pointed at this prefix.
 install -d -m 0755 "$D/etc/systemd/system"
-for u in alertflow-worker@.service alertflow-beat.service; do
+for u in alertflow-worker@.service alertflow-beat.service alertflow-web.service; do
   sed -e "s#/usr/local/bin/#$bindir/#g" \
     -e "s#/usr/local/share/doc/alertflow#$docdir#g" \
     "$here/systemd/$u" >"$D/etc/systemd/system/$u.tmp"
   chmod 0644 "$D/etc/systemd/system/$u.tmp"
   mv -f "$D/etc/systemd/system/$u.tmp" "$D/etc/systemd/system/$u"
 done
-say "units: $D/etc/systemd/system/{alertflow-worker@.service,alertflow-beat.service}"
+say "units: $D/etc/systemd/system/{alertflow-worker@.service,alertflow-beat.service,alertflow-web.service}"
 
 # 3. The system user.
 install -d -m 0755 "$D/etc/sysusers.d"
@@ -175,8 +175,9 @@ cat <<EOF
 Next:
   edit /etc/alertflow/alertflow.toml and /etc/default/alertflow (secrets)
   $bindir/alertflow check-config --connect
-  systemctl enable --now alertflow-worker@{1..4} alertflow-beat
-  systemctl status 'alertflow-worker@*' alertflow-beat
+  systemctl enable --now alertflow-worker@{1..4} alertflow-beat alertflow-web
+  systemctl status 'alertflow-worker@*' alertflow-beat alertflow-web
+  (the dashboard: ssh -L 9800:127.0.0.1:9800 this-host, then http://127.0.0.1:9800/)
 Upgrading: run this again, then restart one worker at a time
-  (for i in 1 2 3 4; do systemctl restart alertflow-worker@\$i; done; systemctl restart alertflow-beat)
+  (for i in 1 2 3 4; do systemctl restart alertflow-worker@\$i; done; systemctl restart alertflow-beat alertflow-web)
 EOF

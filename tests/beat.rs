@@ -321,3 +321,32 @@ async fn a_paused_schedule_is_skipped_by_every_beat_and_not_caught_up() {
     let instants: Vec<DateTime<Utc>> = fires.iter().map(|f| f.1).collect();
     assert_eq!(instants, vec![next], "{fires:?}");
 }
+
+#[tokio::test]
+async fn a_running_beat_is_registered_and_deregistered_on_stop() {
+    let env = TestEnv::new("beatreg");
+    let b = beat(&env, vec![every("tick", "1h", CatchUp::Skip)], 800);
+    let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+    let beats = alertflow::queue::state::BeatRegistry::new(pool, env.ns());
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    let runner = tokio::spawn(async move { b.run(stop).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let l = beats.list().await.unwrap();
+        if !l.is_empty() {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the beat never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].schedules, 1);
+    assert_eq!(listed[0].pid, std::process::id());
+    token.cancel();
+    runner.await.unwrap().unwrap();
+    assert!(beats.list().await.unwrap().is_empty(), "deregistered");
+}

@@ -87,13 +87,18 @@ fn verify(units: &[PathBuf]) -> (bool, String) {
 /// so no system user is created.
 fn units_for_verify(root: &Path, dir: &Path) -> Vec<PathBuf> {
     let staged_bin = root.join("usr/local/bin");
-    for u in ["alertflow-worker@.service", "alertflow-beat.service"] {
+    for u in [
+        "alertflow-worker@.service",
+        "alertflow-beat.service",
+        "alertflow-web.service",
+    ] {
         let text = std::fs::read_to_string(root.join("etc/systemd/system").join(u)).unwrap();
         let text = text.replace("/usr/local/bin/", &format!("{}/", staged_bin.display()));
         std::fs::write(dir.join(u), text).unwrap();
     }
     vec![
         dir.join("alertflow-beat.service"),
+        dir.join("alertflow-web.service"),
         // A template is verified through instances of it.
         dir.join("alertflow-worker@1.service"),
         dir.join("alertflow-worker@4.service"),
@@ -111,6 +116,7 @@ fn install_stages_everything_idempotently_and_the_units_verify() {
         "usr/local/bin/alertflow-beat",
         "etc/systemd/system/alertflow-worker@.service",
         "etc/systemd/system/alertflow-beat.service",
+        "etc/systemd/system/alertflow-web.service",
         "etc/sysusers.d/alertflow.conf",
         "etc/default/alertflow",
         "etc/alertflow/alertflow.toml",
@@ -312,6 +318,50 @@ fn worker_unit_contract() {
     assert_eq!(beat["User"], vec!["alertflow"]);
 }
 
+#[test]
+fn web_unit_contract() {
+    let s = unit_settings(&read("deploy/systemd/alertflow-web.service"));
+    let one = |k: &str| -> String {
+        let v = s.get(k).unwrap_or_else(|| panic!("{k}= missing"));
+        v.last().unwrap().clone()
+    };
+    // `alertflow web` does not talk to systemd: started once it runs.
+    assert_eq!(one("Type"), "exec");
+    assert_eq!(one("User"), "alertflow");
+    assert_eq!(one("Restart"), "on-failure");
+    assert_eq!(
+        one("RestartPreventExitStatus"),
+        "2",
+        "a refused address is not retried"
+    );
+    assert_eq!(one("NoNewPrivileges"), "yes");
+    assert_eq!(one("ProtectSystem"), "strict");
+    assert_eq!(one("CapabilityBoundingSet"), "");
+    assert_eq!(
+        s["EnvironmentFile"],
+        vec![
+            "/etc/default/alertflow".to_string(),
+            "-/etc/alertflow/web.env".to_string()
+        ]
+    );
+    let exec = one("ExecStart");
+    assert!(
+        exec.ends_with("/alertflow web $ALERTFLOW_WEB_ARGS"),
+        "{exec}"
+    );
+    // With the shipped env file it serves the default address, which the
+    // server accepts (loopback), and which no other unit uses.
+    let env = read("deploy/alertflow.env");
+    let args = env
+        .lines()
+        .find_map(|l| l.strip_prefix("ALERTFLOW_WEB_ARGS="))
+        .expect("ALERTFLOW_WEB_ARGS in deploy/alertflow.env");
+    assert_eq!(args.trim(), "", "the default --listen");
+    let addr =
+        alertflow::web::bind_address("127.0.0.1:9800", false).expect("the default is served");
+    assert!(![9808, 9810].contains(&addr.port()) && !(9811..=9819).contains(&addr.port()));
+}
+
 /// Every variable the binaries read, from the source: the config overrides,
 /// clap `env = "..."` attributes and `env::var("...")` calls. The benchmark
 /// commands (`src/cli/bench*.rs`) are not run by the units and are left out.
@@ -476,6 +526,7 @@ fn compose_file_is_complete() {
         "alertflow-worker",
         "alertflow-beat",
         "sandbox",
+        "web",
     ] {
         assert!(names.contains(want), "no service {want}: {names:?}");
     }
@@ -584,6 +635,49 @@ fn compose_file_is_complete() {
     }
     // Replicated services cannot publish fixed host ports.
     assert!(published(&services["alertflow-worker"]).is_empty());
+
+    // The dashboard: what `alertflow web` accepts today is a loopback
+    // address, unreachable through a published port from a bridge network,
+    // so the container uses the host's network and reaches each service the
+    // config names through that service's loopback-published port.
+    let web = &services["web"];
+    let cmd: Vec<String> = web["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(yaml_str)
+        .collect();
+    assert_eq!(cmd[..3], ["alertflow", "web", "--listen"]);
+    let addr = alertflow::web::bind_address(&cmd[3], false)
+        .unwrap_or_else(|e| panic!("compose runs `alertflow web --listen {}`: {e}", cmd[3]));
+    assert!(addr.ip().is_loopback());
+    assert_eq!(
+        web.get("network_mode").and_then(yaml_str).as_deref(),
+        Some("host"),
+        "a loopback listener is only reachable with the host's network"
+    );
+    assert!(published(web).is_empty(), "host network publishes nothing");
+    let health = format!("{:?}", web["healthcheck"]["test"]);
+    assert!(
+        health.contains(&format!("127.0.0.1:{}/", addr.port())),
+        "{health}"
+    );
+    let extra: Vec<String> = web["extra_hosts"]
+        .as_sequence()
+        .expect("extra_hosts")
+        .iter()
+        .filter_map(yaml_str)
+        .collect();
+    for (host, port) in [("rabbitmq", 5672), ("redis", 6379), ("starrocks", 9030)] {
+        assert!(
+            extra.contains(&format!("{host}:127.0.0.1")),
+            "web: {host} must resolve to the host's loopback: {extra:?}"
+        );
+        assert!(
+            published(&services[host]).contains(&port),
+            "web reaches {host} on the host's 127.0.0.1:{port}, which must be published"
+        );
+    }
 
     // The config the containers mount is valid.
     let mounted = alertflow::config::AppConfig::from_toml(

@@ -1,6 +1,8 @@
 //! `alertflow web` over HTTP: the overview page and `/api/overview` show a
-//! finished run, the queues and the live worker, and put dead letters on
-//! top; a non-loopback address is refused without auth.
+//! finished run, the queues, the live worker and beat and the activity
+//! counters (rates, the last hour per task, the per-minute chart), and put
+//! dead letters on top; a broker that cannot be reached is named on the
+//! page; a non-loopback address is refused without auth.
 
 mod common;
 
@@ -83,6 +85,65 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     assert_eq!(runs[0]["status"], "done");
     assert!(runs[0]["rows_written"].as_u64().unwrap() > 0);
     assert_eq!(o["workers"].as_array().unwrap().len(), 1, "{body}");
+    // The activity counters: the run's tasks were published, delivered and
+    // succeeded within the hour, on their queue families.
+    let fetch = &o["last_hour"]["fetch-day"];
+    assert!(fetch["published"].as_u64().unwrap() >= 1, "{body}");
+    assert!(fetch["delivered"].as_u64().unwrap() >= 1, "{body}");
+    assert!(fetch["succeeded"].as_u64().unwrap() >= 1, "{body}");
+    // fetch-day's children, published by the worker, are counted too.
+    let children = &o["last_hour"]["parse-batch"];
+    assert!(children["published"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        children["delivered"].as_u64().unwrap() >= children["published"].as_u64().unwrap(),
+        "{body}"
+    );
+    let rates = o["rates"].as_object().unwrap();
+    assert!(
+        rates
+            .values()
+            .any(|r| r["delivered_per_min"].as_f64().unwrap() > 0.0),
+        "{body}"
+    );
+    let per_minute = o["per_minute"].as_object().unwrap();
+    assert!(!per_minute.is_empty(), "{body}");
+    assert!(
+        per_minute
+            .values()
+            .all(|s| s.as_array().unwrap().len() == 180)
+    );
+    assert!(
+        page.contains("Tasks in the last hour") && page.contains("<svg"),
+        "{page}"
+    );
+    assert!(page.contains("delivered/min"), "{page}");
+    // A live beat is listed.
+    let beats = alertflow::queue::state::BeatRegistry::new(
+        alertflow::queue::context::redis_pool(&env.config).unwrap(),
+        env.ns(),
+    );
+    let now = chrono::Utc::now();
+    beats
+        .heartbeat(
+            &alertflow::queue::state::BeatInfo {
+                id: "host-b:42:abcd".into(),
+                host: "host-b".into(),
+                pid: 42,
+                schedules: 1,
+                connected: true,
+                started_at: now,
+                heartbeat_at: now,
+                version: "test".into(),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let (_, page) = get(&format!("{url}/")).await;
+    assert!(
+        page.contains("host-b:42:abcd"),
+        "the beat is listed: {page}"
+    );
     assert!(
         o["queues"]
             .as_array()
@@ -177,6 +238,38 @@ async fn the_overview_shows_runs_queues_workers_and_what_needs_a_look() {
     assert_eq!(sch["schedules"][0]["next"].as_array().unwrap().len(), 3);
     w.stop().await;
     sink.close().await;
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_be_reached_is_named_and_the_rest_is_shown() {
+    let env = TestEnv::new("webnobroker");
+    let file = env.config_file("");
+    let (_web, url) = common::start_web_env(
+        &file,
+        &[("ALERTFLOW_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")],
+    );
+    let (status, body) = get(&format!("{url}/api/overview")).await;
+    assert_eq!(status, 200);
+    let o: Value = serde_json::from_str(&body).unwrap();
+    let problems: Vec<&str> = o["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.starts_with("RabbitMQ:")),
+        "{problems:?}"
+    );
+    // Redis answered: only the broker is named.
+    assert!(
+        !problems.iter().any(|p| p.contains("(Redis)")),
+        "{problems:?}"
+    );
+    assert!(o["per_minute_from"].as_i64().unwrap() > 0, "{body}");
+    let (status, page) = get(&format!("{url}/dead")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"problems\""), "{page}");
 }
 
 #[test]

@@ -55,6 +55,12 @@ pub enum BenchCommand {
     /// Sends CONFIG RESETSTAT to Redis (resets its INFO statistics).
     #[command(after_help = "Example:\n  alertflow bench ratelimit --clients 64 --seconds 5 --json")]
     Ratelimit(crate::cli::bench_more::RatelimitArgs),
+    /// Overview latency of `alertflow web` (p50/p95/p99/max) over seeded
+    /// task states, workers, activity and 30 days of runs.
+    #[command(
+        after_help = "Examples:\n  alertflow bench web\n  alertflow bench web --requests 1000 --json"
+    )]
+    Web(crate::cli::bench_web::WebArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -103,6 +109,7 @@ pub async fn run(g: &GlobalOpts, cmd: BenchCommand) -> CliResult {
         BenchCommand::Memory(a) => crate::cli::bench_more::memory(g, a).await,
         BenchCommand::Parser(a) => crate::cli::bench_more::parser(g, a).await,
         BenchCommand::Ratelimit(a) => crate::cli::bench_more::ratelimit(g, a).await,
+        BenchCommand::Web(a) => crate::cli::bench_web::run(g, a).await,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bench_incr;
 pub mod bench_more;
 pub mod bench_pipeline;
+pub mod bench_web;
 pub mod check;
 pub mod checks;
 pub mod completions;

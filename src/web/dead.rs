@@ -10,7 +10,6 @@ use axum::response::{Html, IntoResponse, Json};
 use maud::html;
 use serde::Serialize;
 
-use crate::config::AppConfig;
 use crate::queue::admin::{DeadEntry, peek, ready_count};
 use crate::queue::message::DeadReason;
 use crate::queue::topology::Topology;
@@ -20,6 +19,8 @@ use crate::web::{Notice, WebState, csrf_field};
 
 /// Dead letters shown at most.
 const LIMIT: usize = 100;
+/// How long reading the dead letters may take.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Serialize, Default)]
 pub struct DeadLetters {
@@ -31,17 +32,16 @@ pub struct DeadLetters {
 }
 
 /// Peek at the dead-letter queue: its messages are read without an ack on
-/// a channel that is then closed, which puts them back.
-pub async fn read(config: &AppConfig) -> DeadLetters {
-    let queue = Topology::from_config(config).dead_queue();
+/// a channel of the server's broker connection that is then closed, which
+/// puts them back.
+pub async fn read(state: &WebState) -> DeadLetters {
+    let queue = Topology::from_config(&state.config).dead_queue();
     let mut out = DeadLetters {
         queue: queue.clone(),
         ..DeadLetters::default()
     };
-    let result = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let conn = crate::cli::connect_broker(config, "web")
-            .await
-            .map_err(|e| e.message)?;
+    let result = tokio::time::timeout(TIMEOUT, async {
+        let conn = state.broker.connection(TIMEOUT).await?;
         let r = async {
             let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
             let total = ready_count(&ch, &queue).await.map_err(|e| e.to_string())?;
@@ -50,11 +50,13 @@ pub async fn read(config: &AppConfig) -> DeadLetters {
             Ok::<_, String>((total, entries.into_iter().map(|(_, e)| e).collect()))
         }
         .await;
-        crate::queue::connect::close(conn).await;
+        if r.is_err() {
+            state.broker.discard(&conn).await;
+        }
         r
     })
     .await
-    .unwrap_or_else(|_| Err("RabbitMQ did not answer within 5 s".into()));
+    .unwrap_or_else(|_| Err(format!("RabbitMQ did not answer within {TIMEOUT:?}")));
     match result {
         Ok((total, entries)) => {
             out.total = Some(total);
@@ -69,7 +71,7 @@ pub async fn json(
     State(state): State<Arc<WebState>>,
     Query(filter): Query<DeadFilter>,
 ) -> impl IntoResponse {
-    let mut d = read(&state.config).await;
+    let mut d = read(&state).await;
     d.entries.retain(|e| filter.matches(e));
     Json(d)
 }
@@ -81,7 +83,7 @@ pub async fn page(
     Query(notice): Query<Notice>,
 ) -> impl IntoResponse {
     let config = &state.config;
-    let mut d = read(config).await;
+    let mut d = read(&state).await;
     let peeked = d.entries.len();
     let tasks: std::collections::BTreeSet<String> =
         d.entries.iter().map(|e| e.task.clone()).collect();

@@ -8,9 +8,11 @@
 //! POSTs with a CSRF token, admin only, and audited.
 
 pub mod actions;
+pub mod activity_chart;
 pub mod alarms;
 pub mod audit;
 pub mod auth;
+pub mod broker;
 pub mod chart;
 pub mod dead;
 pub mod overview;
@@ -68,7 +70,7 @@ pub fn bind_address(listen: &str, auth: bool) -> Result<SocketAddr, WebError> {
 
 /// What every request reads from, built once when the server starts: the
 /// config, the task registry (queue families), a Redis pool, the database
-/// pool and the schedules.
+/// pool, the schedules and one broker connection.
 pub struct WebState {
     pub config: Arc<AppConfig>,
     pub registry: Arc<Registry>,
@@ -76,6 +78,7 @@ pub struct WebState {
     pub sink: SqlSink,
     pub beat: Beat,
     pub gate: auth::Gate,
+    pub broker: broker::BrokerLink,
 }
 
 impl WebState {
@@ -88,6 +91,7 @@ impl WebState {
         Ok(WebState {
             gate: auth::Gate::new(&config.web),
             sink: SqlSink::new(&config),
+            broker: broker::BrokerLink::new(config.clone()),
             registry,
             redis,
             beat,

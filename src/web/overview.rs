@@ -1,7 +1,10 @@
-//! The overview: anything unhealthy on top, then queues, workers, task
+//! The overview: anything unhealthy on top, then queues (with publish and
+//! delivery rates), activity per task and per minute, workers, beats, task
 //! statuses and the runs of the last days. Each source is read with a
-//! bound; one that fails is named on the page instead of failing it.
+//! bound; one that fails is named on the page instead of failing it. No
+//! source lists Redis keys: every read names its keys.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,13 +14,20 @@ use serde::Serialize;
 use crate::cli::inspect::{QueueRow, queue_rows};
 use crate::cli::runs::{RunStatus, RunView, read_views};
 use crate::notify::health::{HealthStore, Record, Status};
-use crate::queue::state::{WorkerInfo, WorkerRegistry};
+use crate::queue::activity::{Activity, Counts, minute_of};
+use crate::queue::state::{BeatInfo, BeatRegistry, WorkerInfo, WorkerRegistry};
 use crate::web::WebState;
 
 /// How long one source may take before the page goes on without it.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Runs shown: dates from this many days back.
 const RUN_DAYS: i64 = 7;
+/// Minutes of activity charted per queue.
+const CHART_MINUTES: i64 = 180;
+/// Minutes the publish and delivery rates are averaged over.
+const RATE_MINUTES: i64 = 5;
+/// Minutes of the per-task table.
+const TASK_MINUTES: i64 = 60;
 
 /// Everything the overview shows (also `/api/overview`).
 #[derive(Serialize, Debug, Default)]
@@ -26,9 +36,25 @@ pub struct Overview {
     /// What needs a look, most urgent first; empty when all is well.
     pub problems: Vec<String>,
     pub queues: Vec<QueueRow>,
+    /// Per queue family, over the last [`RATE_MINUTES`] minutes.
+    pub rates: BTreeMap<String, Rates>,
+    /// Per task, what happened in the last [`TASK_MINUTES`] minutes.
+    pub last_hour: BTreeMap<String, Counts>,
+    /// Per queue family, the counts of each of the last [`CHART_MINUTES`]
+    /// minutes, oldest first; the first is unix minute `per_minute_from`.
+    pub per_minute: BTreeMap<String, Vec<Counts>>,
+    pub per_minute_from: i64,
     pub workers: Vec<WorkerInfo>,
+    pub beats: Vec<BeatInfo>,
     pub tasks: Vec<Record>,
     pub runs: Vec<RunView>,
+}
+
+/// Publishes and deliveries per minute.
+#[derive(Serialize, Debug, Default, Clone, Copy, PartialEq)]
+pub struct Rates {
+    pub published_per_min: f64,
+    pub delivered_per_min: f64,
 }
 
 async fn bounded<T, F>(what: &str, f: F) -> Result<T, String>
@@ -56,19 +82,37 @@ impl Overview {
         .unwrap_or_default()
         .into_iter()
         .collect();
-        let (queues, workers, tasks, runs) = tokio::join!(
+        let now = o.generated_at;
+        let minute = minute_of(now);
+        let (queues, workers, beats, activity, tasks, runs) = tokio::join!(
             bounded("RabbitMQ", async {
-                let conn = crate::cli::connect_broker(config, "web")
-                    .await
-                    .map_err(|e| e.message)?;
+                let conn = state.broker.connection(SOURCE_TIMEOUT).await?;
                 let rows = queue_rows(config, &state.registry, &conn, &families)
                     .await
                     .map_err(|e| e.message);
-                crate::queue::connect::close(conn).await;
+                if rows.is_err() {
+                    state.broker.discard(&conn).await;
+                }
                 rows
             }),
             bounded("Redis", async {
                 registry.list().await.map_err(|e| e.to_string())
+            }),
+            bounded("Redis", async {
+                BeatRegistry::new(state.redis.clone(), &config.namespace)
+                    .list()
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+            bounded("Redis", async {
+                Activity::read(
+                    &state.redis,
+                    &config.namespace,
+                    minute - CHART_MINUTES + 1,
+                    minute,
+                )
+                .await
+                .map_err(|e| e.to_string())
             }),
             bounded("Redis", async {
                 HealthStore::new(state.redis.clone(), &config.namespace)
@@ -88,6 +132,33 @@ impl Overview {
         match workers {
             Ok(w) => o.workers = w,
             Err(e) => unreachable.push(format!("workers (Redis): {e}")),
+        }
+        match beats {
+            Ok(b) => o.beats = b,
+            Err(e) => unreachable.push(format!("beats (Redis): {e}")),
+        }
+        match activity {
+            Ok(a) => {
+                // The current minute is partly over: rates divide by the
+                // seconds the window really covers.
+                let seconds = (RATE_MINUTES - 1) * 60 + now.timestamp().rem_euclid(60) + 1;
+                let per_min = |n: u64| n as f64 * 60.0 / seconds as f64;
+                o.rates = a
+                    .per_queue(minute - RATE_MINUTES + 1, minute)
+                    .into_iter()
+                    .map(|(q, c)| {
+                        let r = Rates {
+                            published_per_min: per_min(c.published),
+                            delivered_per_min: per_min(c.delivered),
+                        };
+                        (q, r)
+                    })
+                    .collect();
+                o.last_hour = a.per_task(minute - TASK_MINUTES + 1, minute);
+                o.per_minute = a.series_per_queue();
+                o.per_minute_from = a.from;
+            }
+            Err(e) => unreachable.push(format!("activity (Redis): {e}")),
         }
         match tasks {
             Ok(t) => o.tasks = t.into_values().flatten().collect(),
@@ -146,8 +217,28 @@ fn opt(v: Option<u64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
 }
 
+fn rate(v: Option<f64>) -> String {
+    match v {
+        Some(r) if r > 0.0 && r < 10.0 => format!("{r:.1}"),
+        Some(r) => format!("{r:.0}"),
+        None => "-".into(),
+    }
+}
+
 /// The overview page; it refreshes itself every 5 s (no JavaScript).
 pub fn render(o: &Overview, namespace: &str) -> Markup {
+    let family_of = |queue: &str| {
+        queue
+            .strip_prefix(namespace)
+            .and_then(|q| q.strip_prefix('.'))
+            .map(str::to_string)
+    };
+    let rates_of = |q: &QueueRow| {
+        (q.kind == "work")
+            .then(|| family_of(&q.queue))
+            .flatten()
+            .map(|f| o.rates.get(&f).copied().unwrap_or_default())
+    };
     let body = html! {
                 p.muted { "as of " (o.generated_at.format("%Y-%m-%d %H:%M:%S UTC")) " · refreshes every 5 s · " a href="/api/overview" { "JSON" } }
                 @if o.problems.is_empty() {
@@ -181,14 +272,48 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                 }
                 h2 { "Queues" }
                 table #queues {
-                    tr { th { "queue" } th { "kind" } th { "ready" } th { "unacked" } th { "consumers" } }
+                    tr { th { "queue" } th { "kind" } th { "ready" } th { "unacked" } th { "consumers" } th { "published/min" } th { "delivered/min" } }
                     @for q in &o.queues {
+                        @let r = rates_of(q);
                         tr {
                             td class=(if q.stranded { "bad" } else { "" }) { (q.queue) }
                             td { (q.kind) }
                             td.num { (opt(q.ready)) }
                             td.num { (opt(q.unacked)) }
                             td.num { (opt(q.consumers)) }
+                            td.num { (rate(r.map(|r| r.published_per_min))) }
+                            td.num { (rate(r.map(|r| r.delivered_per_min))) }
+                        }
+                    }
+                }
+                p.muted { "Rates: average over the last " (RATE_MINUTES) " minutes." }
+                h2 { "Tasks in the last hour" }
+                @if o.last_hour.is_empty() {
+                    p.muted { "No task published or run in the last hour." }
+                } @else {
+                    table #last-hour {
+                        tr { th { "task" } th { "published" } th { "delivered" } th { "succeeded" } th { "retried" } th { "dead-lettered" } }
+                        @for (task, c) in &o.last_hour {
+                            tr {
+                                td { (task) }
+                                td.num { (c.published) }
+                                td.num { (c.delivered) }
+                                td.num.good[c.succeeded > 0] { (c.succeeded) }
+                                td.num { (c.retried) }
+                                td.num.bad[c.dead > 0] { (c.dead) }
+                            }
+                        }
+                    }
+                }
+                h2 { "Deliveries, retries and dead letters per minute, last " (CHART_MINUTES / 60) " hours" }
+                @if o.per_minute.is_empty() {
+                    p.muted { "Nothing delivered in the last " (CHART_MINUTES / 60) " hours." }
+                } @else {
+                    (crate::web::activity_chart::legend())
+                    div #activity {
+                        @for (family, series) in &o.per_minute {
+                            h3 { (namespace) "." (family) }
+                            (crate::web::activity_chart::render(family, series))
                         }
                     }
                 }
@@ -208,6 +333,26 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                                 td.num { (w.processed) }
                                 td { ((o.generated_at - w.heartbeat_at).num_seconds().max(0)) " s ago" }
                                 td { (w.version) }
+                            }
+                        }
+                    }
+                }
+                h2 { "Beats" }
+                @if o.beats.is_empty() {
+                    p.muted { "No live beat." }
+                } @else {
+                    table #beats {
+                        tr { th { "beat" } th { "host" } th { "pid" } th { "schedules" } th { "broker" } th { "heartbeat" } th { "up since (UTC)" } th { "version" } }
+                        @for b in &o.beats {
+                            tr {
+                                td { (b.id) }
+                                td { (b.host) }
+                                td.num { (b.pid) }
+                                td.num { (b.schedules) }
+                                td class=(if b.connected { "good" } else { "bad" }) { (if b.connected { "connected" } else { "not connected" }) }
+                                td { ((o.generated_at - b.heartbeat_at).num_seconds().max(0)) " s ago" }
+                                td { (b.started_at.format("%Y-%m-%d %H:%M:%S")) }
+                                td { (b.version) }
                             }
                         }
                     }

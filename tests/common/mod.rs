@@ -301,13 +301,23 @@ pub fn start_web_on(config: &std::path::Path, listen: &str) -> (Child, String) {
     start_web_with(config, &["--listen", listen])
 }
 
+/// [`start_web`] with extra environment variables (overrides of the config).
+pub fn start_web_env(config: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+    spawn_web(config, &["--listen", "127.0.0.1:0"], env)
+}
+
 /// Start `alertflow web ARGS...`; the URL it printed.
 pub fn start_web_with(config: &std::path::Path, args: &[&str]) -> (Child, String) {
+    spawn_web(config, args, &[])
+}
+
+fn spawn_web(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin("alertflow"))
         .arg("web")
         .args(args)
         .env("ALERTFLOW_CONFIG", config)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -37,9 +37,12 @@ use crate::message::Envelope;
 use crate::metrics::Health;
 use crate::publisher::{PublishError, Publisher, connect};
 use crate::schedule::{CatchUp, Schedule, fire_message_id};
-use crate::state::{StateStore, TaskState, TaskStatus};
+use crate::state::{BeatInfo, BeatRegistry, StateStore, TaskState, TaskStatus};
 use crate::task::Registry;
 use crate::topology::Topology;
+
+/// How often a beat refreshes its registration (which lives three times as long).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Namespace of the UUID v5 task ids of beat fires.
 pub const FIRE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_f10e_5c4e_4d1a_9b3f_0a1e_7f10_b3a7);
@@ -628,11 +631,53 @@ impl Beat {
             info!(%addr, "serving /metrics and /healthz");
         }
         info!(beat = %self.id, schedules = self.schedules.len(), "beat starting");
+        let registration = shutdown.child_token();
+        let (result, ()) = tokio::join!(
+            async {
+                let r = self.sessions(&shutdown).await;
+                registration.cancel();
+                r
+            },
+            self.heartbeats(registration.clone()),
+        );
+        result
+    }
+
+    /// Keep this beat registered in Redis (`alertflow web` lists beats)
+    /// until `stop`, then deregister. Redis being down only delays it.
+    async fn heartbeats(&self, stop: CancellationToken) {
+        let registry = BeatRegistry::new(self.redis.clone(), &self.config.namespace);
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let started_at = Utc::now();
+        loop {
+            let info = BeatInfo {
+                id: self.id.clone(),
+                host: host.clone(),
+                pid: std::process::id(),
+                schedules: self.schedules.len(),
+                connected: self.health.healthy(),
+                started_at,
+                heartbeat_at: Utc::now(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            if let Err(e) = registry.heartbeat(&info, HEARTBEAT_INTERVAL * 3).await {
+                debug!(error = %e, "beat registration not refreshed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            }
+        }
+        let _ = registry.deregister(&self.id).await;
+    }
+
+    /// Sessions until `shutdown`, reconnecting with backoff.
+    async fn sessions(&self, shutdown: &CancellationToken) -> Result<(), BeatError> {
         let mut backoff = Duration::from_millis(200);
         let mut gate = crate::connect::ConfigErrorGate::default();
         while !shutdown.is_cancelled() {
             let started = std::time::Instant::now();
-            let result = self.session(&shutdown).await;
+            let result = self.session(shutdown).await;
             if self.health.healthy() {
                 // This session got connected: the configuration works.
                 gate.connected();

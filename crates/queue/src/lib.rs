@@ -1,6 +1,7 @@
 //! The task-queue core: envelope, topology, publishing, the worker runtime,
 //! rate limits, state and scheduling. Nothing here knows about alerts.
 
+pub mod activity;
 pub mod admin;
 pub mod beat;
 pub mod config;

@@ -5,7 +5,9 @@
 //! (a state superseded within one batch is written once), so state tracking
 //! costs a fraction of a Redis round trip per task. Workers register at
 //! `<ns>:worker:<id>` (with a TTL refreshed by heartbeats) and in the sorted
-//! set `<ns>:workers`.
+//! set `<ns>:workers`; beats likewise at `<ns>:beat-instance:<id>` and in
+//! `<ns>:beats`. Every write of states also counts them per minute
+//! ([`crate::activity`]) in the same pipeline.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::activity::Tally;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -27,7 +31,7 @@ pub enum StateError {
 }
 
 /// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Queued,
@@ -54,6 +58,18 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Dead => "dead",
         }
+    }
+    /// The status [`TaskStatus::as_str`] names.
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        Some(match s {
+            "queued" => TaskStatus::Queued,
+            "started" => TaskStatus::Started,
+            "retrying" => TaskStatus::Retrying,
+            "succeeded" => TaskStatus::Succeeded,
+            "failed" => TaskStatus::Failed,
+            "dead" => TaskStatus::Dead,
+            _ => return None,
+        })
     }
     /// No further change is expected without an operator.
     pub fn is_final(self) -> bool {
@@ -174,21 +190,29 @@ impl StateStore {
 
     /// Write states in one pipeline: each id's last state (the record),
     /// every state into the id's history (when each attempt reached each
-    /// status, and its error), and the search indexes of ids seen for the
-    /// first time (see [`crate::task_index`]).
+    /// status, and its error), the search indexes of ids seen for the first
+    /// time (see [`crate::task_index`]), and count them
+    /// ([`crate::activity`]).
     pub async fn put_many(&self, states: &[TaskState]) -> Result<(), StateError> {
-        if states.is_empty() {
+        self.write(states, &Tally::of(states)).await
+    }
+
+    /// Write `latest` (states in order; the last of an id is its record)
+    /// and add `tally` to the activity counters, in one pipeline (the
+    /// writer also counts events it writes no state for).
+    async fn write(&self, latest: &[TaskState], tally: &Tally) -> Result<(), StateError> {
+        if latest.is_empty() && tally.is_empty() {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
         let mut pipe = deadpool_redis::redis::pipe();
         let ttl = self.ttl.as_secs().max(1);
         // The last state of an id in a batch is the one that counts.
-        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(states.len());
-        for (i, s) in states.iter().enumerate() {
+        let mut last: HashMap<Uuid, usize> = HashMap::with_capacity(latest.len());
+        for (i, s) in latest.iter().enumerate() {
             last.insert(s.id, i);
         }
-        for (i, s) in states.iter().enumerate() {
+        for (i, s) in latest.iter().enumerate() {
             let history = self.history_key(&s.id);
             let field = format!("{}:{}", s.attempt, s.status.as_str());
             pipe.hset(
@@ -206,7 +230,8 @@ impl StateStore {
                 pipe.expire(&history, ttl as i64).ignore();
             }
         }
-        crate::task_index::add(&mut pipe, &self.namespace, self.ttl, states);
+        crate::task_index::add(&mut pipe, &self.namespace, self.ttl, latest);
+        tally.add_to(&mut pipe, &self.namespace);
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
@@ -294,7 +319,13 @@ pub struct HistoryEntry {
 /// Batches state writes in the background; never blocks a task.
 #[derive(Clone)]
 pub struct StateWriter {
-    tx: mpsc::UnboundedSender<TaskState>,
+    tx: mpsc::UnboundedSender<Recorded>,
+}
+
+/// A state to count in the activity counters, and to write unless `count_only`.
+struct Recorded {
+    state: TaskState,
+    count_only: bool,
 }
 
 /// States kept while Redis is unreachable; older ones are dropped beyond it.
@@ -304,9 +335,9 @@ impl StateWriter {
     /// Start the writer; it ends when every `StateWriter` clone is dropped
     /// and its buffer is flushed (or Redis stays down past a few tries).
     pub fn spawn(store: StateStore) -> (StateWriter, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<TaskState>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Recorded>();
         let handle = tokio::spawn(async move {
-            let mut batch: Vec<TaskState> = Vec::new();
+            let mut batch: Vec<Recorded> = Vec::new();
             let mut closed = false;
             let mut failures = 0u32;
             loop {
@@ -326,7 +357,19 @@ impl StateWriter {
                         }
                     }
                 }
-                match store.put_many(&batch).await {
+                // Every state is written (the last of an id is the record,
+                // all of them go into the history) and counted; a count-only
+                // record (a child's publish) is counted only.
+                // A failed pipeline is retried whole; if it had partly
+                // applied, those counts are added twice (counts are for
+                // dashboards, not accounting).
+                let to_write: Vec<TaskState> = batch
+                    .iter()
+                    .filter(|r| !r.count_only)
+                    .map(|r| r.state.clone())
+                    .collect();
+                let tally = Tally::of(batch.iter().map(|r| &r.state));
+                match store.write(&to_write, &tally).await {
                     Ok(()) => {
                         failures = 0;
                         batch.clear();
@@ -365,7 +408,20 @@ impl StateWriter {
 
     pub fn record(&self, state: TaskState) {
         // The receiver lives as long as any writer; a send error means shutdown.
-        let _ = self.tx.send(state);
+        let _ = self.tx.send(Recorded {
+            state,
+            count_only: false,
+        });
+    }
+
+    /// Count `state` in the activity counters without writing it: a child
+    /// task's publish, whose `queued` state could otherwise land after the
+    /// `started` state another worker wrote for it.
+    pub fn count(&self, state: TaskState) {
+        let _ = self.tx.send(Recorded {
+            state,
+            count_only: true,
+        });
     }
 }
 
@@ -475,23 +531,118 @@ impl WorkerRegistry {
             .arg(-1)
             .query_async(&mut conn)
             .await?;
-        let mut out = Vec::new();
-        for id in ids {
-            let raw: Option<String> = deadpool_redis::redis::cmd("GET")
-                .arg(self.key(&id))
-                .query_async(&mut conn)
-                .await?;
-            match raw {
-                Some(s) => out.push(serde_json::from_str(&s)?),
-                None => {
-                    let _: () = deadpool_redis::redis::cmd("ZREM")
-                        .arg(self.set_key())
-                        .arg(&id)
-                        .query_async(&mut conn)
-                        .await?;
-                }
-            }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
+    }
+}
+
+/// The registrations at `keys` (one `MGET`) of the members `ids` of the
+/// sorted set `set`; members whose registration expired are removed from it.
+async fn live_registrations<T: serde::de::DeserializeOwned>(
+    conn: &mut deadpool_redis::Connection,
+    set: &str,
+    ids: &[String],
+    keys: &[String],
+) -> Result<Vec<T>, StateError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raws: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
+        .arg(keys)
+        .query_async(conn)
+        .await?;
+    let mut out = Vec::new();
+    let mut stale = Vec::new();
+    for (id, raw) in ids.iter().zip(raws) {
+        match raw {
+            Some(s) => out.push(serde_json::from_str(&s)?),
+            None => stale.push(id),
         }
-        Ok(out)
+    }
+    if !stale.is_empty() {
+        let _: () = deadpool_redis::redis::cmd("ZREM")
+            .arg(set)
+            .arg(stale)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// A beat's registration, refreshed by heartbeats.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BeatInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// Enabled schedules.
+    pub schedules: usize,
+    /// Connected to the broker and firing.
+    pub connected: bool,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub version: String,
+}
+
+/// Beat registrations in Redis: `<ns>:beat-instance:<id>` with a TTL and the
+/// sorted set `<ns>:beats` (scored by the last heartbeat).
+#[derive(Clone)]
+pub struct BeatRegistry {
+    pool: Pool,
+    namespace: String,
+}
+
+impl BeatRegistry {
+    pub fn new(pool: Pool, namespace: &str) -> BeatRegistry {
+        BeatRegistry {
+            pool,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn set_key(&self) -> String {
+        format!("{}:beats", self.namespace)
+    }
+    fn key(&self, id: &str) -> String {
+        format!("{}:beat-instance:{id}", self.namespace)
+    }
+
+    pub async fn heartbeat(&self, info: &BeatInfo, ttl: Duration) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.set_ex(
+            self.key(&info.id),
+            serde_json::to_string(info)?,
+            ttl.as_secs().max(1),
+        )
+        .ignore()
+        .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
+        .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn deregister(&self, id: &str) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.del(self.key(id))
+            .ignore()
+            .zrem(self.set_key(), id)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Live beats; stale entries of the sorted set are removed.
+    pub async fn list(&self) -> Result<Vec<BeatInfo>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
+            .arg(self.set_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
     }
 }

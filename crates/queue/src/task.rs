@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::context::Services;
 use crate::message::Envelope;
 use crate::publisher::{PublishError, Publisher};
+use crate::state::{TaskState, TaskStatus};
 
 /// How a task failed, which decides what the worker does with its message.
 #[derive(Debug, thiserror::Error)]
@@ -136,8 +137,17 @@ impl TaskContext {
     }
 
     /// Publish children with confirms; the worker acks this task only after.
+    /// Each publish is counted in the activity counters.
     pub async fn publish_children(&self, children: Vec<Envelope>) -> Result<(), TaskError> {
-        self.publisher.publish_many(children).await
+        let published: Vec<TaskState> = children
+            .iter()
+            .map(|c| TaskState::of(c, TaskStatus::Queued))
+            .collect();
+        self.publisher.publish_many(children).await?;
+        for s in published {
+            self.services.state_writer.count(s);
+        }
+        Ok(())
     }
 }
 
