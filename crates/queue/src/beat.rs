@@ -660,15 +660,22 @@ impl Beat {
                 heartbeat_at: Utc::now(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             };
-            if let Err(e) = registry.heartbeat(&info, HEARTBEAT_INTERVAL * 3).await {
-                debug!(error = %e, "beat registration not refreshed");
+            // A Redis that hangs must not hold up a stop.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                r = registry.heartbeat(&info, HEARTBEAT_INTERVAL * 3) => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "beat registration not refreshed");
+                    }
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
             }
         }
-        let _ = registry.deregister(&self.id).await;
+        // Unreachable Redis: the registration expires on its own.
+        let _ = tokio::time::timeout(Duration::from_secs(2), registry.deregister(&self.id)).await;
     }
 
     /// Sessions until `shutdown`, reconnecting with backoff.
