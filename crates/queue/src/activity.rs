@@ -263,6 +263,8 @@ mod tests {
             root_id: None,
             run_id: None,
             eta: None,
+            parent_id: None,
+            args: None,
         }
     }
 
