@@ -317,12 +317,9 @@ async fn replay(
 ) -> Result<(usize, Vec<String>), String> {
     let config = &state.config;
     let topology = Arc::new(Topology::from_config(config));
-    let conn = crate::cli::connect_broker(config, "web")
-        .await
-        .map_err(|e| e.message)?;
-    let result = async {
+    on_broker(state, async |conn| {
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-        let publisher = Publisher::open(&conn, topology.clone(), config.broker.publish_window)
+        let publisher = Publisher::open(conn, topology.clone(), config.broker.publish_window)
             .await
             .map_err(|e| e.to_string())?;
         let states = StateStore::new(state.redis.clone(), &config.namespace, config.state.ttl.0);
@@ -336,10 +333,22 @@ async fn replay(
             report.replayed.len(),
             report.replayed.iter().map(|e| e.id.to_string()).collect(),
         ))
+    })
+    .await
+}
+
+/// Run `f` on the server's broker connection, on channels of its own that
+/// it closes; a connection that failed is dropped for a new one.
+async fn on_broker<T>(
+    state: &WebState,
+    f: impl AsyncFnOnce(&lapin::Connection) -> Result<T, String>,
+) -> Result<T, String> {
+    let conn = state.broker.connection(Duration::from_secs(10)).await?;
+    let out = f(&conn).await;
+    if out.is_err() && !conn.status().connected() {
+        state.broker.discard(&conn).await;
     }
-    .await;
-    crate::queue::connect::close(conn).await;
-    result
+    out
 }
 
 fn dead_replay<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
@@ -398,20 +407,14 @@ fn dead_purge<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
                 "not purged: type the queue name {queue} to confirm (you typed {typed:?})"
             ));
         }
-        bounded(async {
-            let conn = crate::cli::connect_broker(&state.config, "web")
+        bounded(on_broker(state, async |conn| {
+            let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+            let n = crate::queue::admin::purge(&ch, &queue)
                 .await
-                .map_err(|e| e.message)?;
-            let r = async {
-                let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-                crate::queue::admin::purge(&ch, &queue)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            .await;
-            crate::queue::connect::close(conn).await;
-            r.map(|n| format!("purged {n} dead letter(s) from {queue}"))
-        })
+                .map_err(|e| e.to_string());
+            let _ = ch.close(200, "purged".into()).await;
+            n.map(|n| format!("purged {n} dead letter(s) from {queue}"))
+        }))
         .await
     };
     Planned {
@@ -569,23 +572,20 @@ fn schedule_run<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
     let act = bounded(async move {
         let name = form.get("name").unwrap_or_default();
         let config = &state.config;
-        let conn = crate::cli::connect_broker(config, "web")
-            .await
-            .map_err(|e| e.message)?;
-        let r = async {
+        on_broker(state, async |conn| {
             let topology = Arc::new(Topology::from_config(config));
-            let publisher = Publisher::open(&conn, topology, config.broker.publish_window)
+            let publisher = Publisher::open(conn, topology, config.broker.publish_window)
                 .await
                 .map_err(|e| e.to_string())?;
-            state
+            let id = state
                 .beat
                 .run_now(&publisher, name)
                 .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        crate::queue::connect::close(conn).await;
-        r.map(|id| format!("schedule {name} fired now: task {id}"))
+                .map_err(|e| e.to_string());
+            let _ = publisher.channel().close(200, "done".into()).await;
+            id.map(|id| format!("schedule {name} fired now: task {id}"))
+        })
+        .await
     });
     schedule_planned(form, Box::pin(act))
 }

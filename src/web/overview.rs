@@ -258,7 +258,7 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                         @for r in o.runs.iter().rev() {
                             @let l = &r.ledger;
                             tr {
-                                td { (l.run.date) }
+                                td { a href={ "/day?date=" (l.run.date) } { (l.run.date) } }
                                 td.muted { (l.run.run_id) }
                                 td.num { (l.pages_written) "/" (l.run.total_pages.map(|t| t.to_string()).unwrap_or_else(|| "?".into())) }
                                 td.num { (l.run.messages) }
