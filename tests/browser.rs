@@ -42,7 +42,7 @@ async fn browser(port: u16) -> Client {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1700"]
         }),
     );
     ClientBuilder::rustls()

@@ -8,7 +8,6 @@
 //! POSTs with a CSRF token, admin only, and audited.
 
 pub mod actions;
-pub mod activity_chart;
 pub mod alarms;
 pub mod audit;
 pub mod auth;

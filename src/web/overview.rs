@@ -16,7 +16,7 @@ use crate::cli::runs::{RunStatus, RunView, read_views};
 use crate::notify::health::{HealthStore, Record, Status};
 use crate::queue::activity::{Activity, Counts, minute_of};
 use crate::queue::state::{BeatInfo, BeatRegistry, WorkerInfo, WorkerRegistry};
-use crate::web::WebState;
+use crate::web::{WebState, chart};
 
 /// How long one source may take before the page goes on without it.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -213,6 +213,29 @@ fn problems(o: &Overview, unreachable: Vec<String>) -> Vec<String> {
     out
 }
 
+/// A queue's per-minute counts as the chart's series: deliveries, retries
+/// and dead letters, the first minute being unix minute `from`.
+fn activity_series(from: i64, counts: &[Counts]) -> Vec<chart::TimeSeries> {
+    let at = |i: usize| {
+        DateTime::from_timestamp((from + i as i64) * 60, 0).unwrap_or(DateTime::UNIX_EPOCH)
+    };
+    let line = |name: &str, get: fn(&Counts) -> u64| {
+        (
+            name.to_string(),
+            counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (at(i), get(c) as f64))
+                .collect(),
+        )
+    };
+    vec![
+        line("deliveries", |c| c.delivered),
+        line("retries", |c| c.retried),
+        line("dead letters", |c| c.dead),
+    ]
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -309,11 +332,15 @@ pub fn render(o: &Overview, namespace: &str) -> Markup {
                 @if o.per_minute.is_empty() {
                     p.muted { "Nothing delivered in the last " (CHART_MINUTES / 60) " hours." }
                 } @else {
-                    (crate::web::activity_chart::legend())
                     div #activity {
                         @for (family, series) in &o.per_minute {
                             h3 { (namespace) "." (family) }
-                            (crate::web::activity_chart::render(family, series))
+                            (chart::per_bucket(
+                                &format!("{namespace}.{family}: deliveries, retries and dead letters per minute"),
+                                &activity_series(o.per_minute_from, series),
+                                chart::Shape::Lines,
+                                "per minute",
+                            ))
                         }
                     }
                 }
