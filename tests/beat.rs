@@ -350,3 +350,52 @@ async fn a_running_beat_is_registered_and_deregistered_on_stop() {
     runner.await.unwrap().unwrap();
     assert!(beats.list().await.unwrap().is_empty(), "deregistered");
 }
+
+#[test]
+fn schedule_pause_and_resume_from_the_cli() {
+    let env = TestEnv::new("beatpausecli");
+    let file = env
+        .config_file("[[schedules]]\nname = \"nightly\"\ncron = \"30 0 * * *\"\ntask = \"noop\"\n");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin("alertflow"))
+            .args(args)
+            .env("ALERTFLOW_CONFIG", &file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let listed = || {
+        let (code, out, err) = cli(&["schedule", "list", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["paused"].clone()
+    };
+    assert!(listed().is_null());
+    let (code, out, _) = cli(&[
+        "schedule",
+        "pause",
+        "nightly",
+        "--comment",
+        "upgrade",
+        "--by",
+        "ann",
+    ]);
+    assert_eq!((code, out.trim()), (Some(0), "nightly paused"));
+    let paused = listed();
+    assert_eq!(
+        (paused["by"].as_str(), paused["comment"].as_str()),
+        (Some("ann"), Some("upgrade"))
+    );
+    let (_, table, _) = cli(&["schedule", "list"]);
+    assert!(table.contains("PAUSED by ann upgrade"), "{table}");
+    let (code, _, err) = cli(&["schedule", "pause", "nope"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no enabled schedule named \"nope\""), "{err}");
+    let (code, out, _) = cli(&["schedule", "resume", "nightly"]);
+    assert_eq!((code, out.trim()), (Some(0), "nightly resumed"));
+    assert!(listed().is_null());
+}

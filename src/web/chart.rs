@@ -435,7 +435,9 @@ pub fn per_bucket(title: &str, series: &[TimeSeries], shape: Shape, y_title: &st
                         polyline fill="none" stroke=(colour(s, name)) stroke-width="2"
                             points=(points.iter().map(|(t, v)| format!("{},{}", n(x_of(*t, from, to)), n(y_of(*v, max)))).collect::<Vec<_>>().join(" ")) {}
                     }
-                    @for (t, v) in points {
+                    // Long, mostly idle series (minutes of a queue) would
+                    // carry hundreds of zero markers: their line says it.
+                    @for (t, v) in points.iter().filter(|(_, v)| *v != 0.0 || points.len() <= 60) {
                         @match shape {
                             Shape::Lines => {
                                 circle cx=(n(x_of(*t, from, to))) cy=(n(y_of(*v, max))) r="2.5" fill=(colour(s, name)) {
