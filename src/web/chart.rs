@@ -376,6 +376,10 @@ pub enum Shape {
 /// A series of values per time bucket (e.g. deliveries per minute).
 pub type TimeSeries = (String, Vec<(DateTime<Utc>, f64)>);
 
+fn nonzero(points: &[(DateTime<Utc>, f64)]) -> usize {
+    points.iter().filter(|(_, v)| *v != 0.0).count()
+}
+
 /// Several series of values per time bucket on a shared UTC time axis.
 pub fn per_bucket(title: &str, series: &[TimeSeries], shape: Shape, y_title: &str) -> Markup {
     let Some((from, to)) = time_bounds(series.iter().flat_map(|(_, p)| p.iter().map(|(t, _)| *t)))
@@ -435,9 +439,13 @@ pub fn per_bucket(title: &str, series: &[TimeSeries], shape: Shape, y_title: &st
                         polyline fill="none" stroke=(colour(s, name)) stroke-width="2"
                             points=(points.iter().map(|(t, v)| format!("{},{}", n(x_of(*t, from, to)), n(y_of(*v, max)))).collect::<Vec<_>>().join(" ")) {}
                     }
-                    // Long, mostly idle series (minutes of a queue) would
-                    // carry hundreds of zero markers: their line says it.
-                    @for (t, v) in points.iter().filter(|(_, v)| *v != 0.0 || points.len() <= 60) {
+                    // A long line (hours of minutes) is drawn without a
+                    // marker per point: hundreds of them would make the page
+                    // heavy (kilobytes a refresh) and say nothing the line
+                    // does not; its non-zero points keep their hover text
+                    // up to 60 of them.
+                    @let markers = shape == Shape::Bars || points.len() <= 60 || nonzero(points) <= 60;
+                    @for (t, v) in points.iter().filter(|(_, v)| markers && (*v != 0.0 || points.len() <= 60)) {
                         @match shape {
                             Shape::Lines => {
                                 circle cx=(n(x_of(*t, from, to))) cy=(n(y_of(*v, max))) r="2.5" fill=(colour(s, name)) {
