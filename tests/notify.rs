@@ -613,6 +613,8 @@ async fn dead_letter_notifies_error_once_and_the_next_success_ok_once() {
         c.notify.receivers = vec!["slack".into()];
         c.notify.status_dir = Some(dir.clone());
     });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
@@ -656,7 +658,65 @@ async fn dead_letter_notifies_error_once_and_the_next_success_ok_once() {
     assert_eq!(code, 0, "{out}");
     let (code, _) = health_cli(&env, &["no-such-task"]);
     assert_eq!(code, 3);
+
+    // The notification ledger has both, in order, as sent, one attempt each.
+    let ledger = ledger_entries(&env, &["--check", "flaky"], 2).await;
+    let got: Vec<(&str, &str, &str, &str, u64)> = ledger
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap(),
+                e["event"].as_str().unwrap(),
+                e["receiver"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("health", "error", "slack", "sent", 1),
+            ("health", "ok", "slack", "sent", 1)
+        ],
+        "{ledger:?}"
+    );
+    assert!(
+        ledger_entries(&env, &["--check", "other-task"], 0)
+            .await
+            .is_empty()
+    );
     w.stop().await;
+    sink.close().await;
+}
+
+/// `alertflow notifications list --json ARGS`, polled until it lists `n`
+/// entries (the ledger is written after the delivery).
+async fn ledger_entries(env: &TestEnv, args: &[&str], n: usize) -> Vec<Value> {
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n",
+        env.config.mysql.database
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new(common::bin("alertflow"))
+            .args(["notifications", "list", "--json"])
+            .args(args)
+            .env("ALERTFLOW_CONFIG", &file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if v.len() >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -667,6 +727,8 @@ async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
         c.notify.receivers = vec!["slack".into()];
     });
     sb.fail_next(Endpoint::Slack, 20, Fault::Http500);
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
@@ -684,9 +746,19 @@ async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
     assert_eq!(sb.stats().slack.errors, 3);
     assert!(sb.received_slack(SLACK_PATH).is_empty());
     assert!(env.dead_letters().await.is_empty());
+    // The ledger says so: failed after 3 attempts, with the error.
+    let ledger = ledger_entries(&env, &[], 1).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["outcome"], "failed");
+    assert_eq!(ledger[0]["attempts"], 3);
+    assert!(
+        ledger[0]["error"].as_str().unwrap().contains("500"),
+        "{ledger:?}"
+    );
     // The worker is fine: the next task runs as usual.
     run_flaky(&env, &publisher, &reg, false).await;
     w.stop().await;
+    sink.close().await;
 }
 
 /// Issue 11.3: the default config (no `[notify]`), tasks dead-lettered:

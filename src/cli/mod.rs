@@ -18,6 +18,7 @@ pub mod demo;
 pub mod enqueue;
 pub mod fetch;
 pub mod inspect;
+pub mod notifications;
 pub mod notify;
 pub mod parse;
 pub mod reconcile;
@@ -238,6 +239,10 @@ pub enum Command {
         after_help = "Examples:\n  alertflow runs\n  alertflow runs --since 30d\n  alertflow runs --json"
     )]
     Runs(runs::RunsArgs),
+    /// The notification ledger: every health, alarm and test notification
+    /// with its receiver and outcome.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
     /// The dashboard: anything unhealthy on top, runs and days, tasks, dead
     /// letters, schedules, alarms, with actions for admins (replay, purge,
     /// retry, revoke, pause, run); the same data as JSON under /api/.
@@ -328,6 +333,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Report(a) => run::report(&cli.global, a).await,
         Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
         Command::Runs(a) => runs::runs(&cli.global, a).await,
+        Command::Notifications(c) => notifications::run(&cli.global, c).await,
         Command::Web(a) => web::web(&cli.global, a).await,
         Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,

@@ -153,8 +153,28 @@ pub async fn run(g: &GlobalOpts, cmd: NotifyCommand) -> CliResult {
                 )),
             };
             let started = std::time::Instant::now();
-            let result = r.send(&n).await;
+            let (result, attempts) = r.deliver(&n).await;
             let ms = started.elapsed().as_millis();
+            let sink = crate::sink::starrocks::SqlSink::new(&config);
+            let record = crate::sink::notifications::NotificationRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                at: crate::sink::ledger::now(),
+                source: "test".into(),
+                subject: "notify test".into(),
+                event: "test".into(),
+                labels: serde_json::json!({}),
+                receiver: receiver.clone(),
+                outcome: if result.is_ok() { "sent" } else { "failed" }.into(),
+                attempts,
+                error: result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                title: n.title.clone(),
+            };
+            crate::notify::record_notification(&sink, record).await;
+            sink.close().await;
             if json {
                 println!(
                     "{}",

@@ -517,7 +517,8 @@ impl HealthNotifier {
         receivers: &Receivers,
         clock: Clock,
     ) -> Result<Arc<HealthNotifier>, String> {
-        let mut senders: BTreeMap<String, mpsc::Sender<Notification>> = BTreeMap::new();
+        let ledger = Some(crate::sink::starrocks::SqlSink::new(&config));
+        let mut senders: BTreeMap<String, mpsc::Sender<Outgoing>> = BTreeMap::new();
         let mut names: Vec<&String> = config.notify.receivers.iter().collect();
         for o in config.notify.tasks.values() {
             names.extend(o.receivers.iter().flatten());
@@ -530,7 +531,7 @@ impl HealthNotifier {
                 .get(name)
                 .ok_or_else(|| format!("notify: no [receivers.{name}] is configured"))?
                 .clone();
-            senders.insert(name.clone(), spawn_sender(r));
+            senders.insert(name.clone(), spawn_sender(r, ledger.clone()));
         }
         let store = HealthStore::new(redis, &config.namespace);
         let dir = config.notify.status_dir();
@@ -643,17 +644,47 @@ impl OutcomeObserver for HealthNotifier {
     }
 }
 
-fn spawn_sender(r: Receiver) -> mpsc::Sender<Notification> {
-    let (tx, mut rx) = mpsc::channel::<Notification>(SEND_QUEUE);
+/// A health notification on its way to a receiver, with what the ledger
+/// records of it.
+struct Outgoing {
+    notification: Notification,
+    task: String,
+    status: Status,
+    error: Option<String>,
+}
+
+fn spawn_sender(
+    r: Receiver,
+    ledger: Option<crate::sink::starrocks::SqlSink>,
+) -> mpsc::Sender<Outgoing> {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(SEND_QUEUE);
     tokio::spawn(async move {
-        while let Some(n) = rx.recv().await {
-            match r.send(&n).await {
+        while let Some(o) = rx.recv().await {
+            let n = &o.notification;
+            let (result, attempts) = r.deliver(n).await;
+            match &result {
                 Ok(()) => {
                     tracing::info!(receiver = r.name(), title = %n.title, "health notification sent")
                 }
                 Err(e) => {
                     tracing::warn!(receiver = r.name(), error = %e, title = %n.title, "health notification not delivered")
                 }
+            }
+            if let Some(sink) = &ledger {
+                let record = crate::sink::notifications::NotificationRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    at: crate::sink::ledger::now(),
+                    source: "health".into(),
+                    subject: o.task.clone(),
+                    event: o.status.as_str().to_lowercase(),
+                    labels: serde_json::json!({"error": o.error}),
+                    receiver: r.name().to_string(),
+                    outcome: if result.is_ok() { "sent" } else { "failed" }.into(),
+                    attempts,
+                    error: result.err().map(|e| e.to_string()).unwrap_or_default(),
+                    title: n.title.clone(),
+                };
+                crate::notify::record_notification(sink, record).await;
             }
         }
     });
@@ -681,7 +712,7 @@ pub fn status_file_name(namespace: &str, task: &str) -> String {
 async fn run_events(
     mut rx: mpsc::Receiver<Event>,
     store: HealthStore,
-    senders: BTreeMap<String, mpsc::Sender<Notification>>,
+    senders: BTreeMap<String, mpsc::Sender<Outgoing>>,
     dir: Option<PathBuf>,
     namespace: String,
 ) {
@@ -740,7 +771,7 @@ fn coalesce(batch: Vec<Event>) -> Vec<Event> {
 async fn handle_event(
     Event { record, policy }: Event,
     store: &HealthStore,
-    senders: &BTreeMap<String, mpsc::Sender<Notification>>,
+    senders: &BTreeMap<String, mpsc::Sender<Outgoing>>,
     dir: Option<&std::path::Path>,
     namespace: &str,
 ) -> Result<(), String> {
@@ -773,7 +804,14 @@ async fn handle_event(
         let n = record.notification();
         for name in &policy.receivers {
             if let Some(tx) = senders.get(name)
-                && tx.try_send(n.clone()).is_err()
+                && tx
+                    .try_send(Outgoing {
+                        notification: n.clone(),
+                        task: record.task.clone(),
+                        status: record.status,
+                        error: record.error.clone(),
+                    })
+                    .is_err()
             {
                 tracing::warn!(receiver = %name, task = %record.task, "health notification dropped: the receiver's queue is full");
             }

@@ -321,6 +321,25 @@ pub struct Notification {
     pub note: Option<String>,
 }
 
+/// Write a notification ledger entry; a database that does not take it
+/// within 5 s is logged with the whole entry (the notification itself is
+/// not held up or failed by its ledger).
+pub async fn record_notification(
+    sink: &crate::sink::starrocks::SqlSink,
+    record: crate::sink::notifications::NotificationRecord,
+) {
+    let write = sink.record_notifications(std::slice::from_ref(&record));
+    match tokio::time::timeout(Duration::from_secs(5), write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, entry = ?record, "cannot write the notification ledger")
+        }
+        Err(_) => {
+            tracing::error!(entry = ?record, "the database did not take the notification ledger entry within 5 s")
+        }
+    }
+}
+
 /// Cut `s` to at most `max` bytes on a char boundary, adding `…`.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -444,11 +463,17 @@ impl Receiver {
 
     /// Send, retrying transient failures up to `max_attempts` in all.
     pub async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        self.deliver(n).await.0
+    }
+
+    /// [`Receiver::send`], also saying how many attempts it made (for the
+    /// notification ledger).
+    pub async fn deliver(&self, n: &Notification) -> (Result<(), NotifyError>, u32) {
         let attempts = self.inner.config.max_attempts.max(1);
         let mut attempt = 1;
         loop {
             match self.send_once(n).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return (Ok(()), attempt),
                 Err(e) if e.is_retryable() && attempt < attempts => {
                     let after = match &e {
                         NotifyError::Retryable { retry_after, .. } => *retry_after,
@@ -459,7 +484,7 @@ impl Receiver {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return (Err(e), attempt),
             }
         }
     }

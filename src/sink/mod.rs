@@ -2,6 +2,7 @@
 pub mod audit;
 pub mod history;
 pub mod ledger;
+pub mod notifications;
 pub mod schema;
 pub mod starrocks;
 pub mod stream_load;

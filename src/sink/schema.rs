@@ -296,13 +296,52 @@ pub const WEB_AUDIT: Table = Table {
     index: Some("at"),
 };
 
-pub const TABLES: [&Table; 6] = [
+/// `notifications`: every notification alertflow sent or decided not to
+/// send, recorded after the decision (the notification ledger).
+pub const NOTIFICATIONS: Table = Table {
+    name: "notifications",
+    comment: "Notification ledger: what was sent (or not), to whom, with what outcome",
+    key: &["id"],
+    columns: &[
+        col("id", ColType::Varchar(36), "entry id (UUID)"),
+        col("at", ColType::DateTime, "when the outcome was known, UTC"),
+        col("source", ColType::Varchar(16), "alarm, health or test"),
+        col("subject", ColType::Varchar(255), "the check or the task"),
+        col(
+            "event",
+            ColType::Varchar(16),
+            "firing, repeat, resolved, ok, error or test",
+        ),
+        col(
+            "labels",
+            ColType::Text(65533),
+            "labels or details, JSON object",
+        ),
+        col("receiver", ColType::Varchar(64), "the receiver's name"),
+        col(
+            "outcome",
+            ColType::Varchar(24),
+            "sent, failed, dropped, ...",
+        ),
+        col("attempts", ColType::Int, "delivery attempts made"),
+        col(
+            "error",
+            ColType::Text(65533),
+            "why it failed, empty when sent",
+        ),
+        col("title", ColType::Varchar(1024), "the message's title"),
+    ],
+    index: Some("at"),
+};
+
+pub const TABLES: [&Table; 7] = [
     &LARK_ALERTS,
     &ALERT_RECOMMENDATIONS,
     &PIPELINE_RUNS,
     &PIPELINE_PAGES,
     &PIPELINE_RECOMMENDS,
     &WEB_AUDIT,
+    &NOTIFICATIONS,
 ];
 
 /// StarRocks table properties.

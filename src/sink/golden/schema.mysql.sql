@@ -84,3 +84,19 @@ CREATE TABLE IF NOT EXISTS `alerts`.`web_audit` (
   PRIMARY KEY (`id`),
   KEY `idx_at` (`at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Dashboard audit log: who did what, when, with what result';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`notifications` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'entry id (UUID)',
+  `at` DATETIME NOT NULL COMMENT 'when the outcome was known, UTC',
+  `source` VARCHAR(16) NOT NULL COMMENT 'alarm, health or test',
+  `subject` VARCHAR(255) NOT NULL COMMENT 'the check or the task',
+  `event` VARCHAR(16) NOT NULL COMMENT 'firing, repeat, resolved, ok, error or test',
+  `labels` TEXT NOT NULL COMMENT 'labels or details, JSON object',
+  `receiver` VARCHAR(64) NOT NULL COMMENT 'the receiver''s name',
+  `outcome` VARCHAR(24) NOT NULL COMMENT 'sent, failed, dropped, ...',
+  `attempts` INT NOT NULL COMMENT 'delivery attempts made',
+  `error` TEXT NOT NULL COMMENT 'why it failed, empty when sent',
+  `title` VARCHAR(1024) NOT NULL COMMENT 'the message''s title',
+  PRIMARY KEY (`id`),
+  KEY `idx_at` (`at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Notification ledger: what was sent (or not), to whom, with what outcome';

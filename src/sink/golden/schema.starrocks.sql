@@ -116,3 +116,24 @@ PROPERTIES (
   "replication_num" = "3",
   "enable_persistent_index" = "true"
 );
+
+CREATE TABLE IF NOT EXISTS `alerts`.`notifications` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'entry id (UUID)',
+  `at` DATETIME NOT NULL COMMENT 'when the outcome was known, UTC',
+  `source` VARCHAR(16) NOT NULL COMMENT 'alarm, health or test',
+  `subject` VARCHAR(255) NOT NULL COMMENT 'the check or the task',
+  `event` VARCHAR(16) NOT NULL COMMENT 'firing, repeat, resolved, ok, error or test',
+  `labels` VARCHAR(65533) NOT NULL COMMENT 'labels or details, JSON object',
+  `receiver` VARCHAR(64) NOT NULL COMMENT 'the receiver''s name',
+  `outcome` VARCHAR(24) NOT NULL COMMENT 'sent, failed, dropped, ...',
+  `attempts` INT NOT NULL COMMENT 'delivery attempts made',
+  `error` VARCHAR(65533) NOT NULL COMMENT 'why it failed, empty when sent',
+  `title` VARCHAR(1024) NOT NULL COMMENT 'the message''s title'
+) ENGINE=OLAP
+PRIMARY KEY (`id`)
+COMMENT 'Notification ledger: what was sent (or not), to whom, with what outcome'
+DISTRIBUTED BY HASH(`id`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
