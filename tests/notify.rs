@@ -205,6 +205,8 @@ async fn three_clusters_one_grouped_message_then_repeat_interval_then_resolved()
             "2s",
         ));
     });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
     let (db, influx) = TestDb::create(v1_source(&env.config)).await;
     influx
         .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=93.5\ncpu,cluster=c usage=97\ncpu,cluster=d usage=10\n")
@@ -277,8 +279,55 @@ async fn three_clusters_one_grouped_message_then_repeat_interval_then_resolved()
     assert!(title(&got[3]).starts_with("[FIRING:"), "{}", title(&got[3]));
     assert!(divs(&got[3]).iter().any(|s| s.contains("cluster=b")));
     assert_eq!(sb.stats().lark_bot.rate_limited, 0);
+
+    // The notification ledger: an entry per alarm and outcome.
+    let ledger = ledger_entries(&env, &["--check", "cpu-high"], 11).await;
+    let of = |event: &str, outcome: &str| -> Vec<String> {
+        let mut v: Vec<String> = ledger
+            .iter()
+            .filter(|e| e["event"] == event && e["outcome"] == outcome)
+            .map(|e| {
+                e["labels"]["labels"]["cluster"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // a, b, c fired; b fired again after it resolved.
+    assert_eq!(of("firing", "sent"), ["a", "b", "b", "c"], "{ledger:?}");
+    assert_eq!(of("resolved", "sent"), ["b"], "{ledger:?}");
+    let repeats = of("repeat", "sent");
+    assert!(
+        repeats.len() >= 3
+            && repeats
+                .iter()
+                .all(|c| ["a", "b", "c"].contains(&c.as_str())),
+        "{ledger:?}"
+    );
+    // The second run, within repeat_interval, deduplicated all three.
+    let dedup = of("firing", "deduplicated");
+    assert!(
+        ["a", "b", "c"].iter().all(|c| dedup.iter().any(|d| d == c)),
+        "{ledger:?}"
+    );
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e["receiver"] == "ops" && e["source"] == "alarm")
+    );
+    assert!(
+        ledger
+            .iter()
+            .filter(|e| e["outcome"] == "sent")
+            .all(|e| e["attempts"] == 1 && e["labels"]["value"].as_f64().is_some()),
+        "{ledger:?}"
+    );
     w.stop().await;
     drop(db);
+    sink.close().await;
 }
 
 #[tokio::test]

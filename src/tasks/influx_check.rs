@@ -124,12 +124,19 @@ pub struct DryRun {
     pub would_resolve: Vec<String>,
 }
 
+/// What the notification ledger keeps of an alarm.
+fn ledger_labels(a: &Alarm) -> serde_json::Value {
+    serde_json::json!({"labels": a.labels, "value": a.value, "severity": a.severity})
+}
+
 /// Evaluates checks and sends their alarms; one per worker (or CLI run).
 pub struct CheckRunner {
     config: Arc<AppConfig>,
     store: AlarmStore,
     receivers: Receivers,
     sources: BTreeMap<String, InfluxClient>,
+    /// Where the notification ledger is written.
+    ledger: crate::sink::starrocks::SqlSink,
 }
 
 impl CheckRunner {
@@ -149,8 +156,53 @@ impl CheckRunner {
             receivers: Receivers::from_config(&config, limiter)
                 .map_err(|m| config.invalid("receivers", &m.to_string()))?,
             sources,
+            ledger: crate::sink::starrocks::SqlSink::new(&config),
             config,
         })
+    }
+
+    /// Record what became of `alarms` (event, labels) sent to `receiver`
+    /// in a message titled `title`: `outcome`, after `attempts`, `error`.
+    async fn record(
+        &self,
+        check: &str,
+        receiver: &str,
+        title: &str,
+        alarms: Vec<(&'static str, serde_json::Value)>,
+        (outcome, attempts, error): (&str, u32, &str),
+    ) {
+        if alarms.is_empty() {
+            return;
+        }
+        let at = crate::sink::ledger::now();
+        let records: Vec<_> = alarms
+            .into_iter()
+            .map(
+                |(event, labels)| crate::sink::notifications::NotificationRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    at,
+                    source: "alarm".into(),
+                    subject: check.to_string(),
+                    event: event.into(),
+                    labels,
+                    receiver: receiver.to_string(),
+                    outcome: outcome.into(),
+                    attempts,
+                    error: error.to_string(),
+                    title: title.to_string(),
+                },
+            )
+            .collect();
+        let write = self.ledger.record_notifications(&records);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(check, error = %e, entries = ?records, "cannot write the notification ledger")
+            }
+            Err(_) => {
+                tracing::error!(check, entries = ?records, "the database did not take the notification ledger entries within 5 s")
+            }
+        }
     }
 
     pub fn check(&self, name: &str) -> Result<&CheckConfig, TaskError> {
@@ -238,6 +290,16 @@ impl CheckRunner {
                 report.deduplicated.push(id.to_string());
             }
         }
+        let dedup: Vec<(&'static str, serde_json::Value)> = report
+            .deduplicated
+            .iter()
+            .map(|id| {
+                let a = &ev.firing[id.as_str()];
+                ("firing", ledger_labels(a))
+            })
+            .collect();
+        self.record(name, receiver.name(), "", dedup, ("deduplicated", 0, ""))
+            .await;
         let claimed_firing_keys: Vec<String> = send_firing
             .iter()
             .map(|id| self.store.firing_key(name, id))
@@ -285,7 +347,33 @@ impl CheckRunner {
         let resolved_alarms: Vec<&ActiveAlarm> =
             send_resolved.iter().map(|id| &active[*id]).collect();
         let n = grouped_notification(check, &firing_alarms, &resolved_alarms, now);
-        if let Err(e) = receiver.send(&n).await {
+        let ledger_alarms: Vec<(&'static str, serde_json::Value)> = send_firing
+            .iter()
+            .map(|id| {
+                let event = if active.contains_key(*id) {
+                    "repeat"
+                } else {
+                    "firing"
+                };
+                (event, ledger_labels(&ev.firing[*id]))
+            })
+            .chain(
+                send_resolved
+                    .iter()
+                    .map(|id| ("resolved", ledger_labels(&active[*id].alarm))),
+            )
+            .collect();
+        let (delivered, attempts) = receiver.deliver(&n).await;
+        if let Err(e) = delivered {
+            let error = e.to_string();
+            self.record(
+                name,
+                receiver.name(),
+                &n.title,
+                ledger_alarms,
+                ("failed", attempts, &error),
+            )
+            .await;
             if let Err(re) = self.store.release(&claimed_keys, &token).await {
                 tracing::warn!(check = name, error = %re, "claims not released; they expire on their own");
             }
@@ -321,6 +409,14 @@ impl CheckRunner {
         if let Err(e) = self.store.finish_resolved(name, &send_resolved).await {
             tracing::warn!(check = name, error = %e, "resolved alarms sent but not recorded");
         }
+        self.record(
+            name,
+            receiver.name(),
+            &n.title,
+            ledger_alarms,
+            ("sent", attempts, ""),
+        )
+        .await;
         report.sent_firing = send_firing.iter().map(|s| s.to_string()).collect();
         report.sent_resolved = send_resolved.iter().map(|s| s.to_string()).collect();
         report.message = Some(truncate(&n.title, 200));
