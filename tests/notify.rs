@@ -13,6 +13,7 @@ use alertflow::influx::{InfluxClient, InfluxSource, InfluxVersion};
 use alertflow::notify::alarm::{AlarmStore, FiringState};
 use alertflow::notify::check::CheckConfig;
 use alertflow::notify::health::{HealthNotifier, HealthStore, Record, Status};
+use alertflow::notify::silence::{Matcher, Silence};
 use alertflow::notify::{ReceiverConfig, ReceiverKind};
 use alertflow::queue::message::{DeadLetter, DeadReason, Envelope};
 use alertflow::queue::state::TaskStatus;
@@ -1049,4 +1050,231 @@ async fn record_noop_ok(env: &TestEnv) {
         })
         .await
         .unwrap();
+}
+
+fn silence(check: Option<&str>, matchers: &[&str], until_resolved: bool) -> Silence {
+    let now = alertflow::sink::ledger::now();
+    Silence {
+        id: uuid::Uuid::new_v4().to_string(),
+        check: check.map(str::to_string),
+        matchers: matchers
+            .iter()
+            .map(|m| Matcher::parse(m).unwrap())
+            .collect(),
+        starts_at: now - chrono::Duration::seconds(1),
+        ends_at: if until_resolved {
+            alertflow::notify::silence::far_future()
+        } else {
+            now + chrono::Duration::hours(1)
+        },
+        until_resolved,
+        comment: "test".into(),
+        author: "test".into(),
+        expired_at: None,
+        expired_by: String::new(),
+    }
+}
+
+/// Issue 15.1: a silence suppresses exactly what it matches; expiring it
+/// releases a firing alarm at once; `until_resolved` ends by itself when
+/// its alarm resolves; the ledger records each outcome.
+#[tokio::test]
+async fn silences_suppress_what_they_match_release_on_expiry_and_end_on_resolve() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-silence", |c| {
+        queues(c);
+        c.influx.sources.insert("metrics".into(), v1_source(c));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        c.checks.push(check(
+            "cpu-high",
+            "metrics",
+            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
+            "usage",
+            "1h",
+        ));
+    });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let (db, influx) = TestDb::create(v1_source(&env.config)).await;
+    influx
+        .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=96\ncpu,cluster=c usage=97\n")
+        .await
+        .unwrap();
+    let on_a = silence(Some("cpu-high"), &["cluster=a"], false);
+    let on_c = silence(Some("cpu-high"), &["cluster=~c|z"], true);
+    // Another check's silence and a health silence do not touch it.
+    let other = silence(Some("disk-full"), &["cluster=b"], false);
+    let health = silence(None, &["cluster=b"], false);
+    for s in [&on_a, &on_c, &other, &health] {
+        sink.record_silence(s).await.unwrap();
+    }
+    let reg = env.registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let received = || sb.received_bot("sandbox");
+
+    // Only b is sent.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(title(&got[0]), "[FIRING:1] cpu-high");
+    assert!(divs(&got[0])[0].contains("cluster=b"));
+
+    // Expiring the silence on a sends a at the next evaluation, though the
+    // repeat interval (1 h) has not passed.
+    let mut expired = on_a.clone();
+    expired.expired_at = Some(alertflow::sink::ledger::now());
+    expired.expired_by = "test".into();
+    sink.record_silence(&expired).await.unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(title(&got[1]), "[FIRING:1] cpu-high");
+    assert!(
+        divs(&got[1])[0].contains("cluster=a"),
+        "{:?}",
+        divs(&got[1])
+    );
+
+    // c resolves while silenced: the until-resolved silence ends by itself,
+    // and c is never sent (neither firing nor resolved).
+    influx
+        .write_lines("cpu,cluster=c usage=10\n")
+        .await
+        .unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received().len(), 2);
+    let c = sink.silence(&on_c.id).await.unwrap().unwrap();
+    assert_eq!(c.expired_by, "resolved", "{c:?}");
+    assert!(c.expired_at.is_some());
+    assert!(
+        sink.silence(&other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expired_at
+            .is_none()
+    );
+
+    // The ledger: a and c silenced on the first run, then a sent.
+    let ledger = ledger_entries(&env, &["--check", "cpu-high"], 4).await;
+    let outcomes: Vec<(String, String)> = ledger
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["labels"]["labels"]["cluster"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let count = |cluster: &str, outcome: &str| {
+        outcomes
+            .iter()
+            .filter(|(c, o)| c == cluster && o == outcome)
+            .count()
+    };
+    assert_eq!(count("a", "silenced"), 1, "{outcomes:?}");
+    assert_eq!(count("a", "sent"), 1, "{outcomes:?}");
+    assert_eq!(count("b", "sent"), 1, "{outcomes:?}");
+    assert!(count("b", "deduplicated") >= 1, "{outcomes:?}");
+    assert_eq!(count("c", "silenced"), 2, "{outcomes:?}");
+    assert_eq!(count("c", "sent"), 0, "{outcomes:?}");
+    let silenced_a = ledger
+        .iter()
+        .find(|e| e["outcome"] == "silenced" && e["labels"]["labels"]["cluster"] == "a")
+        .unwrap();
+    assert_eq!(silenced_a["labels"]["silence"], on_a.id.as_str());
+    w.stop().await;
+    drop(db);
+    sink.close().await;
+}
+
+/// Health notifications are silenced on their task; the ledger says so.
+#[tokio::test]
+async fn a_health_silence_on_a_task_holds_its_notifications() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-hsilence", |c| {
+        c.receivers.insert("slack".into(), slack(&sb));
+        c.notify.receivers = vec!["slack".into()];
+    });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n",
+        env.config.mysql.database
+    ));
+    // Through the CLI, as an operator would.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin("alertflow"))
+            .args(args)
+            .env("ALERTFLOW_CONFIG", &file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = cli(&[
+        "silence",
+        "add",
+        "--check",
+        "nope",
+        "--for",
+        "1h",
+        "--comment",
+        "x",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--check nope"), "{err}");
+    let (code, _, err) = cli(&["silence", "add", "--match", "task=flaky", "--comment", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, id, err) = cli(&[
+        "silence",
+        "add",
+        "--match",
+        "task=flaky",
+        "--for",
+        "1h",
+        "--comment",
+        "known flaky",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, list, _) = cli(&["silence", "list", "--json"]);
+    let v: Vec<Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(v.len(), 1, "{list}");
+    assert_eq!(
+        (v[0]["id"].as_str(), v[0]["state"].as_str()),
+        (Some(id.as_str()), Some("active"))
+    );
+
+    let reg = Registry::new().with(Flaky);
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    HealthNotifier::attach(&env.config, &w.services).unwrap();
+    run_flaky(&env, &publisher, &reg, true).await;
+    let ledger = ledger_entries(&env, &["--check", "flaky"], 1).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["outcome"], "silenced");
+    assert_eq!(ledger[0]["event"], "error");
+    assert_eq!(ledger[0]["labels"]["silence"], id.as_str());
+    assert!(sb.received_slack(SLACK_PATH).is_empty(), "nothing sent");
+
+    // Expired: the next change (OK) is sent.
+    let (code, out, _) = cli(&["silence", "expire", &id]);
+    assert_eq!((code, out), (Some(0), format!("{id} expired")));
+    run_flaky(&env, &publisher, &reg, false).await;
+    let got = wait_for(|| sb.received_slack(SLACK_PATH), 1, Duration::from_secs(5)).await;
+    assert!(got[0]["text"].as_str().unwrap().starts_with("--- OK ---"));
+    let (_, list, _) = cli(&["silence", "list", "--json"]);
+    let v: Vec<Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["state"], "expired", "{list}");
+    w.stop().await;
+    sink.close().await;
 }

@@ -27,6 +27,7 @@ pub mod run_progress;
 pub mod runs;
 pub mod sandbox;
 pub mod schedule;
+pub mod silence;
 pub mod web;
 pub mod worker;
 
@@ -243,6 +244,10 @@ pub enum Command {
     /// with its receiver and outcome.
     #[command(subcommand)]
     Notifications(notifications::NotificationsCommand),
+    /// Silences: alarms and health notifications that match one are
+    /// recorded, not sent.
+    #[command(subcommand)]
+    Silence(silence::SilenceCommand),
     /// The dashboard: anything unhealthy on top, runs and days, tasks, dead
     /// letters, schedules, alarms, with actions for admins (replay, purge,
     /// retry, revoke, pause, run); the same data as JSON under /api/.
@@ -334,6 +339,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
         Command::Runs(a) => runs::runs(&cli.global, a).await,
         Command::Notifications(c) => notifications::run(&cli.global, c).await,
+        Command::Silence(c) => silence::run(&cli.global, c).await,
         Command::Web(a) => web::web(&cli.global, a).await,
         Command::Migrate(a) => run::migrate(&cli.global, a).await,
         Command::Fetch(a) => fetch::fetch(&cli.global, a).await,

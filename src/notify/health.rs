@@ -649,8 +649,62 @@ impl OutcomeObserver for HealthNotifier {
 struct Outgoing {
     notification: Notification,
     task: String,
+    queue: String,
     status: Status,
     error: Option<String>,
+}
+
+impl Outgoing {
+    /// Its notification ledger entry.
+    fn record(
+        &self,
+        receiver: &str,
+        outcome: &str,
+        attempts: u32,
+        error: String,
+    ) -> crate::sink::notifications::NotificationRecord {
+        crate::sink::notifications::NotificationRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: crate::sink::ledger::now(),
+            source: "health".into(),
+            subject: self.task.clone(),
+            event: self.status.as_str().to_lowercase(),
+            labels: serde_json::json!({"queue": self.queue, "error": self.error}),
+            receiver: receiver.to_string(),
+            outcome: outcome.into(),
+            attempts,
+            error,
+            title: self.notification.title.clone(),
+        }
+    }
+}
+
+/// The active silence (no check; matched on `task`, `queue` and `status`)
+/// that silences `o`, if any. A database that does not answer silences
+/// nothing (logged): better a message too many than one lost.
+async fn health_silence(sink: &crate::sink::starrocks::SqlSink, o: &Outgoing) -> Option<String> {
+    let now = crate::sink::ledger::now();
+    let read = sink.silences(now, Some(now));
+    let silences = match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(task = %o.task, error = %e, "silences unreadable: sending as if there were none");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(task = %o.task, "silences unreadable within 5 s: sending as if there were none");
+            return None;
+        }
+    };
+    let labels: BTreeMap<String, String> = [
+        ("task", o.task.clone()),
+        ("queue", o.queue.clone()),
+        ("status", o.status.as_str().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    crate::notify::silence::silenced_by(&silences, now, None, &labels).map(|s| s.id.clone())
 }
 
 fn spawn_sender(
@@ -661,6 +715,17 @@ fn spawn_sender(
     tokio::spawn(async move {
         while let Some(o) = rx.recv().await {
             let n = &o.notification;
+            let silence = match &ledger {
+                Some(sink) => health_silence(sink, &o).await,
+                None => None,
+            };
+            if let (Some(id), Some(sink)) = (&silence, &ledger) {
+                tracing::info!(receiver = r.name(), title = %n.title, silence = %id, "health notification silenced");
+                let mut record = o.record(r.name(), "silenced", 0, String::new());
+                record.labels["silence"] = serde_json::json!(id);
+                crate::notify::record_notification(sink, record).await;
+                continue;
+            }
             let (result, attempts) = r.deliver(n).await;
             match &result {
                 Ok(()) => {
@@ -671,19 +736,9 @@ fn spawn_sender(
                 }
             }
             if let Some(sink) = &ledger {
-                let record = crate::sink::notifications::NotificationRecord {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    at: crate::sink::ledger::now(),
-                    source: "health".into(),
-                    subject: o.task.clone(),
-                    event: o.status.as_str().to_lowercase(),
-                    labels: serde_json::json!({"error": o.error}),
-                    receiver: r.name().to_string(),
-                    outcome: if result.is_ok() { "sent" } else { "failed" }.into(),
-                    attempts,
-                    error: result.err().map(|e| e.to_string()).unwrap_or_default(),
-                    title: n.title.clone(),
-                };
+                let outcome = if result.is_ok() { "sent" } else { "failed" };
+                let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+                let record = o.record(r.name(), outcome, attempts, error);
                 crate::notify::record_notification(sink, record).await;
             }
         }
@@ -808,6 +863,7 @@ async fn handle_event(
                     .try_send(Outgoing {
                         notification: n.clone(),
                         task: record.task.clone(),
+                        queue: record.queue.clone(),
                         status: record.status,
                         error: record.error.clone(),
                     })

@@ -20,6 +20,7 @@ pub mod alarm;
 pub mod check;
 pub mod health;
 pub mod lark_bot;
+pub mod silence;
 pub mod slack;
 
 use std::collections::BTreeMap;

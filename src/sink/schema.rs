@@ -334,7 +334,51 @@ pub const NOTIFICATIONS: Table = Table {
     index: Some("at"),
 };
 
-pub const TABLES: [&Table; 7] = [
+/// `silences`: what not to send, and until when (`alertflow silence`).
+pub const SILENCES: Table = Table {
+    name: "silences",
+    comment: "Silences: notifications matching them are recorded, not sent",
+    key: &["id"],
+    columns: &[
+        col("id", ColType::Varchar(36), "silence id (UUID)"),
+        col(
+            "check_name",
+            ColType::Varchar(255),
+            "the check, empty for pipeline health (match on task)",
+        ),
+        col(
+            "matchers",
+            ColType::Text(65533),
+            "label matchers, JSON list of [name, op, value]",
+        ),
+        col("starts_at", ColType::DateTime, "from, UTC"),
+        col(
+            "ends_at",
+            ColType::DateTime,
+            "until, UTC (far future with until_resolved)",
+        ),
+        col(
+            "until_resolved",
+            ColType::Bool,
+            "expires by itself once nothing it matches fires",
+        ),
+        col("comment", ColType::Text(65533), "why"),
+        col("author", ColType::Varchar(64), "who"),
+        col(
+            "expired_at",
+            ColType::DateTime,
+            "when it was expired early (1970-01-01 if not)",
+        ),
+        col(
+            "expired_by",
+            ColType::Varchar(64),
+            "who or what expired it early",
+        ),
+    ],
+    index: None,
+};
+
+pub const TABLES: [&Table; 8] = [
     &LARK_ALERTS,
     &ALERT_RECOMMENDATIONS,
     &PIPELINE_RUNS,
@@ -342,6 +386,7 @@ pub const TABLES: [&Table; 7] = [
     &PIPELINE_RECOMMENDS,
     &WEB_AUDIT,
     &NOTIFICATIONS,
+    &SILENCES,
 ];
 
 /// StarRocks table properties.

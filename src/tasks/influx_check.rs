@@ -110,6 +110,9 @@ pub struct CheckReport {
     pub sent_resolved: Vec<String>,
     /// Alarm keys resolved silently (`send_resolved = false`).
     pub cleared: Vec<String>,
+    /// Firing alarm keys matched by a silence: recorded, not sent.
+    #[serde(default)]
+    pub silenced: Vec<String>,
     /// The title of the message sent, if one was.
     pub message: Option<String>,
     /// Dry run: what the dedup state says of each firing alarm, and which
@@ -159,6 +162,51 @@ impl CheckRunner {
             ledger: crate::sink::starrocks::SqlSink::new(&config),
             config,
         })
+    }
+
+    /// The silences in force for check `name`; `until_resolved` ones that
+    /// match none of the `firing` alarms are expired first (their alarm
+    /// resolved). A database that does not answer silences nothing: better
+    /// a message too many than one lost (logged).
+    async fn silences(
+        &self,
+        name: &str,
+        firing: &BTreeMap<String, Alarm>,
+    ) -> Vec<crate::notify::silence::Silence> {
+        let now = crate::sink::ledger::now();
+        let read = self.ledger.silences(now, Some(now));
+        let all = match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(check = name, error = %e, "silences unreadable: sending as if there were none");
+                return Vec::new();
+            }
+            Err(_) => {
+                tracing::warn!(
+                    check = name,
+                    "silences unreadable within 5 s: sending as if there were none"
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for mut s in all.into_iter().filter(|s| s.check.as_deref() == Some(name)) {
+            if s.until_resolved && !firing.values().any(|a| s.matches(Some(name), &a.labels)) {
+                s.expired_at = Some(now);
+                s.expired_by = "resolved".into();
+                match self.ledger.record_silence(&s).await {
+                    Ok(()) => {
+                        tracing::info!(check = name, silence = %s.id, "silence expired: what it matched resolved")
+                    }
+                    Err(e) => {
+                        tracing::warn!(check = name, silence = %s.id, error = %e, "cannot expire the silence")
+                    }
+                }
+                continue;
+            }
+            out.push(s);
+        }
+        out
     }
 
     /// Record what became of `alarms` (event, labels) sent to `receiver`
@@ -275,6 +323,35 @@ impl CheckRunner {
             return Ok(report);
         }
 
+        // Silenced alarms are recorded and left out: never claimed nor
+        // marked sent, so the first evaluation after the silence ends sends
+        // them at once.
+        let silences = self.silences(name, &ev.firing).await;
+        let now_l = crate::sink::ledger::now();
+        let mut silenced = Vec::new();
+        let firing_ids: Vec<&str> = firing_ids
+            .into_iter()
+            .filter(|id| {
+                let a = &ev.firing[*id];
+                match crate::notify::silence::silenced_by(&silences, now_l, Some(name), &a.labels) {
+                    Some(s) => {
+                        let event = if active.contains_key(*id) {
+                            "repeat"
+                        } else {
+                            "firing"
+                        };
+                        let mut labels = ledger_labels(a);
+                        labels["silence"] = serde_json::json!(s.id);
+                        silenced.push((event, labels));
+                        report.silenced.push(id.to_string());
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        self.record(name, receiver.name(), "", silenced, ("silenced", 0, ""))
+            .await;
         let token = format!("claim:{}", uuid::Uuid::new_v4().simple());
         let claim_ttl = receiver.config().max_send_time();
         let got = self

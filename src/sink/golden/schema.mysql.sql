@@ -100,3 +100,17 @@ CREATE TABLE IF NOT EXISTS `alerts`.`notifications` (
   PRIMARY KEY (`id`),
   KEY `idx_at` (`at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Notification ledger: what was sent (or not), to whom, with what outcome';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`silences` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'silence id (UUID)',
+  `check_name` VARCHAR(255) NOT NULL COMMENT 'the check, empty for pipeline health (match on task)',
+  `matchers` TEXT NOT NULL COMMENT 'label matchers, JSON list of [name, op, value]',
+  `starts_at` DATETIME NOT NULL COMMENT 'from, UTC',
+  `ends_at` DATETIME NOT NULL COMMENT 'until, UTC (far future with until_resolved)',
+  `until_resolved` TINYINT(1) NOT NULL COMMENT 'expires by itself once nothing it matches fires',
+  `comment` TEXT NOT NULL COMMENT 'why',
+  `author` VARCHAR(64) NOT NULL COMMENT 'who',
+  `expired_at` DATETIME NOT NULL COMMENT 'when it was expired early (1970-01-01 if not)',
+  `expired_by` VARCHAR(64) NOT NULL COMMENT 'who or what expired it early',
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Silences: notifications matching them are recorded, not sent';

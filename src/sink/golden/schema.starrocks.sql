@@ -137,3 +137,23 @@ PROPERTIES (
   "replication_num" = "3",
   "enable_persistent_index" = "true"
 );
+
+CREATE TABLE IF NOT EXISTS `alerts`.`silences` (
+  `id` VARCHAR(36) NOT NULL COMMENT 'silence id (UUID)',
+  `check_name` VARCHAR(255) NOT NULL COMMENT 'the check, empty for pipeline health (match on task)',
+  `matchers` VARCHAR(65533) NOT NULL COMMENT 'label matchers, JSON list of [name, op, value]',
+  `starts_at` DATETIME NOT NULL COMMENT 'from, UTC',
+  `ends_at` DATETIME NOT NULL COMMENT 'until, UTC (far future with until_resolved)',
+  `until_resolved` BOOLEAN NOT NULL COMMENT 'expires by itself once nothing it matches fires',
+  `comment` VARCHAR(65533) NOT NULL COMMENT 'why',
+  `author` VARCHAR(64) NOT NULL COMMENT 'who',
+  `expired_at` DATETIME NOT NULL COMMENT 'when it was expired early (1970-01-01 if not)',
+  `expired_by` VARCHAR(64) NOT NULL COMMENT 'who or what expired it early'
+) ENGINE=OLAP
+PRIMARY KEY (`id`)
+COMMENT 'Silences: notifications matching them are recorded, not sent'
+DISTRIBUTED BY HASH(`id`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
