@@ -1,9 +1,7 @@
 //! `alertflow silence add|list|expire` (see [`crate::notify::silence`]).
 
-use chrono::NaiveDateTime;
-
 use crate::cli::{CliError, CliResult, EXIT_OK, GlobalOpts, print_table};
-use crate::notify::silence::{Matcher, Silence, far_future};
+use crate::notify::silence::{Request, Silence, Span};
 use crate::sink::starrocks::SqlSink;
 
 #[derive(clap::Subcommand, Debug)]
@@ -62,20 +60,6 @@ pub enum SilenceCommand {
     },
 }
 
-fn parse_time(s: &str) -> Result<NaiveDateTime, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.naive_utc());
-    }
-    for f in ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Ok(t);
-        }
-    }
-    Err(format!(
-        "--until {s:?}: give an RFC 3339 time (2026-03-10T08:00:00Z) or YYYY-MM-DD HH:MM in UTC"
-    ))
-}
-
 pub async fn run(g: &GlobalOpts, cmd: SilenceCommand) -> CliResult {
     let config = g.load_config()?;
     let sink = SqlSink::new(&config);
@@ -102,67 +86,23 @@ async fn act(config: &crate::config::AppConfig, sink: &SqlSink, cmd: SilenceComm
             comment,
             author,
         } => {
-            let matchers: Vec<Matcher> = matchers
-                .iter()
-                .map(|m| Matcher::parse(m))
-                .collect::<Result<_, _>>()
-                .map_err(|e| CliError::usage(format!("--match {e}")))?;
-            if check.is_none() && matchers.is_empty() {
-                return Err(CliError::usage(
-                    "say what to silence: --check NAME (alarms) and/or --match (health: task=NAME)",
-                ));
-            }
-            if let Some(c) = &check
-                && !config.checks.iter().any(|k| &k.name == c)
-            {
-                return Err(CliError::usage(format!(
-                    "--check {c}: no [[checks]] entry of that name in {}",
-                    config.source
-                )));
-            }
-            if until_resolved && check.is_none() {
-                return Err(CliError::usage(
-                    "--until-resolved needs --check (health statuses do not resolve)",
-                ));
-            }
-            if comment.trim().is_empty() {
-                return Err(CliError::usage("--comment: say why"));
-            }
-            let ends_at = match (for_, until, until_resolved) {
-                (Some(d), None, false) => {
-                    let d = crate::config::parse_duration(&d)
-                        .map_err(|e| CliError::usage(format!("--for: {e}")))?;
-                    now + chrono::Duration::from_std(d)
-                        .map_err(|_| CliError::usage("--for: too long"))?
-                }
-                (None, Some(t), false) => {
-                    let t = parse_time(&t).map_err(CliError::usage)?;
-                    if t <= now {
-                        return Err(CliError::usage(format!("--until {t}: that is past")));
-                    }
-                    t
-                }
-                (None, None, true) => far_future(),
-                _ => {
-                    return Err(CliError::usage(
-                        "say for how long: --for DURATION, --until TIME or --until-resolved",
-                    ));
-                }
+            let span = match (for_, until, until_resolved) {
+                (Some(d), _, _) => Some(Span::For(d)),
+                (None, Some(t), _) => Some(Span::Until(t)),
+                (None, None, true) => Some(Span::UntilResolved),
+                (None, None, false) => None,
             };
-            let s = Silence {
-                id: uuid::Uuid::new_v4().to_string(),
+            let s = Request {
                 check,
                 matchers,
-                starts_at: now,
-                ends_at,
-                until_resolved,
+                span,
                 comment,
                 author: author
                     .or_else(|| std::env::var("USER").ok())
                     .unwrap_or_else(|| "cli".into()),
-                expired_at: None,
-                expired_by: String::new(),
-            };
+            }
+            .build(config, now)
+            .map_err(CliError::usage)?;
             sink.record_silence(&s).await.map_err(db_error)?;
             println!("{}", s.id);
             Ok(EXIT_OK)
@@ -233,20 +173,18 @@ async fn act(config: &crate::config::AppConfig, sink: &SqlSink, cmd: SilenceComm
             Ok(EXIT_OK)
         }
         SilenceCommand::Expire { id } => {
-            let mut s = sink
-                .silence(&id)
-                .await
-                .map_err(db_error)?
-                .ok_or_else(|| CliError::failure(format!("no silence {id}")))?;
-            if !s.active(now) && s.expired_at.is_some() {
-                println!("{id} had already expired");
-                return Ok(EXIT_OK);
+            let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            match sink.expire_silence(&id, &who).await.map_err(db_error)? {
+                None => Err(CliError::failure(format!("no silence {id}"))),
+                Some(false) => {
+                    println!("{id} had already expired");
+                    Ok(EXIT_OK)
+                }
+                Some(true) => {
+                    println!("{id} expired");
+                    Ok(EXIT_OK)
+                }
             }
-            s.expired_at = Some(now);
-            s.expired_by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-            sink.record_silence(&s).await.map_err(db_error)?;
-            println!("{id} expired");
-            Ok(EXIT_OK)
         }
     }
 }

@@ -155,7 +155,126 @@ pub fn silenced_by<'a>(
         .find(|s| s.active(now) && s.matches(check, labels))
 }
 
+/// How long a new silence lasts.
+#[derive(Clone, Debug)]
+pub enum Span {
+    /// From now, e.g. `2h`.
+    For(String),
+    /// Until this time (RFC 3339, or `YYYY-MM-DD HH:MM` in UTC).
+    Until(String),
+    /// Until nothing it matches fires.
+    UntilResolved,
+}
+
+/// What a person asks for (the CLI's and the dashboard's form).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub check: Option<String>,
+    pub matchers: Vec<String>,
+    pub span: Option<Span>,
+    pub comment: String,
+    pub author: String,
+}
+
+fn parse_time(s: &str) -> Result<NaiveDateTime, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.naive_utc());
+    }
+    for f in ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t);
+        }
+    }
+    Err(format!(
+        "--until {s:?}: give an RFC 3339 time (2026-03-10T08:00:00Z) or YYYY-MM-DD HH:MM in UTC"
+    ))
+}
+
+impl Request {
+    /// The silence asked for, checked against `config` at `now`; the error
+    /// names the option at fault.
+    pub fn build(
+        self,
+        config: &crate::config::AppConfig,
+        now: NaiveDateTime,
+    ) -> Result<Silence, String> {
+        let matchers: Vec<Matcher> = self
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--match {e}"))?;
+        if self.check.is_none() && matchers.is_empty() {
+            return Err(
+                "say what to silence: --check NAME (alarms) and/or --match (health: task=NAME)"
+                    .into(),
+            );
+        }
+        if let Some(c) = &self.check
+            && !config.checks.iter().any(|k| &k.name == c)
+        {
+            return Err(format!(
+                "--check {c}: no [[checks]] entry of that name in {}",
+                config.source
+            ));
+        }
+        if self.comment.trim().is_empty() {
+            return Err("--comment: say why".into());
+        }
+        let until_resolved = matches!(self.span, Some(Span::UntilResolved));
+        if until_resolved && self.check.is_none() {
+            return Err("--until-resolved needs --check (health statuses do not resolve)".into());
+        }
+        let ends_at = match self.span {
+            Some(Span::For(d)) => {
+                let d = crate::config::parse_duration(&d).map_err(|e| format!("--for: {e}"))?;
+                now + chrono::Duration::from_std(d).map_err(|_| "--for: too long".to_string())?
+            }
+            Some(Span::Until(t)) => {
+                let t = parse_time(&t)?;
+                if t <= now {
+                    return Err(format!("--until {t}: that is past"));
+                }
+                t
+            }
+            Some(Span::UntilResolved) => far_future(),
+            None => {
+                return Err(
+                    "say for how long: --for DURATION, --until TIME or --until-resolved".into(),
+                );
+            }
+        };
+        Ok(Silence {
+            id: uuid::Uuid::new_v4().to_string(),
+            check: self.check,
+            matchers,
+            starts_at: now,
+            ends_at,
+            until_resolved,
+            comment: self.comment,
+            author: self.author,
+            expired_at: None,
+            expired_by: String::new(),
+        })
+    }
+}
+
 impl SqlSink {
+    /// Expire silence `id` now, by `who`; false when it had already ended.
+    pub async fn expire_silence(&self, id: &str, who: &str) -> Result<Option<bool>, SinkError> {
+        let now = crate::sink::ledger::now();
+        let Some(mut s) = self.silence(id).await? else {
+            return Ok(None);
+        };
+        if !s.active(now) && s.expired_at.is_some() {
+            return Ok(Some(false));
+        }
+        s.expired_at = Some(now);
+        s.expired_by = who.to_string();
+        self.record_silence(&s).await?;
+        Ok(Some(true))
+    }
+
     /// Write a silence (whole row).
     pub async fn record_silence(&self, s: &Silence) -> Result<(), SinkError> {
         let v = format!(
