@@ -538,3 +538,128 @@ async fn web_demo_serves_the_demo_namespace_with_the_example_schedules() {
         "{sch}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_are_added_and_expired_from_the_dashboard_and_the_ledger_is_filtered() {
+    let env = TestEnv::new("websilence");
+    let sink = SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n",
+        env.config.mysql.database
+    ));
+    let (_web, url) = common::start_web(&file);
+    let csrf = get_json(&format!("{url}/api/session"), None).await["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add = format!("{url}/actions/silence/add");
+    // Refused: no span, an unknown check.
+    let (_, location, _) = post(
+        &add,
+        None,
+        &[
+            ("csrf", &csrf),
+            ("match", "task=fetch-day"),
+            ("comment", "x"),
+        ],
+    )
+    .await;
+    assert!(decoded(&location.unwrap()).contains("failure=say for how long"));
+    let (_, location, _) = post(
+        &add,
+        None,
+        &[
+            ("csrf", &csrf),
+            ("check", "nope"),
+            ("for", "1h"),
+            ("comment", "x"),
+        ],
+    )
+    .await;
+    assert!(decoded(&location.unwrap()).contains("failure=--check nope"));
+    // Added.
+    let (status, location, _) = post(
+        &add,
+        None,
+        &[
+            ("csrf", &csrf),
+            ("match", "task=fetch-day queue=~.*lark"),
+            ("for", "2h"),
+            ("comment", "Lark outage"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = decoded(&location.unwrap());
+    let id = location
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{location}"))
+        .to_string();
+    let v = get_json(&format!("{url}/api/silences"), None).await;
+    let s = &v["silences"][0];
+    assert_eq!(s["id"], id.as_str(), "{v}");
+    assert_eq!(s["author"], "local");
+    assert_eq!(s["matchers"].as_array().unwrap().len(), 2);
+    let (_, page) = get(&format!("{url}/silences"), None).await;
+    assert!(
+        page.contains("Lark outage") && page.contains("Expire"),
+        "{page}"
+    );
+    // Expired.
+    let (_, location, _) = post(
+        &format!("{url}/actions/silence/expire"),
+        None,
+        &[("csrf", &csrf), ("id", &id)],
+    )
+    .await;
+    assert!(decoded(&location.unwrap()).contains(&format!("silence {id} expired")));
+    let s = sink.silence(&id).await.unwrap().unwrap();
+    assert_eq!(s.expired_by, "local");
+
+    // The ledger, filtered by check or task.
+    let entry = |subject: &str| alertflow::sink::notifications::NotificationRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        at: alertflow::sink::ledger::now(),
+        source: "alarm".into(),
+        subject: subject.into(),
+        event: "firing".into(),
+        labels: serde_json::json!({"labels": {"cluster": "a"}}),
+        receiver: "ops".into(),
+        outcome: "sent".into(),
+        attempts: 1,
+        error: String::new(),
+        title: format!("[FIRING:1] {subject}"),
+    };
+    sink.record_notifications(&[entry("cpu-high"), entry("disk-full")])
+        .await
+        .unwrap();
+    let v = get_json(&format!("{url}/api/notifications?check=cpu-high"), None).await;
+    let subjects: Vec<&str> = v["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["cpu-high"], "{v}");
+    let (_, page) = get(&format!("{url}/silences?check=disk-full"), None).await;
+    assert!(
+        page.contains("[FIRING:1] disk-full") || page.contains("disk-full"),
+        "{page}"
+    );
+    assert!(!page.contains(">cpu-high<"), "{page}");
+    let entries = audit(&url, None).await;
+    let actions: Vec<String> = entries
+        .iter()
+        .map(|(a, act, r)| format!("{a} {act} {r}"))
+        .collect();
+    for want in [
+        "local silence.add ok",
+        "local silence.add failed",
+        "local silence.expire ok",
+    ] {
+        assert!(actions.iter().any(|a| a == want), "{want}: {actions:?}");
+    }
+    sink.close().await;
+}

@@ -108,6 +108,8 @@ async fn dispatch(
         "schedule.resume" => schedule_resume(&state, &form),
         "schedule.run" => schedule_run(&state, &form),
         "run.start" => run_start(&state, &form),
+        "silence.add" => silence_add(&state, &actor, &form),
+        "silence.expire" => silence_expire(&state, &actor, &form),
         _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
     };
     perform(&state, &actor, &headers, &form, &action, planned).await
@@ -651,6 +653,76 @@ pub fn run_days(
             until_now: d == today,
         })
         .collect())
+}
+
+fn silence_add<'a>(state: &'a WebState, actor: &'a Actor, form: &'a FormData) -> Planned<'a> {
+    use crate::notify::silence::{Request, Span};
+    let check = form.get("check").map(str::to_string);
+    let matchers: Vec<String> = form
+        .get("match")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let target = format!(
+        "{} {}",
+        check.as_deref().unwrap_or("(health)"),
+        matchers.join(" ")
+    );
+    let act = async move {
+        let span = if form.get("until_resolved") == Some("1") {
+            Some(Span::UntilResolved)
+        } else {
+            form.get("for").map(|d| Span::For(d.to_string()))
+        };
+        let s = Request {
+            check,
+            matchers,
+            span,
+            comment: form.get("comment").unwrap_or_default().to_string(),
+            author: actor.name.clone(),
+        }
+        .build(&state.config, crate::sink::ledger::now())?;
+        bounded(async {
+            state
+                .sink
+                .record_silence(&s)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(format!("silence {} added", s.id))
+    };
+    Planned {
+        target,
+        back_to: back(form, "/silences"),
+        act: Box::pin(act),
+    }
+}
+
+fn silence_expire<'a>(state: &'a WebState, actor: &'a Actor, form: &'a FormData) -> Planned<'a> {
+    let id = form.get("id").unwrap_or_default().to_string();
+    let target = id.clone();
+    let act = async move {
+        match bounded(async {
+            state
+                .sink
+                .expire_silence(&id, &actor.name)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?
+        {
+            None => Err(format!("no silence {id}")),
+            Some(false) => Ok(format!("silence {id} had already ended")),
+            Some(true) => Ok(format!("silence {id} expired")),
+        }
+    };
+    Planned {
+        target,
+        back_to: back(form, "/silences"),
+        act: Box::pin(act),
+    }
 }
 
 fn run_start<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {

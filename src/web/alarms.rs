@@ -243,7 +243,7 @@ pub fn render(a: &Alarms, namespace: &str) -> Markup {
         .filter(|t| t.status == Some(Status::Error))
         .count();
     let body = html! {
-        p.muted { "as of " (a.generated_at.format("%Y-%m-%d %H:%M:%S UTC")) " · refreshes every 10 s · " a href="/api/alarms" { "JSON" } }
+        p.muted { "as of " (a.generated_at.format("%Y-%m-%d %H:%M:%S UTC")) " · refreshes every 10 s · " a href="/silences" { "silences and the notification ledger" } " · " a href="/api/alarms" { "JSON" } }
         @if !a.errors.is_empty() {
             div.problems { ul { @for e in &a.errors { li { (e) } } } }
         }

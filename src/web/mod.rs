@@ -17,6 +17,7 @@ pub mod dead;
 pub mod overview;
 pub mod runs;
 pub mod schedules;
+pub mod silences;
 pub mod task;
 
 use std::net::SocketAddr;
@@ -122,6 +123,7 @@ pub fn layout(namespace: &str, title: &str, refresh: Option<u32>, body: Markup) 
                     " · " a href="/dead" { "Dead letters" }
                     " · " a href="/schedules" { "Schedules" }
                     " · " a href="/alarms" { "Alarms" }
+                    " · " a href="/silences" { "Silences" }
                     " · " a href="/audit" { "Audit" }
                     " · " form.inline action="/task" method="get" {
                         input name="id" placeholder="task or run id" size="38" aria-label="task or run id";
@@ -179,6 +181,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/style.css", get(style))
         .merge(runs::routes())
         .merge(alarms::routes())
+        .merge(silences::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
