@@ -1278,3 +1278,73 @@ async fn a_health_silence_on_a_task_holds_its_notifications() {
     w.stop().await;
     sink.close().await;
 }
+
+/// Issue 15.4: with `for`, an alarm fires only once its condition has held
+/// that long without a break, and the pending state survives a worker
+/// restart (it is in Redis).
+#[tokio::test]
+async fn for_holds_an_alarm_pending_across_a_worker_restart_and_resets_on_a_break() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-for", |c| {
+        queues(c);
+        c.influx.sources.insert("metrics".into(), v1_source(c));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        let mut k = check(
+            "cpu-high",
+            "metrics",
+            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
+            "usage",
+            "1h",
+        );
+        k.for_ = Some(HumanDuration(Duration::from_secs(2)));
+        c.checks.push(k);
+    });
+    let (db, influx) = TestDb::create(v1_source(&env.config)).await;
+    influx
+        .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=96\n")
+        .await
+        .unwrap();
+    let reg = env.registry();
+    let (_conn, publisher) = env.publisher().await;
+    let received = || sb.received_bot("sandbox");
+    let w = env.start_worker(reg.clone());
+    let first = Instant::now();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(received().is_empty(), "pending, not sent");
+    // The worker restarts; b breaks its streak in between.
+    w.stop().await;
+    influx
+        .write_lines("cpu,cluster=b usage=50\n")
+        .await
+        .unwrap();
+    let w = env.start_worker(reg.clone());
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    influx
+        .write_lines("cpu,cluster=b usage=97\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(first.elapsed())).await;
+    // a has held for 2 s across the restart: sent; b started over: pending.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(title(&got[0]), "[FIRING:1] cpu-high");
+    assert!(
+        divs(&got[0])[0].contains("cluster=a"),
+        "{:?}",
+        divs(&got[0])
+    );
+    // b, 2 s after it came back.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    assert!(
+        divs(&got[1])[0].contains("cluster=b"),
+        "{:?}",
+        divs(&got[1])
+    );
+    w.stop().await;
+    drop(db);
+}

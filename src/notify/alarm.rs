@@ -135,6 +135,48 @@ impl AlarmStore {
         format!("{}:alarm-resolving:{check}:{id}", self.ns)
     }
 
+    pub fn pending_key(&self, check: &str) -> String {
+        format!("{}:alarm-pending:{check}", self.ns)
+    }
+
+    /// Note that `firing` hold now (`now_ms`) and forget the pending alarms
+    /// of `check` that no longer do; returns, for each of `firing`, since
+    /// when (ms) it has held without a break. One pipeline; the hash
+    /// expires after `keep` without an evaluation.
+    pub async fn pending(
+        &self,
+        check: &str,
+        firing: &[&str],
+        now_ms: i64,
+        keep: Duration,
+    ) -> Result<BTreeMap<String, i64>, StoreError> {
+        let key = self.pending_key(check);
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in firing {
+            pipe.cmd("HSETNX").arg(&key).arg(*id).arg(now_ms).ignore();
+        }
+        pipe.cmd("HGETALL").arg(&key);
+        let (all,): (BTreeMap<String, i64>,) = pipe.query_async(&mut c).await.map_err(re)?;
+        let gone: Vec<&String> = all
+            .keys()
+            .filter(|k| !firing.contains(&k.as_str()))
+            .collect();
+        let mut pipe = redis::pipe();
+        if !gone.is_empty() {
+            pipe.cmd("HDEL").arg(&key).arg(gone).ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(keep.as_millis() as u64)
+            .ignore();
+        pipe.query_async::<()>(&mut c).await.map_err(re)?;
+        Ok(all
+            .into_iter()
+            .filter(|(k, _)| firing.contains(&k.as_str()))
+            .collect())
+    }
+
     async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
         self.pool.get().await.map_err(re)
     }

@@ -168,6 +168,11 @@ pub struct CheckConfig {
     pub send_resolved: bool,
     /// `[receivers.NAME]`.
     pub receiver: String,
+    /// How long a condition must hold before its alarm fires (Prometheus'
+    /// pending state), e.g. `"5m"`; kept in Redis across workers and
+    /// restarts. Unset: it fires at the first evaluation.
+    #[serde(default, rename = "for")]
+    pub for_: Option<HumanDuration>,
 }
 
 fn default_summary() -> String {

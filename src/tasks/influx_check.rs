@@ -113,6 +113,10 @@ pub struct CheckReport {
     /// Firing alarm keys matched by a silence: recorded, not sent.
     #[serde(default)]
     pub silenced: Vec<String>,
+    /// Firing alarm keys whose condition has not held for the check's
+    /// `for` yet.
+    #[serde(default)]
+    pub pending: Vec<String>,
     /// The title of the message sent, if one was.
     pub message: Option<String>,
     /// Dry run: what the dedup state says of each firing alarm, and which
@@ -323,6 +327,32 @@ impl CheckRunner {
             return Ok(report);
         }
 
+        // `for`: an alarm fires once its condition has held that long
+        // without a break (kept in Redis: across workers and restarts).
+        let firing_ids: Vec<&str> = match check.for_ {
+            Some(hold) if !hold.0.is_zero() => {
+                let now_ms = Utc::now().timestamp_millis();
+                let keep = (hold.0 * 4).max(std::time::Duration::from_secs(3600));
+                let since = self
+                    .store
+                    .pending(name, &firing_ids, now_ms, keep)
+                    .await
+                    .map_err(redis_err)?;
+                let held = hold.0.as_millis() as i64;
+                firing_ids
+                    .into_iter()
+                    .filter(|id| {
+                        let ok = since.get(*id).is_some_and(|t| now_ms - t >= held)
+                            || active.contains_key(*id);
+                        if !ok {
+                            report.pending.push(id.to_string());
+                        }
+                        ok
+                    })
+                    .collect()
+            }
+            _ => firing_ids,
+        };
         // Silenced alarms are recorded and left out: never claimed nor
         // marked sent, so the first evaluation after the silence ends sends
         // them at once.
