@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alertflow::config::{AppConfig, HumanDuration, Secret};
 use alertflow::influx::{InfluxClient, InfluxSource, InfluxVersion};
 use alertflow::notify::alarm::{AlarmStore, FiringState};
-use alertflow::notify::check::CheckConfig;
+use alertflow::notify::check::{CheckConfig, NoData};
 use alertflow::notify::health::{HealthNotifier, HealthStore, Record, Status};
 use alertflow::notify::silence::{Matcher, Silence};
 use alertflow::notify::{ReceiverConfig, ReceiverKind};
@@ -1344,6 +1344,91 @@ async fn for_holds_an_alarm_pending_across_a_worker_restart_and_resets_on_a_brea
         divs(&got[1])[0].contains("cluster=b"),
         "{:?}",
         divs(&got[1])
+    );
+    w.stop().await;
+    drop(db);
+}
+
+/// Issue 15.4: `no_data = "alert"` raises a distinct no-data alarm for a
+/// label set that stopped reporting and resolves it when it reports again;
+/// `no_data = "keep"` keeps a firing alarm firing while its series is
+/// silent (the default would resolve it).
+#[tokio::test]
+async fn no_data_alerts_and_resolves_and_keep_holds_a_firing_alarm() {
+    let sb = sandbox().await;
+    let query = "SELECT last(usage) AS usage FROM cpu WHERE time > now() - 3s GROUP BY cluster";
+    let env = TestEnv::with("notify-nodata", |c| {
+        queues(c);
+        c.influx.sources.insert("metrics".into(), v1_source(c));
+        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
+        let mut a = check("silent-hosts", "metrics", query, "usage", "1h");
+        a.no_data = NoData::Alert;
+        let mut k = check("cpu-keep", "metrics", query, "usage", "1h");
+        k.no_data = NoData::Keep;
+        c.checks.push(a);
+        c.checks.push(k);
+    });
+    let (db, influx) = TestDb::create(v1_source(&env.config)).await;
+    let reg = env.registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let of = |check: &str| {
+        sb.received_bot("sandbox")
+            .into_iter()
+            .filter(|c| title(c).ends_with(&format!(" {check}")))
+            .collect::<Vec<_>>()
+    };
+    let alerts = || of("silent-hosts");
+    let kept = || of("cpu-keep");
+
+    // a and b report; b is over the threshold.
+    influx
+        .write_lines("cpu,cluster=a usage=50\ncpu,cluster=b usage=95\n")
+        .await
+        .unwrap();
+    run_check(&env, &publisher, &reg, "silent-hosts").await;
+    run_check(&env, &publisher, &reg, "cpu-keep").await;
+    assert_eq!(wait_for(alerts, 1, Duration::from_secs(5)).await.len(), 1);
+    assert_eq!(wait_for(kept, 1, Duration::from_secs(5)).await.len(), 1);
+
+    // Both stop reporting (the query looks back 3 s).
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    run_check(&env, &publisher, &reg, "silent-hosts").await;
+    run_check(&env, &publisher, &reg, "cpu-keep").await;
+    let got = wait_for(alerts, 2, Duration::from_secs(5)).await;
+    // One message: b resolved (its value is gone), and a no-data alarm
+    // each for a and b.
+    assert_eq!(got.len(), 2);
+    assert_eq!(title(&got[1]), "[FIRING:2, RESOLVED:1] silent-hosts");
+    let d = divs(&got[1]);
+    let no_data: Vec<&String> = d.iter().filter(|s| s.contains("no_data=true")).collect();
+    assert_eq!(no_data.len(), 2, "{d:?}");
+    assert!(
+        no_data.iter().all(|s| s.contains("no data from cluster=")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|s| s.contains("RESOLVED") && s.contains("cluster=b") && !s.contains("no_data")),
+        "{d:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kept().len(), 1, "keep: b stays firing, no resolved message");
+
+    // a reports again: its no-data alarm resolves.
+    influx
+        .write_lines("cpu,cluster=a usage=50\n")
+        .await
+        .unwrap();
+    run_check(&env, &publisher, &reg, "silent-hosts").await;
+    let got = wait_for(alerts, 3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    let last = got.last().unwrap();
+    assert_eq!(title(last), "[RESOLVED:1] silent-hosts");
+    assert!(
+        divs(last)[0].contains("cluster=a") && divs(last)[0].contains("no_data=true"),
+        "{:?}",
+        divs(last)
     );
     w.stop().await;
     drop(db);

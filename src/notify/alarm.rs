@@ -177,6 +177,55 @@ impl AlarmStore {
             .collect())
     }
 
+    pub fn seen_key(&self, check: &str) -> String {
+        format!("{}:alarm-seen:{check}", self.ns)
+    }
+
+    /// Note the label sets that `reported` now (`now_ms`) and return every
+    /// label set of `check` seen within `forget`, with when it last
+    /// reported (older ones are dropped: a host gone for good stops being
+    /// expected).
+    pub async fn seen(
+        &self,
+        check: &str,
+        reported: &BTreeMap<String, BTreeMap<String, String>>,
+        now_ms: i64,
+        forget: Duration,
+    ) -> Result<BTreeMap<String, (BTreeMap<String, String>, i64)>, StoreError> {
+        let key = self.seen_key(check);
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for (id, labels) in reported {
+            let v = serde_json::json!({"labels": labels, "at": now_ms}).to_string();
+            pipe.cmd("HSET").arg(&key).arg(id).arg(v).ignore();
+        }
+        pipe.cmd("HGETALL").arg(&key);
+        let (all,): (BTreeMap<String, String>,) = pipe.query_async(&mut c).await.map_err(re)?;
+        let oldest = now_ms - forget.as_millis() as i64;
+        let mut out = BTreeMap::new();
+        let mut stale = Vec::new();
+        for (id, raw) in all {
+            let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+            let at = v["at"].as_i64().unwrap_or(0);
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(v["labels"].clone()).unwrap_or_default();
+            if at < oldest {
+                stale.push(id);
+            } else {
+                out.insert(id, (labels, at));
+            }
+        }
+        if !stale.is_empty() {
+            let _: () = redis::cmd("HDEL")
+                .arg(&key)
+                .arg(stale)
+                .query_async(&mut c)
+                .await
+                .map_err(re)?;
+        }
+        Ok(out)
+    }
+
     async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
         self.pool.get().await.map_err(re)
     }

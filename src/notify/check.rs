@@ -173,6 +173,68 @@ pub struct CheckConfig {
     /// restarts. Unset: it fires at the first evaluation.
     #[serde(default, rename = "for")]
     pub for_: Option<HumanDuration>,
+    /// What a label set that reported before and is missing from the
+    /// query's rows means: `ok` (it stops firing, the default), `alert` (a
+    /// distinct no-data alarm, labelled `no_data = "true"`, fires until it
+    /// reports again), `keep` (a firing alarm stays firing).
+    #[serde(default)]
+    pub no_data: NoData,
+}
+
+/// See [`CheckConfig::no_data`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    #[default]
+    Ok,
+    Alert,
+    Keep,
+}
+
+/// The label sets that reported a value in `rows`, by key.
+pub fn reported(check: &CheckConfig, rows: &[Row]) -> BTreeMap<String, BTreeMap<String, String>> {
+    rows.iter()
+        .filter(|row| row.get(&check.value).and_then(value_number).is_some())
+        .map(|row| {
+            let labels: BTreeMap<String, String> = check
+                .labels
+                .iter()
+                .map(|l| (l.clone(), row.get(l).map(value_text).unwrap_or_default()))
+                .collect();
+            (label_key(&labels), labels)
+        })
+        .collect()
+}
+
+/// The no-data alarm of a label set that stopped reporting at `last`.
+pub fn no_data_alarm(
+    check: &CheckConfig,
+    labels: &BTreeMap<String, String>,
+    last: chrono::DateTime<chrono::Utc>,
+) -> Alarm {
+    let mut labels = labels.clone();
+    labels.insert("no_data".into(), "true".into());
+    let shown: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "no_data")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Alarm {
+        check: check.name.clone(),
+        summary: format!(
+            "{}: no data from {} since {}",
+            check.name,
+            if shown.is_empty() {
+                "(no labels)".to_string()
+            } else {
+                shown.join(", ")
+            },
+            last.format("%Y-%m-%d %H:%M UTC")
+        ),
+        labels,
+        value: 0.0,
+        severity: check.severity,
+    }
 }
 
 fn default_summary() -> String {

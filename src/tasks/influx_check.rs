@@ -20,7 +20,9 @@ use tracing::info;
 use crate::config::{AppConfig, ConfigError};
 use crate::influx::InfluxClient;
 use crate::notify::alarm::{AlarmStore, FiringState};
-use crate::notify::check::{ActiveAlarm, Alarm, CheckConfig, evaluate, grouped_notification};
+use crate::notify::check::{
+    ActiveAlarm, Alarm, CheckConfig, NoData, evaluate, grouped_notification,
+};
 use crate::notify::{Receivers, truncate};
 use crate::queue::ratelimit::RateLimiter;
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
@@ -130,6 +132,10 @@ pub struct DryRun {
     pub firing: BTreeMap<String, FiringState>,
     pub would_resolve: Vec<String>,
 }
+
+/// A label set that has not reported for this long is no longer expected
+/// (no no-data alarm for a host gone for good).
+const NO_DATA_FORGET: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What the notification ledger keeps of an alarm.
 fn ledger_labels(a: &Alarm) -> serde_json::Value {
@@ -294,12 +300,34 @@ impl CheckRunner {
             .query(&check.query)
             .await
             .map_err(|e| with_prefix(&format!("check {name}: "), e.into()))?;
-        let ev = evaluate(check, &rows);
+        let mut ev = evaluate(check, &rows);
         let redis_err = |e: crate::notify::alarm::StoreError| TaskError::retry(e);
         let active = self.store.active(name).await.map_err(redis_err)?;
+        // No data: label sets that reported before and are missing now.
+        let mut kept: Vec<String> = Vec::new();
+        if check.no_data != NoData::Ok {
+            let now_ms = Utc::now().timestamp_millis();
+            let reported = crate::notify::check::reported(check, &rows);
+            let seen = self
+                .store
+                .seen(name, &reported, now_ms, NO_DATA_FORGET)
+                .await
+                .map_err(redis_err)?;
+            for (id, (labels, at)) in seen.iter().filter(|(id, _)| !reported.contains_key(*id)) {
+                match check.no_data {
+                    NoData::Alert => {
+                        let last = chrono::DateTime::from_timestamp_millis(*at).unwrap_or_default();
+                        let a = crate::notify::check::no_data_alarm(check, labels, last);
+                        ev.firing.insert(a.key(), a);
+                    }
+                    NoData::Keep => kept.push(id.clone()),
+                    NoData::Ok => {}
+                }
+            }
+        }
         let resolved_ids: Vec<&str> = active
             .keys()
-            .filter(|k| !ev.firing.contains_key(*k))
+            .filter(|k| !ev.firing.contains_key(*k) && !kept.contains(k))
             .map(String::as_str)
             .collect();
         let firing_ids: Vec<&str> = ev.firing.keys().map(String::as_str).collect();
