@@ -174,6 +174,31 @@ fn divs(card: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A test env with the `cpu-high` check (clusters over 90) on the real
+/// InfluxDB 1.x, sending to the sandbox bot as receiver `ops`.
+fn cpu_env(
+    sb: &SandboxHandle,
+    ns: &str,
+    repeat: &str,
+    tweak: impl FnOnce(&mut CheckConfig),
+) -> TestEnv {
+    let ops = lark(sb, "sandbox", None);
+    TestEnv::with(ns, move |c| {
+        queues(c);
+        c.influx.sources.insert("metrics".into(), v1_source(c));
+        c.receivers.insert("ops".into(), ops);
+        let mut k = check(
+            "cpu-high",
+            "metrics",
+            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
+            "usage",
+            repeat,
+        );
+        tweak(&mut k);
+        c.checks.push(k);
+    })
+}
+
 /// Publish one `influx-check` and wait until it succeeded.
 async fn run_check(
     env: &TestEnv,
@@ -194,18 +219,7 @@ fn queues(c: &mut AppConfig) {
 #[tokio::test]
 async fn three_clusters_one_grouped_message_then_repeat_interval_then_resolved() {
     let sb = sandbox().await;
-    let env = TestEnv::with("notify-group", |c| {
-        queues(c);
-        c.influx.sources.insert("metrics".into(), v1_source(c));
-        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
-        c.checks.push(check(
-            "cpu-high",
-            "metrics",
-            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
-            "usage",
-            "2s",
-        ));
-    });
+    let env = cpu_env(&sb, "notify-group", "2s", |_| {});
     let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
     sink.migrate().await.unwrap();
     let (db, influx) = TestDb::create(v1_source(&env.config)).await;
@@ -1081,18 +1095,7 @@ fn silence(check: Option<&str>, matchers: &[&str], until_resolved: bool) -> Sile
 #[tokio::test]
 async fn silences_suppress_what_they_match_release_on_expiry_and_end_on_resolve() {
     let sb = sandbox().await;
-    let env = TestEnv::with("notify-silence", |c| {
-        queues(c);
-        c.influx.sources.insert("metrics".into(), v1_source(c));
-        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
-        c.checks.push(check(
-            "cpu-high",
-            "metrics",
-            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
-            "usage",
-            "1h",
-        ));
-    });
+    let env = cpu_env(&sb, "notify-silence", "1h", |_| {});
     let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
     sink.migrate().await.unwrap();
     let (db, influx) = TestDb::create(v1_source(&env.config)).await;
@@ -1285,19 +1288,8 @@ async fn a_health_silence_on_a_task_holds_its_notifications() {
 #[tokio::test]
 async fn for_holds_an_alarm_pending_across_a_worker_restart_and_resets_on_a_break() {
     let sb = sandbox().await;
-    let env = TestEnv::with("notify-for", |c| {
-        queues(c);
-        c.influx.sources.insert("metrics".into(), v1_source(c));
-        c.receivers.insert("ops".into(), lark(&sb, "sandbox", None));
-        let mut k = check(
-            "cpu-high",
-            "metrics",
-            "SELECT last(usage) AS usage FROM cpu GROUP BY cluster",
-            "usage",
-            "1h",
-        );
+    let env = cpu_env(&sb, "notify-for", "1h", |k| {
         k.for_ = Some(HumanDuration(Duration::from_secs(2)));
-        c.checks.push(k);
     });
     let (db, influx) = TestDb::create(v1_source(&env.config)).await;
     influx
