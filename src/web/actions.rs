@@ -319,38 +319,27 @@ async fn replay(
 ) -> Result<(usize, Vec<String>), String> {
     let config = &state.config;
     let topology = Arc::new(Topology::from_config(config));
-    on_broker(state, async |conn| {
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-        let publisher = Publisher::open(conn, topology.clone(), config.broker.publish_window)
-            .await
-            .map_err(|e| e.to_string())?;
-        let states = StateStore::new(state.redis.clone(), &config.namespace, config.state.ttl.0);
-        let report = replay_dead(&ch, &publisher, &topology, &states, select)
-            .await
-            .map_err(|e| e.to_string());
-        let _ = ch.close(200, "replayed".into()).await;
-        let _ = publisher.channel().close(200, "done".into()).await;
-        let report = report?;
-        Ok((
-            report.replayed.len(),
-            report.replayed.iter().map(|e| e.id.to_string()).collect(),
-        ))
-    })
-    .await
-}
-
-/// Run `f` on the server's broker connection, on channels of its own that
-/// it closes; a connection that failed is dropped for a new one.
-async fn on_broker<T>(
-    state: &WebState,
-    f: impl AsyncFnOnce(&lapin::Connection) -> Result<T, String>,
-) -> Result<T, String> {
-    let conn = state.broker.connection(Duration::from_secs(10)).await?;
-    let out = f(&conn).await;
-    if out.is_err() && !conn.status().connected() {
-        state.broker.discard(&conn).await;
-    }
-    out
+    state
+        .broker
+        .with(Duration::from_secs(10), async |conn| {
+            let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+            let publisher = Publisher::open(conn, topology.clone(), config.broker.publish_window)
+                .await
+                .map_err(|e| e.to_string())?;
+            let states =
+                StateStore::new(state.redis.clone(), &config.namespace, config.state.ttl.0);
+            let report = replay_dead(&ch, &publisher, &topology, &states, select)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = ch.close(200, "replayed".into()).await;
+            let _ = publisher.channel().close(200, "done".into()).await;
+            let report = report?;
+            Ok((
+                report.replayed.len(),
+                report.replayed.iter().map(|e| e.id.to_string()).collect(),
+            ))
+        })
+        .await
 }
 
 fn dead_replay<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
@@ -409,7 +398,7 @@ fn dead_purge<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
                 "not purged: type the queue name {queue} to confirm (you typed {typed:?})"
             ));
         }
-        bounded(on_broker(state, async |conn| {
+        bounded(state.broker.with(Duration::from_secs(10), async |conn| {
             let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
             let n = crate::queue::admin::purge(&ch, &queue)
                 .await
@@ -574,20 +563,22 @@ fn schedule_run<'a>(state: &'a WebState, form: &'a FormData) -> Planned<'a> {
     let act = bounded(async move {
         let name = form.get("name").unwrap_or_default();
         let config = &state.config;
-        on_broker(state, async |conn| {
-            let topology = Arc::new(Topology::from_config(config));
-            let publisher = Publisher::open(conn, topology, config.broker.publish_window)
-                .await
-                .map_err(|e| e.to_string())?;
-            let id = state
-                .beat
-                .run_now(&publisher, name)
-                .await
-                .map_err(|e| e.to_string());
-            let _ = publisher.channel().close(200, "done".into()).await;
-            id.map(|id| format!("schedule {name} fired now: task {id}"))
-        })
-        .await
+        state
+            .broker
+            .with(Duration::from_secs(10), async |conn| {
+                let topology = Arc::new(Topology::from_config(config));
+                let publisher = Publisher::open(conn, topology, config.broker.publish_window)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let id = state
+                    .beat
+                    .run_now(&publisher, name)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = publisher.channel().close(200, "done".into()).await;
+                id.map(|id| format!("schedule {name} fired now: task {id}"))
+            })
+            .await
     });
     schedule_planned(form, Box::pin(act))
 }

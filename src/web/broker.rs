@@ -53,9 +53,26 @@ impl BrokerLink {
         Ok(conn)
     }
 
+    /// Run `f` on the connection (on channels of its own, that it closes);
+    /// a connection found broken after an error is dropped, so the next
+    /// request reconnects.
+    pub async fn with<T>(
+        &self,
+        timeout: Duration,
+        f: impl AsyncFnOnce(&Connection) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let conn = self.connection(timeout).await?;
+        let out = f(&conn).await;
+        let s = conn.status();
+        if out.is_err() && (!s.connected() || s.errored()) {
+            self.discard(&conn).await;
+        }
+        out
+    }
+
     /// Drop `conn` after an error on it, so the next request reconnects
     /// (unless another request already replaced it).
-    pub async fn discard(&self, conn: &Arc<Connection>) {
+    async fn discard(&self, conn: &Arc<Connection>) {
         let mut slot = self.conn.lock().await;
         if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn))
             && let Some(old) = slot.take()

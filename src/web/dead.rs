@@ -40,21 +40,16 @@ pub async fn read(state: &WebState) -> DeadLetters {
         queue: queue.clone(),
         ..DeadLetters::default()
     };
-    let result = tokio::time::timeout(TIMEOUT, async {
-        let conn = state.broker.connection(TIMEOUT).await?;
-        let r = async {
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        state.broker.with(TIMEOUT, async |conn| {
             let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
             let total = ready_count(&ch, &queue).await.map_err(|e| e.to_string())?;
             let entries = peek(&ch, &queue, LIMIT).await.map_err(|e| e.to_string())?;
             let _ = ch.close(200, "peeked".into()).await;
             Ok::<_, String>((total, entries.into_iter().map(|(_, e)| e).collect()))
-        }
-        .await;
-        if r.is_err() {
-            state.broker.discard(&conn).await;
-        }
-        r
-    })
+        }),
+    )
     .await
     .unwrap_or_else(|_| Err(format!("RabbitMQ did not answer within {TIMEOUT:?}")));
     match result {

@@ -85,16 +85,14 @@ impl Overview {
         let now = o.generated_at;
         let minute = minute_of(now);
         let (queues, workers, beats, activity, tasks, runs) = tokio::join!(
-            bounded("RabbitMQ", async {
-                let conn = state.broker.connection(SOURCE_TIMEOUT).await?;
-                let rows = queue_rows(config, &state.registry, &conn, &families)
-                    .await
-                    .map_err(|e| e.message);
-                if rows.is_err() {
-                    state.broker.discard(&conn).await;
-                }
-                rows
-            }),
+            bounded(
+                "RabbitMQ",
+                state.broker.with(SOURCE_TIMEOUT, async |conn| {
+                    queue_rows(config, &state.registry, conn, &families)
+                        .await
+                        .map_err(|e| e.message)
+                })
+            ),
             bounded("Redis", async {
                 registry.list().await.map_err(|e| e.to_string())
             }),

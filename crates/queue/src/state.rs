@@ -440,29 +440,113 @@ pub struct WorkerInfo {
     pub version: String,
 }
 
-/// Worker registrations in Redis.
+/// Registrations of live processes: `<ns>:<kind>:<id>` holds a JSON
+/// record with a TTL refreshed by heartbeats, and the sorted set
+/// `<ns>:<set>` lists the ids (scored by the last heartbeat). Workers and
+/// beats register this way.
+#[derive(Clone)]
+struct Registrations {
+    pool: Pool,
+    set: String,
+    prefix: String,
+}
+
+impl Registrations {
+    fn new(pool: Pool, namespace: &str, set: &str, kind: &str) -> Registrations {
+        Registrations {
+            pool,
+            set: format!("{namespace}:{set}"),
+            prefix: format!("{namespace}:{kind}:"),
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    /// Write the record and its set entry, plus whatever `extra` adds to
+    /// the same pipeline.
+    async fn heartbeat<T: Serialize>(
+        &self,
+        id: &str,
+        record: &T,
+        at: DateTime<Utc>,
+        ttl: Duration,
+        extra: impl FnOnce(&mut deadpool_redis::redis::Pipeline),
+    ) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.set_ex(
+            self.key(id),
+            serde_json::to_string(record)?,
+            ttl.as_secs().max(1),
+        )
+        .ignore()
+        .zadd(&self.set, id, at.timestamp())
+        .ignore();
+        extra(&mut pipe);
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn deregister(&self, id: &str) -> Result<(), StateError> {
+        let mut conn = self.pool.get().await?;
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.del(self.key(id)).ignore().zrem(&self.set, id).ignore();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The live records (one `MGET`); set members whose record expired are
+    /// removed from the set.
+    async fn list<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, StateError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
+            .arg(&self.set)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let raws: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (id, raw) in ids.iter().zip(raws) {
+            match raw {
+                Some(s) => out.push(serde_json::from_str(&s)?),
+                None => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            let _: () = deadpool_redis::redis::cmd("ZREM")
+                .arg(&self.set)
+                .arg(stale)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(out)
+    }
+}
+
+/// Worker registrations in Redis (`<ns>:worker:<id>`, `<ns>:workers`).
 #[derive(Clone)]
 pub struct WorkerRegistry {
-    pool: Pool,
-    namespace: String,
+    regs: Registrations,
+    families_key: String,
 }
 
 impl WorkerRegistry {
     pub fn new(pool: Pool, namespace: &str) -> WorkerRegistry {
         WorkerRegistry {
-            pool,
-            namespace: namespace.to_string(),
+            regs: Registrations::new(pool, namespace, "workers", "worker"),
+            families_key: format!("{namespace}:families"),
         }
-    }
-
-    fn set_key(&self) -> String {
-        format!("{}:workers", self.namespace)
-    }
-    fn key(&self, id: &str) -> String {
-        format!("{}:worker:{id}", self.namespace)
-    }
-    fn families_key(&self) -> String {
-        format!("{}:families", self.namespace)
     }
 
     /// Remember queue families declared in this namespace (workers in each
@@ -472,9 +556,9 @@ impl WorkerRegistry {
         if families.is_empty() {
             return Ok(());
         }
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.regs.pool.get().await?;
         deadpool_redis::redis::cmd("SADD")
-            .arg(self.families_key())
+            .arg(&self.families_key)
             .arg(families)
             .query_async::<()>(&mut conn)
             .await?;
@@ -483,9 +567,9 @@ impl WorkerRegistry {
 
     /// Every family remembered by [`WorkerRegistry::remember_families`].
     pub async fn families(&self) -> Result<Vec<String>, StateError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.regs.pool.get().await?;
         let mut v: Vec<String> = deadpool_redis::redis::cmd("SMEMBERS")
-            .arg(self.families_key())
+            .arg(&self.families_key)
             .query_async(&mut conn)
             .await?;
         v.sort();
@@ -493,80 +577,24 @@ impl WorkerRegistry {
     }
 
     pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StateError> {
-        let mut conn = self.pool.get().await?;
-        let mut pipe = deadpool_redis::redis::pipe();
-        pipe.set_ex(
-            self.key(&info.id),
-            serde_json::to_string(info)?,
-            ttl.as_secs().max(1),
-        )
-        .ignore()
-        .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
-        .ignore();
-        if !info.queues.is_empty() {
-            pipe.sadd(self.families_key(), &info.queues).ignore();
-        }
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        self.regs
+            .heartbeat(&info.id, info, info.heartbeat_at, ttl, |pipe| {
+                if !info.queues.is_empty() {
+                    pipe.sadd(&self.families_key, &info.queues).ignore();
+                }
+            })
+            .await
     }
 
     pub async fn deregister(&self, id: &str) -> Result<(), StateError> {
-        let mut conn = self.pool.get().await?;
-        let mut pipe = deadpool_redis::redis::pipe();
-        pipe.del(self.key(id))
-            .ignore()
-            .zrem(self.set_key(), id)
-            .ignore();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        self.regs.deregister(id).await
     }
 
     /// Live workers (registrations whose TTL has not run out); stale entries
     /// of the sorted set are removed.
     pub async fn list(&self) -> Result<Vec<WorkerInfo>, StateError> {
-        let mut conn = self.pool.get().await?;
-        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
-            .arg(self.set_key())
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await?;
-        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
+        self.regs.list().await
     }
-}
-
-/// The registrations at `keys` (one `MGET`) of the members `ids` of the
-/// sorted set `set`; members whose registration expired are removed from it.
-async fn live_registrations<T: serde::de::DeserializeOwned>(
-    conn: &mut deadpool_redis::Connection,
-    set: &str,
-    ids: &[String],
-    keys: &[String],
-) -> Result<Vec<T>, StateError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let raws: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
-        .arg(keys)
-        .query_async(conn)
-        .await?;
-    let mut out = Vec::new();
-    let mut stale = Vec::new();
-    for (id, raw) in ids.iter().zip(raws) {
-        match raw {
-            Some(s) => out.push(serde_json::from_str(&s)?),
-            None => stale.push(id),
-        }
-    }
-    if !stale.is_empty() {
-        let _: () = deadpool_redis::redis::cmd("ZREM")
-            .arg(set)
-            .arg(stale)
-            .query_async(conn)
-            .await?;
-    }
-    Ok(out)
 }
 
 /// A beat's registration, refreshed by heartbeats.
@@ -588,61 +616,28 @@ pub struct BeatInfo {
 /// sorted set `<ns>:beats` (scored by the last heartbeat).
 #[derive(Clone)]
 pub struct BeatRegistry {
-    pool: Pool,
-    namespace: String,
+    regs: Registrations,
 }
 
 impl BeatRegistry {
     pub fn new(pool: Pool, namespace: &str) -> BeatRegistry {
         BeatRegistry {
-            pool,
-            namespace: namespace.to_string(),
+            regs: Registrations::new(pool, namespace, "beats", "beat-instance"),
         }
     }
 
-    fn set_key(&self) -> String {
-        format!("{}:beats", self.namespace)
-    }
-    fn key(&self, id: &str) -> String {
-        format!("{}:beat-instance:{id}", self.namespace)
-    }
-
     pub async fn heartbeat(&self, info: &BeatInfo, ttl: Duration) -> Result<(), StateError> {
-        let mut conn = self.pool.get().await?;
-        let mut pipe = deadpool_redis::redis::pipe();
-        pipe.set_ex(
-            self.key(&info.id),
-            serde_json::to_string(info)?,
-            ttl.as_secs().max(1),
-        )
-        .ignore()
-        .zadd(self.set_key(), &info.id, info.heartbeat_at.timestamp())
-        .ignore();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        self.regs
+            .heartbeat(&info.id, info, info.heartbeat_at, ttl, |_| {})
+            .await
     }
 
     pub async fn deregister(&self, id: &str) -> Result<(), StateError> {
-        let mut conn = self.pool.get().await?;
-        let mut pipe = deadpool_redis::redis::pipe();
-        pipe.del(self.key(id))
-            .ignore()
-            .zrem(self.set_key(), id)
-            .ignore();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        self.regs.deregister(id).await
     }
 
     /// Live beats; stale entries of the sorted set are removed.
     pub async fn list(&self) -> Result<Vec<BeatInfo>, StateError> {
-        let mut conn = self.pool.get().await?;
-        let ids: Vec<String> = deadpool_redis::redis::cmd("ZRANGE")
-            .arg(self.set_key())
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await?;
-        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        live_registrations(&mut conn, &self.set_key(), &ids, &keys).await
+        self.regs.list().await
     }
 }
