@@ -173,7 +173,7 @@ pub async fn run(g: &GlobalOpts, cmd: NotifyCommand) -> CliResult {
                     .unwrap_or_default(),
                 title: n.title.clone(),
             };
-            crate::notify::record_notification(&sink, record).await;
+            crate::notify::record_notifications(&sink, std::slice::from_ref(&record)).await;
             sink.close().await;
             if json {
                 println!(

@@ -680,22 +680,10 @@ impl Outgoing {
 }
 
 /// The active silence (no check; matched on `task`, `queue` and `status`)
-/// that silences `o`, if any. A database that does not answer silences
-/// nothing (logged): better a message too many than one lost.
+/// that silences `o`, if any.
 async fn health_silence(sink: &crate::sink::starrocks::SqlSink, o: &Outgoing) -> Option<String> {
     let now = crate::sink::ledger::now();
-    let read = sink.silences(now, Some(now));
-    let silences = match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::warn!(task = %o.task, error = %e, "silences unreadable: sending as if there were none");
-            return None;
-        }
-        Err(_) => {
-            tracing::warn!(task = %o.task, "silences unreadable within 5 s: sending as if there were none");
-            return None;
-        }
-    };
+    let silences = crate::notify::silence::in_force(sink, now, &o.task).await;
     let labels: BTreeMap<String, String> = [
         ("task", o.task.clone()),
         ("queue", o.queue.clone()),
@@ -723,7 +711,7 @@ fn spawn_sender(
                 tracing::info!(receiver = r.name(), title = %n.title, silence = %id, "health notification silenced");
                 let mut record = o.record(r.name(), "silenced", 0, String::new());
                 record.labels["silence"] = serde_json::json!(id);
-                crate::notify::record_notification(sink, record).await;
+                crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
                 continue;
             }
             let (result, attempts) = r.deliver(n).await;
@@ -739,7 +727,7 @@ fn spawn_sender(
                 let outcome = if result.is_ok() { "sent" } else { "failed" };
                 let error = result.err().map(|e| e.to_string()).unwrap_or_default();
                 let record = o.record(r.name(), outcome, attempts, error);
-                crate::notify::record_notification(sink, record).await;
+                crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
             }
         }
     });

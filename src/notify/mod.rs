@@ -322,21 +322,24 @@ pub struct Notification {
     pub note: Option<String>,
 }
 
-/// Write a notification ledger entry; a database that does not take it
-/// within 5 s is logged with the whole entry (the notification itself is
+/// Write notification ledger entries; a database that does not take them
+/// within 5 s is logged with the whole entries (the notification itself is
 /// not held up or failed by its ledger).
-pub async fn record_notification(
+pub async fn record_notifications(
     sink: &crate::sink::starrocks::SqlSink,
-    record: crate::sink::notifications::NotificationRecord,
+    records: &[crate::sink::notifications::NotificationRecord],
 ) {
-    let write = sink.record_notifications(std::slice::from_ref(&record));
+    if records.is_empty() {
+        return;
+    }
+    let write = sink.record_notifications(records);
     match tokio::time::timeout(Duration::from_secs(5), write).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::error!(error = %e, entry = ?record, "cannot write the notification ledger")
+            tracing::error!(error = %e, entries = ?records, "cannot write the notification ledger")
         }
         Err(_) => {
-            tracing::error!(entry = ?record, "the database did not take the notification ledger entry within 5 s")
+            tracing::error!(entries = ?records, "the database did not take the notification ledger entries within 5 s")
         }
     }
 }

@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use crate::sink::ledger::{dt, parse_dt, select_dt, text};
+use crate::sink::ledger::{cut, dt, parse_dt, select_dt, text};
 use crate::sink::schema;
 use crate::sink::starrocks::{SinkError, SqlSink, lit};
 
@@ -28,13 +28,6 @@ pub struct AuditEntry {
 /// characters, with room for multi-byte ones).
 const TARGET_MAX: usize = 250;
 const DETAIL_MAX: usize = 16_000;
-
-fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
 
 impl SqlSink {
     /// Append an entry.

@@ -154,6 +154,14 @@ fn in_list(ids: &[String]) -> String {
         .join(", ")
 }
 
+/// `s` cut to `max` characters (with `…`), for a column of bounded size.
+pub(crate) fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Text of column `i`, empty when NULL.
 pub(crate) fn text(r: &mut Row, i: usize) -> String {
     r.take::<Option<String>, _>(i).flatten().unwrap_or_default()

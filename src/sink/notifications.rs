@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use crate::sink::ledger::{dt, num, parse_dt, select_dt, text};
+use crate::sink::ledger::{cut, dt, num, parse_dt, select_dt, text};
 use crate::sink::schema;
 use crate::sink::starrocks::{SinkError, SqlSink, lit};
 
@@ -29,13 +29,6 @@ pub struct NotificationRecord {
     /// Why it failed; empty when sent.
     pub error: String,
     pub title: String,
-}
-
-fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 impl SqlSink {

@@ -176,29 +176,14 @@ impl CheckRunner {
 
     /// The silences in force for check `name`; `until_resolved` ones that
     /// match none of the `firing` alarms are expired first (their alarm
-    /// resolved). A database that does not answer silences nothing: better
-    /// a message too many than one lost (logged).
+    /// resolved).
     async fn silences(
         &self,
         name: &str,
         firing: &BTreeMap<String, Alarm>,
     ) -> Vec<crate::notify::silence::Silence> {
         let now = crate::sink::ledger::now();
-        let read = self.ledger.silences(now, Some(now));
-        let all = match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!(check = name, error = %e, "silences unreadable: sending as if there were none");
-                return Vec::new();
-            }
-            Err(_) => {
-                tracing::warn!(
-                    check = name,
-                    "silences unreadable within 5 s: sending as if there were none"
-                );
-                return Vec::new();
-            }
-        };
+        let all = crate::notify::silence::in_force(&self.ledger, now, name).await;
         let mut out = Vec::new();
         for mut s in all.into_iter().filter(|s| s.check.as_deref() == Some(name)) {
             if s.until_resolved && !firing.values().any(|a| s.matches(Some(name), &a.labels)) {
@@ -229,9 +214,6 @@ impl CheckRunner {
         alarms: Vec<(&'static str, serde_json::Value)>,
         (outcome, attempts, error): (&str, u32, &str),
     ) {
-        if alarms.is_empty() {
-            return;
-        }
         let at = crate::sink::ledger::now();
         let records: Vec<_> = alarms
             .into_iter()
@@ -251,16 +233,7 @@ impl CheckRunner {
                 },
             )
             .collect();
-        let write = self.ledger.record_notifications(&records);
-        match tokio::time::timeout(std::time::Duration::from_secs(5), write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(check, error = %e, entries = ?records, "cannot write the notification ledger")
-            }
-            Err(_) => {
-                tracing::error!(check, entries = ?records, "the database did not take the notification ledger entries within 5 s")
-            }
-        }
+        crate::notify::record_notifications(&self.ledger, &records).await;
     }
 
     pub fn check(&self, name: &str) -> Result<&CheckConfig, TaskError> {
