@@ -232,6 +232,9 @@ async fn sign_in_roles_csrf_and_the_audit_log() {
         .iter()
         .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
         .collect();
+    // Newest first, also within one second.
+    assert_eq!(got[0], ("ann", "schedule.pause", "failed"), "{entries:?}");
+    assert_eq!(got[1], ("ann", "schedule.resume", "ok"), "{entries:?}");
     let mut sorted_got = got.clone();
     sorted_got.sort();
     let mut sorted_want = want.to_vec();

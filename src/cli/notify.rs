@@ -157,7 +157,7 @@ pub async fn run(g: &GlobalOpts, cmd: NotifyCommand) -> CliResult {
             let ms = started.elapsed().as_millis();
             let sink = crate::sink::starrocks::SqlSink::new(&config);
             let record = crate::sink::notifications::NotificationRecord {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 at: crate::sink::ledger::now(),
                 source: "test".into(),
                 subject: "notify test".into(),

@@ -664,7 +664,7 @@ impl Outgoing {
         error: String,
     ) -> crate::sink::notifications::NotificationRecord {
         crate::sink::notifications::NotificationRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             at: crate::sink::ledger::now(),
             source: "health".into(),
             subject: self.task.clone(),

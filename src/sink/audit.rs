@@ -52,7 +52,7 @@ impl SqlSink {
         let t = &schema::WEB_AUDIT;
         let q = format!(
             "SELECT id, {}, actor, role, remote, action, target, result, detail FROM {} \
-             ORDER BY at DESC, id LIMIT {limit}",
+             ORDER BY at DESC, id DESC LIMIT {limit}",
             select_dt("at"),
             self.table(t),
         );

@@ -71,7 +71,7 @@ impl SqlSink {
         }
         let q = format!(
             "SELECT id, {}, source, subject, event, labels, receiver, outcome, attempts, error, title \
-             FROM {} WHERE {filter} ORDER BY at DESC, id LIMIT {limit}",
+             FROM {} WHERE {filter} ORDER BY at DESC, id DESC LIMIT {limit}",
             select_dt("at"),
             self.table(t),
         );

@@ -219,7 +219,7 @@ impl CheckRunner {
             .into_iter()
             .map(
                 |(event, labels)| crate::sink::notifications::NotificationRecord {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: uuid::Uuid::now_v7().to_string(),
                     at,
                     source: "alarm".into(),
                     subject: check.to_string(),

@@ -219,7 +219,8 @@ async fn audit(
         "dashboard action"
     );
     let entry = AuditEntry {
-        id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered: entries of one second keep their order.
+        id: uuid::Uuid::now_v7().to_string(),
         at: crate::sink::ledger::now(),
         actor: actor.name.clone(),
         role: actor.role.as_str().to_string(),
