@@ -784,43 +784,154 @@ async fn ledger_entries(env: &TestEnv, args: &[&str], n: usize) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_failing_slack_endpoint_never_fails_or_slows_the_task() {
+async fn a_failing_slack_endpoint_never_fails_or_slows_the_task_and_is_tried_again() {
     let sb = sandbox().await;
     let env = TestEnv::with("notify-slackdown", |c| {
         c.receivers.insert("slack".into(), slack(&sb));
         c.notify.receivers = vec!["slack".into()];
+        c.notify.redeliver_after = HumanDuration(Duration::from_secs(1));
     });
-    sb.fail_next(Endpoint::Slack, 20, Fault::Http500);
+    // Down for the three attempts of the first delivery.
+    sb.fail_next(Endpoint::Slack, 3, Fault::Http500);
     let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
     sink.migrate().await.unwrap();
     let reg = Registry::new().with(Flaky);
     let (_conn, publisher) = env.publisher().await;
     let w = env.start_worker(reg.clone());
     HealthNotifier::attach(&env.config, &w.services).unwrap();
-    let took = run_flaky(&env, &publisher, &reg, false).await;
+    let took = run_flaky(&env, &publisher, &reg, true).await;
     assert!(
         took < Duration::from_secs(2),
         "the task waited for the notification: {took:?}"
     );
-    // The notifier retried in the background (3 attempts) and gave up.
+    // The notifier retried in the background (3 attempts) and gave up ...
     let deadline = Instant::now() + Duration::from_secs(10);
     while sb.stats().slack.errors < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sb.stats().slack.errors, 3);
-    assert!(sb.received_slack(SLACK_PATH).is_empty());
-    assert!(env.dead_letters().await.is_empty());
-    // The ledger says so: failed after 3 attempts, with the error.
-    let ledger = ledger_entries(&env, &[], 1).await;
-    assert_eq!(ledger.len(), 1, "{ledger:?}");
-    assert_eq!(ledger[0]["outcome"], "failed");
-    assert_eq!(ledger[0]["attempts"], 3);
+    assert!(env.dead_letters().await.len() == 1, "the flaky task only");
+    // ... and a second later delivered it, then the next change after it.
+    run_flaky(&env, &publisher, &reg, false).await;
+    let got = wait_for(|| sb.received_slack(SLACK_PATH), 2, Duration::from_secs(10)).await;
+    let texts: Vec<&str> = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert!(texts[0].starts_with("--- ERROR ---"), "{texts:?}");
+    assert!(texts[1].starts_with("--- OK ---"), "{texts:?}");
+    assert_eq!(texts.len(), 2);
+    // The ledger says so: failed after 3 attempts, with the error; then
+    // sent, in order.
+    let ledger = ledger_entries(&env, &[], 3).await;
+    let got: Vec<(&str, &str, u64)> = ledger
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("error", "failed", 3),
+            ("error", "sent", 1),
+            ("ok", "sent", 1)
+        ]
+    );
     assert!(
-        ledger[0]["error"].as_str().unwrap().contains("500"),
+        ledger[2]["error"].as_str().unwrap().contains("500"),
         "{ledger:?}"
     );
-    // The worker is fine: the next task runs as usual.
+    w.stop().await;
+    sink.close().await;
+}
+
+/// Issue 15.3 for health: a task whose status flips more than
+/// `flap_threshold` times within `flap_window` sends one FLAPPING message,
+/// nothing while it flaps, and one STABLE message with the first outcome
+/// after a window without change.
+#[tokio::test]
+async fn a_flapping_task_says_so_once_then_nothing_until_stable() {
+    let sb = sandbox().await;
+    let env = TestEnv::with("notify-hflap", |c| {
+        c.receivers.insert("slack".into(), slack(&sb));
+        c.notify.receivers = vec!["slack".into()];
+        c.notify.flap_threshold = Some(3);
+        c.notify.flap_window = Some(HumanDuration(Duration::from_secs(6)));
+    });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let reg = Registry::new().with(Flaky);
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    HealthNotifier::attach(&env.config, &w.services).unwrap();
+    let received = || sb.received_slack(SLACK_PATH);
+    let first_line = |m: &Value| {
+        m["text"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // ERROR, OK, ERROR: sent as usual; the fourth change (OK) flaps.
+    for (i, fail) in [true, false, true, false].into_iter().enumerate() {
+        run_flaky(&env, &publisher, &reg, fail).await;
+        wait_for(received, i + 1, Duration::from_secs(5)).await;
+    }
+    // Two more changes: nothing.
+    run_flaky(&env, &publisher, &reg, true).await;
     run_flaky(&env, &publisher, &reg, false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = received();
+    let lines: Vec<String> = got.iter().map(first_line).collect();
+    assert_eq!(
+        lines,
+        [
+            "--- ERROR ---",
+            "--- OK ---",
+            "--- ERROR ---",
+            "--- FLAPPING ---"
+        ]
+    );
+    let text = got[3]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Changed status 4 times within 6s; now OK"),
+        "{text}"
+    );
+    // A window without change, then an outcome: STABLE, OK.
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    run_flaky(&env, &publisher, &reg, false).await;
+    let got = wait_for(received, 5, Duration::from_secs(5)).await;
+    let text = got[4]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("--- STABLE ---\nNo change for 6s: it is OK."),
+        "{text}"
+    );
+    run_flaky(&env, &publisher, &reg, false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received().len(), 5, "no more messages");
+    let ledger = ledger_entries(&env, &["--check", "flaky"], 7).await;
+    let got: Vec<(&str, &str)> = ledger
+        .iter()
+        .rev()
+        .map(|e| (e["event"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("error", "sent"),
+            ("ok", "sent"),
+            ("error", "sent"),
+            ("flapping", "sent"),
+            ("error", "flapping"),
+            ("ok", "flapping"),
+            ("stable", "sent"),
+        ]
+    );
     w.stop().await;
     sink.close().await;
 }
@@ -1424,4 +1535,108 @@ async fn no_data_alerts_and_resolves_and_keep_holds_a_firing_alarm() {
     );
     w.stop().await;
     drop(db);
+}
+
+/// Issue 15.3: an alarm that changes state more than `flap_threshold` times
+/// within `flap_window` sends one FLAPPING message, nothing while it flaps,
+/// and one STABLE message with its state once it held still for the window;
+/// a steady alarm of the same check is untouched; the ledger lists it all.
+#[tokio::test]
+async fn a_flapping_alarm_says_so_once_then_nothing_until_stable() {
+    let sb = sandbox().await;
+    let env = cpu_env(&sb, "notify-flap", "1h", |k| {
+        k.flap_threshold = Some(3);
+        k.flap_window = Some(HumanDuration(Duration::from_secs(8)));
+    });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let (db, influx) = TestDb::create(v1_source(&env.config)).await;
+    let reg = env.registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let received = || sb.received_bot("sandbox");
+    let a_is = |usage: u32| format!("cpu,cluster=a usage={usage}\n");
+    influx
+        .write_lines("cpu,cluster=a usage=95\ncpu,cluster=b usage=96\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    // Three changes (fire, resolve, fire) are sent as usual.
+    influx.write_lines(&a_is(10)).await.unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    influx.write_lines(&a_is(95)).await.unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    // The fourth: flapping.
+    influx.write_lines(&a_is(10)).await.unwrap();
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 4, Duration::from_secs(5)).await;
+    let titles: Vec<String> = got.iter().map(title).collect();
+    assert_eq!(
+        titles,
+        [
+            "[FIRING:2] cpu-high",
+            "[RESOLVED:1] cpu-high",
+            "[FIRING:1] cpu-high",
+            "[FLAPPING:1] cpu-high"
+        ],
+        "(the four changes took {:?}; the window is 8 s)",
+        start.elapsed()
+    );
+    let d = divs(&got[3]).join("\n");
+    assert!(
+        d.contains("cluster=a") && d.contains("Changed state 4 times within 8s; now OK"),
+        "{d}"
+    );
+    // Three more changes while it flaps: nothing is sent.
+    for usage in [95, 10, 95] {
+        influx.write_lines(&a_is(usage)).await.unwrap();
+        run_check(&env, &publisher, &reg, "cpu-high").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received().len(), 4, "nothing while flapping");
+    // Firing and unchanged for the whole window: one STABLE message.
+    tokio::time::sleep(Duration::from_millis(8100)).await;
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    let got = wait_for(received, 5, Duration::from_secs(5)).await;
+    assert_eq!(title(&got[4]), "[STABLE:1] cpu-high");
+    let d = divs(&got[4]).join("\n");
+    assert!(d.contains("No change for 8s: it is firing."), "{d}");
+    // ... and then it is an ordinary firing alarm, inside its repeat interval.
+    run_check(&env, &publisher, &reg, "cpu-high").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received().len(), 5, "no more messages");
+
+    // The ledger: per event and outcome, for cluster a.
+    let ledger = ledger_entries(&env, &["--check", "cpu-high", "--limit", "100"], 18).await;
+    let a: Vec<(String, String)> = ledger
+        .iter()
+        .rev()
+        .filter(|e| e["labels"]["labels"]["cluster"] == "a")
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = a.iter().map(|(e, o)| (e.as_str(), o.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("firing", "sent"),
+            ("resolved", "sent"),
+            ("firing", "sent"),
+            ("resolved", "flapping"),
+            ("flapping", "sent"),
+            ("firing", "flapping"),
+            ("resolved", "flapping"),
+            ("firing", "flapping"),
+            ("stable", "sent"),
+            ("firing", "deduplicated"),
+        ]
+    );
+    w.stop().await;
+    drop(db);
+    sink.close().await;
 }

@@ -169,6 +169,9 @@ pub async fn run(g: &GlobalOpts, cmd: ChecksCommand) -> CliResult {
                         }
                         Some(FiringState::Claimed) => "being sent by a worker".to_string(),
                         None if report.sent_firing.contains(&key) => "sent".to_string(),
+                        None if report.pending.contains(&key) => "pending (for)".to_string(),
+                        None if report.flapping.contains(&key) => "held back: flapping".to_string(),
+                        None if report.silenced.contains(&key) => "silenced".to_string(),
                         None => "deduplicated".to_string(),
                     };
                     vec![
@@ -193,6 +196,9 @@ pub async fn run(g: &GlobalOpts, cmd: ChecksCommand) -> CliResult {
                     "resolved"
                 };
                 println!("{verb}: {r}");
+            }
+            for a in &report.announced {
+                println!("announced: {a}");
             }
             match (&report.message, dry_run) {
                 (_, true) => println!("dry run: nothing sent, nothing recorded"),

@@ -179,6 +179,24 @@ pub struct CheckConfig {
     /// reports again), `keep` (a firing alarm stays firing).
     #[serde(default)]
     pub no_data: NoData,
+    /// An alarm that changes state more than this many times within
+    /// `flap_window` is flapping: one message says so, then nothing until
+    /// it has been stable for `flap_window`, then one message with its
+    /// state. Off unless both are set; for a check evaluated every minute,
+    /// `flap_threshold = 4` and `flap_window = "30m"` are a good start.
+    #[serde(default)]
+    pub flap_threshold: Option<u32>,
+    #[serde(default)]
+    pub flap_window: Option<HumanDuration>,
+}
+
+impl CheckConfig {
+    /// The check's flapping policy, if it has one (validated at start).
+    pub fn flap(&self) -> Option<super::flap::FlapPolicy> {
+        super::flap::FlapPolicy::from_config(self.flap_threshold, self.flap_window)
+            .ok()
+            .flatten()
+    }
 }
 
 /// See [`CheckConfig::no_data`].
@@ -344,6 +362,7 @@ impl CheckConfig {
         if self.repeat_interval.0 < Duration::from_secs(1) {
             return err("repeat_interval", "must be at least 1s".into());
         }
+        super::flap::FlapPolicy::from_config(self.flap_threshold, self.flap_window)?;
         Ok(())
     }
 }
@@ -461,24 +480,51 @@ pub struct ActiveAlarm {
     pub since: DateTime<Utc>,
 }
 
-/// The one message of an evaluation: firing alarms first, then resolved.
+/// A flapping announcement in an evaluation's message.
+#[derive(Clone, Debug)]
+pub struct FlapNote {
+    pub owed: super::flap::Owed,
+    /// The alarm as it last fired.
+    pub alarm: Alarm,
+    /// Its state now.
+    pub firing: bool,
+    /// State changes within the window.
+    pub changes: usize,
+    pub window: Duration,
+}
+
+/// The one message of an evaluation: firing alarms first, then resolved,
+/// then flapping announcements.
 /// Header: `[FIRING:n] check` in the severity's colour, `[RESOLVED:n] check`
 /// in green, or `[FIRING:n, RESOLVED:m] check`.
 pub fn grouped_notification(
     check: &CheckConfig,
     firing: &[&Alarm],
     resolved: &[&ActiveAlarm],
+    flaps: &[FlapNote],
     now: DateTime<Utc>,
 ) -> Notification {
-    let title = match (firing.len(), resolved.len()) {
-        (f, 0) => format!("[FIRING:{f}] {}", check.name),
-        (0, r) => format!("[RESOLVED:{r}] {}", check.name),
-        (f, r) => format!("[FIRING:{f}, RESOLVED:{r}] {}", check.name),
-    };
-    let colour = if firing.is_empty() {
-        Colour::Green
-    } else {
+    let flapping = flaps
+        .iter()
+        .filter(|f| f.owed == super::flap::Owed::Flapping)
+        .count();
+    let stable = flaps.len() - flapping;
+    let parts: Vec<String> = [
+        ("FIRING", firing.len()),
+        ("RESOLVED", resolved.len()),
+        ("FLAPPING", flapping),
+        ("STABLE", stable),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k}:{n}"))
+    .collect();
+    let title = format!("[{}] {}", parts.join(", "), check.name);
+    let alarming = !firing.is_empty() || flapping > 0 || flaps.iter().any(|f| f.firing);
+    let colour = if alarming {
         check.severity.colour()
+    } else {
+        Colour::Green
     };
     let mut sections = Vec::new();
     let mut text = vec![title.clone()];
@@ -527,6 +573,36 @@ pub fn grouped_notification(
             "RESOLVED {}: {}",
             r.alarm.labels_text(),
             r.alarm.summary
+        ));
+    }
+    let window = humantime::format_duration(flaps.first().map_or(Duration::ZERO, |f| f.window));
+    for f in flaps {
+        let state = if f.firing { "firing" } else { "OK" };
+        let (heading, line) = match f.owed {
+            super::flap::Owed::Flapping => (
+                format!("FLAPPING · {}", f.alarm.summary),
+                format!(
+                    "Changed state {} times within {window}; now {state}. No more messages for it until it is stable for {window}.",
+                    f.changes
+                ),
+            ),
+            super::flap::Owed::Stable => (
+                format!("STABLE · {}", f.alarm.summary),
+                format!("No change for {window}: it is {state}."),
+            ),
+        };
+        sections.push(Section {
+            heading,
+            text: line.clone(),
+            fields: vec![
+                ("Labels".into(), f.alarm.labels_text()),
+                ("State".into(), state.into()),
+            ],
+        });
+        text.push(format!(
+            "{} {}: {line}",
+            f.owed.as_str(),
+            f.alarm.labels_text()
         ));
     }
     Notification {
@@ -635,7 +711,7 @@ receiver = "ops"
         ];
         let ev = evaluate(&c, &rows);
         let firing: Vec<&Alarm> = ev.firing.values().collect();
-        let n = grouped_notification(&c, &firing, &[], Utc::now());
+        let n = grouped_notification(&c, &firing, &[], &[], Utc::now());
         assert_eq!(n.title, "[FIRING:2] cpu-high");
         assert_eq!(n.colour, Colour::Red);
         assert_eq!(n.sections.len(), 2);
@@ -643,7 +719,7 @@ receiver = "ops"
             alarm: firing[0].clone(),
             since: Utc::now(),
         };
-        let n = grouped_notification(&c, &[], &[&active], Utc::now());
+        let n = grouped_notification(&c, &[], &[&active], &[], Utc::now());
         assert_eq!(n.title, "[RESOLVED:1] cpu-high");
         assert_eq!(n.colour, Colour::Green);
     }

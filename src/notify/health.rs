@@ -59,6 +59,16 @@ pub struct NotifyConfig {
     pub status_dir: Option<PathBuf>,
     /// Per-task overrides (`[notify.tasks.NAME]`).
     pub tasks: BTreeMap<String, TaskHealthOverride>,
+    /// A task whose status changes more than this many times within
+    /// `flap_window` is flapping: one FLAPPING message, then nothing until
+    /// a whole window passes without a change, then one STABLE message
+    /// (with the first outcome after it). Off unless both are set.
+    pub flap_threshold: Option<u32>,
+    pub flap_window: Option<crate::config::HumanDuration>,
+    /// A health message a receiver did not take (after its own retries) is
+    /// tried again after this long, doubling up to 5 minutes, for a day,
+    /// in order, while the worker runs.
+    pub redeliver_after: crate::config::HumanDuration,
 }
 
 impl Default for NotifyConfig {
@@ -75,6 +85,9 @@ impl Default for NotifyConfig {
             retries_count: false,
             status_dir: None,
             tasks: BTreeMap::new(),
+            flap_threshold: None,
+            flap_window: None,
+            redeliver_after: crate::config::HumanDuration(std::time::Duration::from_secs(10)),
         }
     }
 }
@@ -90,6 +103,8 @@ pub struct TaskHealthOverride {
     pub receivers: Option<Vec<String>>,
     pub error_reasons: Option<Vec<DeadReason>>,
     pub retries_count: Option<bool>,
+    pub flap_threshold: Option<u32>,
+    pub flap_window: Option<crate::config::HumanDuration>,
 }
 
 /// The effective policy of one task.
@@ -101,6 +116,7 @@ pub struct TaskPolicy {
     pub receivers: Vec<String>,
     pub error_reasons: Vec<DeadReason>,
     pub retries_count: bool,
+    pub flap: Option<super::flap::FlapPolicy>,
 }
 
 impl NotifyConfig {
@@ -123,6 +139,12 @@ impl NotifyConfig {
                 .error_reasons
                 .unwrap_or_else(|| self.error_reasons.clone()),
             retries_count: o.retries_count.unwrap_or(self.retries_count),
+            flap: super::flap::FlapPolicy::from_config(
+                o.flap_threshold.or(self.flap_threshold),
+                o.flap_window.or(self.flap_window),
+            )
+            .ok()
+            .flatten(),
         }
     }
 
@@ -173,18 +195,34 @@ impl NotifyConfig {
             }
             Ok(())
         };
+        let flap = |prefix: &str, t: Option<u32>, w| {
+            super::flap::FlapPolicy::from_config(t, w).map_err(|(k, m)| (format!("{prefix}{k}"), m))
+        };
         check(
             "notify.",
             Some(&self.receivers),
             Some(self.silent_seconds),
             Some(self.ok_silent_hours),
         )?;
+        flap("notify.", self.flap_threshold, self.flap_window)?;
+        if self.redeliver_after.0 < std::time::Duration::from_secs(1) {
+            return Err((
+                "notify.redeliver_after".into(),
+                "must be at least 1s".into(),
+            ));
+        }
         for (task, o) in &self.tasks {
+            let prefix = format!("notify.tasks.{task}.");
             check(
-                &format!("notify.tasks.{task}."),
+                &prefix,
                 o.receivers.as_ref(),
                 o.silent_seconds,
                 o.ok_silent_hours,
+            )?;
+            flap(
+                &prefix,
+                o.flap_threshold.or(self.flap_threshold),
+                o.flap_window.or(self.flap_window),
             )?;
         }
         Ok(())
@@ -531,14 +569,18 @@ impl HealthNotifier {
                 .get(name)
                 .ok_or_else(|| format!("notify: no [receivers.{name}] is configured"))?
                 .clone();
-            senders.insert(name.clone(), spawn_sender(r, ledger.clone()));
+            senders.insert(
+                name.clone(),
+                spawn_sender(r, ledger.clone(), config.notify.redeliver_after.0),
+            );
         }
-        let store = HealthStore::new(redis, &config.namespace);
+        let store = HealthStore::new(redis.clone(), &config.namespace);
+        let flaps = super::flap::FlapStore::new(redis, &config.namespace);
         let dir = config.notify.status_dir();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(run_events(
             rx,
-            store,
+            (store, flaps),
             senders,
             dir,
             config.namespace.clone(),
@@ -650,8 +692,14 @@ struct Outgoing {
     notification: Notification,
     task: String,
     queue: String,
-    status: Status,
+    /// The ledger's event: `ok`, `error`, `flapping` or `stable`.
+    event: &'static str,
     error: Option<String>,
+    /// Held back because the task flaps: recorded (outcome `flapping`), not
+    /// sent.
+    held: bool,
+    /// When it was first tried (redelivery gives up after a day).
+    first: tokio::time::Instant,
 }
 
 impl Outgoing {
@@ -668,7 +716,7 @@ impl Outgoing {
             at: crate::sink::ledger::now(),
             source: "health".into(),
             subject: self.task.clone(),
-            event: self.status.as_str().to_lowercase(),
+            event: self.event.into(),
             labels: serde_json::json!({"queue": self.queue, "error": self.error}),
             receiver: receiver.to_string(),
             outcome: outcome.into(),
@@ -687,7 +735,10 @@ async fn health_silence(sink: &crate::sink::starrocks::SqlSink, o: &Outgoing) ->
     let labels: BTreeMap<String, String> = [
         ("task", o.task.clone()),
         ("queue", o.queue.clone()),
-        ("status", o.status.as_str().to_string()),
+        (
+            "status",
+            if o.event == "error" { "ERROR" } else { "OK" }.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -695,43 +746,113 @@ async fn health_silence(sink: &crate::sink::starrocks::SqlSink, o: &Outgoing) ->
     crate::notify::silence::silenced_by(&silences, now, None, &labels).map(|s| s.id.clone())
 }
 
+/// A receiver's health sender: messages in order; one the receiver did not
+/// take after its own retries (and might take later) waits in a backlog,
+/// tried again after `redeliver_after`, doubling up to 5 minutes, for a day;
+/// later messages wait behind it so the order holds. Every try is recorded.
 fn spawn_sender(
     r: Receiver,
     ledger: Option<crate::sink::starrocks::SqlSink>,
+    redeliver_after: std::time::Duration,
 ) -> mpsc::Sender<Outgoing> {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(SEND_QUEUE);
     tokio::spawn(async move {
-        while let Some(o) = rx.recv().await {
-            let n = &o.notification;
-            let silence = match &ledger {
-                Some(sink) => health_silence(sink, &o).await,
-                None => None,
-            };
-            if let (Some(id), Some(sink)) = (&silence, &ledger) {
-                tracing::info!(receiver = r.name(), title = %n.title, silence = %id, "health notification silenced");
-                let mut record = o.record(r.name(), "silenced", 0, String::new());
-                record.labels["silence"] = serde_json::json!(id);
-                crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
-                continue;
-            }
-            let (result, attempts) = r.deliver(n).await;
-            match &result {
-                Ok(()) => {
-                    tracing::info!(receiver = r.name(), title = %n.title, "health notification sent")
+        let mut backlog: std::collections::VecDeque<Outgoing> = Default::default();
+        let mut wait = redeliver_after;
+        let mut next_try = tokio::time::Instant::now();
+        let mut open = true;
+        while open || !backlog.is_empty() {
+            let sleep = tokio::time::sleep_until(next_try);
+            tokio::select! {
+                m = rx.recv(), if open => match m {
+                    Some(o) if backlog.is_empty() && !o.held => {
+                        if !deliver_health(&r, ledger.as_ref(), &o).await {
+                            wait = redeliver_after;
+                            next_try = tokio::time::Instant::now() + wait;
+                            backlog.push_back(o);
+                        }
+                    }
+                    Some(o) if o.held => record_held(&r, ledger.as_ref(), &o).await,
+                    Some(o) => {
+                        if backlog.len() >= SEND_QUEUE {
+                            let dropped = backlog.pop_front();
+                            tracing::error!(receiver = r.name(), title = ?dropped.map(|d| d.notification.title), "health notification dropped: the redelivery backlog is full");
+                        }
+                        backlog.push_back(o);
+                    }
+                    None => open = false,
+                },
+                _ = sleep, if !backlog.is_empty() => {
+                    while let Some(o) = backlog.front() {
+                        if o.first.elapsed() > std::time::Duration::from_secs(86_400) {
+                            tracing::error!(receiver = r.name(), title = %o.notification.title, "health notification given up after a day of failed deliveries");
+                            backlog.pop_front();
+                            continue;
+                        }
+                        if !deliver_health(&r, ledger.as_ref(), o).await {
+                            wait = (wait * 2).min(std::time::Duration::from_secs(300)).max(redeliver_after);
+                            next_try = tokio::time::Instant::now() + wait;
+                            break;
+                        }
+                        backlog.pop_front();
+                        wait = redeliver_after;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(receiver = r.name(), error = %e, title = %n.title, "health notification not delivered")
-                }
-            }
-            if let Some(sink) = &ledger {
-                let outcome = if result.is_ok() { "sent" } else { "failed" };
-                let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-                let record = o.record(r.name(), outcome, attempts, error);
-                crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
             }
         }
     });
     tx
+}
+
+/// Record a message held back because its task flaps.
+async fn record_held(r: &Receiver, ledger: Option<&crate::sink::starrocks::SqlSink>, o: &Outgoing) {
+    if let Some(sink) = ledger {
+        let record = o.record(r.name(), "flapping", 0, String::new());
+        crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
+    }
+}
+
+/// Silence check, delivery and ledger entry of one message. False when it
+/// failed and is worth trying again later.
+async fn deliver_health(
+    r: &Receiver,
+    ledger: Option<&crate::sink::starrocks::SqlSink>,
+    o: &Outgoing,
+) -> bool {
+    let n = &o.notification;
+    let silence = match ledger {
+        Some(sink) => health_silence(sink, o).await,
+        None => None,
+    };
+    if let (Some(id), Some(sink)) = (&silence, ledger) {
+        tracing::info!(receiver = r.name(), title = %n.title, silence = %id, "health notification silenced");
+        let mut record = o.record(r.name(), "silenced", 0, String::new());
+        record.labels["silence"] = serde_json::json!(id);
+        crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
+        return true;
+    }
+    let (result, attempts) = r.deliver(n).await;
+    let again = match &result {
+        Ok(()) => {
+            tracing::info!(receiver = r.name(), title = %n.title, "health notification sent");
+            false
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(receiver = r.name(), error = %e, title = %n.title, "health notification not delivered; it will be tried again");
+            true
+        }
+        Err(e) => {
+            tracing::error!(receiver = r.name(), error = %e, title = %n.title, "health notification not delivered (fix the receiver's config)");
+            false
+        }
+    };
+    if let Some(sink) = ledger {
+        let outcome = if result.is_ok() { "sent" } else { "failed" };
+        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+        let record = o.record(r.name(), outcome, attempts, error);
+        crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;
+    }
+    !again
 }
 
 /// Write the status file atomically (temp file + rename).
@@ -754,7 +875,7 @@ pub fn status_file_name(namespace: &str, task: &str) -> String {
 
 async fn run_events(
     mut rx: mpsc::Receiver<Event>,
-    store: HealthStore,
+    stores: (HealthStore, super::flap::FlapStore),
     senders: BTreeMap<String, mpsc::Sender<Outgoing>>,
     dir: Option<PathBuf>,
     namespace: String,
@@ -771,7 +892,7 @@ async fn run_events(
         let total = events.len();
         for (i, event) in events.into_iter().enumerate() {
             let task = event.record.task.clone();
-            if let Err(e) = handle_event(event, &store, &senders, dir.as_deref(), &namespace).await
+            if let Err(e) = handle_event(event, &stores, &senders, dir.as_deref(), &namespace).await
             {
                 // The rest of the burst would wait for the same Redis: skip it
                 // (the next outcome of each task records its status again).
@@ -813,55 +934,173 @@ fn coalesce(batch: Vec<Event>) -> Vec<Event> {
 /// error) when the status could not be recorded.
 async fn handle_event(
     Event { record, policy }: Event,
-    store: &HealthStore,
+    (store, flaps): &(HealthStore, super::flap::FlapStore),
     senders: &BTreeMap<String, mpsc::Sender<Outgoing>>,
     dir: Option<&std::path::Path>,
     namespace: &str,
 ) -> Result<(), String> {
+    let previous = store
+        .swap(&record)
+        .await?
+        .and_then(|t| Record::parse(&record.task, &t))
+        .map(|r| r.previous());
+    let notify = should_send_alert(
+        record.status,
+        previous,
+        record.at,
+        policy.silent_seconds,
+        policy.ok_silent_hours,
+    );
+    if let Some(dir) = dir
+        && let Err(e) = write_status_file(
+            dir,
+            &status_file_name(namespace, &record.task),
+            &record.to_file(),
+        )
+        .await
     {
-        let previous = store
-            .swap(&record)
-            .await?
-            .and_then(|t| Record::parse(&record.task, &t))
-            .map(|r| r.previous());
-        let notify = should_send_alert(
-            record.status,
-            previous,
-            record.at,
-            policy.silent_seconds,
-            policy.ok_silent_hours,
-        );
-        if let Some(dir) = dir
-            && let Err(e) = write_status_file(
-                dir,
-                &status_file_name(namespace, &record.task),
-                &record.to_file(),
-            )
-            .await
+        tracing::warn!(dir = %dir.display(), error = %e, "status file not written");
+    }
+    if policy.receivers.is_empty() {
+        return Ok(());
+    }
+    let flap = match policy.flap {
+        Some(p) => health_flap(flaps, &record, &p).await,
+        None => Flap::No,
+    };
+    let (n, event, held) = match flap {
+        Flap::No if notify => (record.notification(), status_event(record.status), false),
+        Flap::Held if notify => (record.notification(), status_event(record.status), true),
+        Flap::Announce(owed, changes, window) => (
+            flap_notification(&record, owed, changes, window),
+            match owed {
+                super::flap::Owed::Flapping => "flapping",
+                super::flap::Owed::Stable => "stable",
+            },
+            false,
+        ),
+        _ => return Ok(()),
+    };
+    let first = tokio::time::Instant::now();
+    for name in &policy.receivers {
+        if let Some(tx) = senders.get(name)
+            && tx
+                .try_send(Outgoing {
+                    notification: n.clone(),
+                    task: record.task.clone(),
+                    queue: record.queue.clone(),
+                    event,
+                    error: record.error.clone(),
+                    held,
+                    first,
+                })
+                .is_err()
         {
-            tracing::warn!(dir = %dir.display(), error = %e, "status file not written");
-        }
-        if !notify || policy.receivers.is_empty() {
-            return Ok(());
-        }
-        let n = record.notification();
-        for name in &policy.receivers {
-            if let Some(tx) = senders.get(name)
-                && tx
-                    .try_send(Outgoing {
-                        notification: n.clone(),
-                        task: record.task.clone(),
-                        queue: record.queue.clone(),
-                        status: record.status,
-                        error: record.error.clone(),
-                    })
-                    .is_err()
-            {
-                tracing::warn!(receiver = %name, task = %record.task, "health notification dropped: the receiver's queue is full");
-            }
+            tracing::warn!(receiver = %name, task = %record.task, "health notification dropped: the receiver's queue is full");
         }
     }
     Ok(())
+}
+
+fn status_event(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Error => "error",
+    }
+}
+
+/// What flapping says of a task's outcome.
+enum Flap {
+    /// Not flapping: the seed's rules decide.
+    No,
+    /// Flapping: nothing is sent.
+    Held,
+    /// This outcome carries the FLAPPING or STABLE announcement (claimed:
+    /// no other worker sends it).
+    Announce(super::flap::Owed, usize, std::time::Duration),
+}
+
+/// Observe a task's status in its flap record (`{ns}:flap:health:TASK`).
+/// On a Redis failure the seed's rules decide alone (logged).
+async fn health_flap(
+    flaps: &super::flap::FlapStore,
+    record: &Record,
+    p: &super::flap::FlapPolicy,
+) -> Flap {
+    let group = format!("health:{}", record.task);
+    let observed: BTreeMap<String, serde_json::Value> = match record.status {
+        Status::Error => [(
+            record.task.clone(),
+            serde_json::json!({"queue": record.queue}),
+        )]
+        .into(),
+        Status::Ok => BTreeMap::new(),
+    };
+    let now = record.at.timestamp_millis();
+    let records = match flaps.observe(&group, &observed, &[], now, p).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(task = %record.task, error = %e, "flapping state not read; notified as if not flapping");
+            return Flap::No;
+        }
+    };
+    let Some(r) = records.get(&record.task).filter(|r| r.suppressed()) else {
+        return Flap::No;
+    };
+    if r.owed.is_none() {
+        return Flap::Held;
+    }
+    let token = format!("claim:{}", uuid::Uuid::new_v4().simple());
+    let ids = [record.task.as_str()];
+    let claimed = async {
+        let c = flaps
+            .claim(
+                &group,
+                &records,
+                &ids,
+                &token,
+                std::time::Duration::from_secs(60),
+            )
+            .await?;
+        flaps.settle(&group, &c).await?;
+        Ok::<_, super::alarm::StoreError>(c)
+    }
+    .await;
+    match claimed {
+        Ok(c) if !c.is_empty() => Flap::Announce(c[0].owed.0, c[0].record.changes.len(), p.window),
+        Ok(_) => Flap::Held,
+        Err(e) => {
+            tracing::warn!(task = %record.task, error = %e, "flapping announcement not claimed; held back");
+            Flap::Held
+        }
+    }
+}
+
+/// The FLAPPING / STABLE message of a task.
+fn flap_notification(
+    record: &Record,
+    owed: super::flap::Owed,
+    changes: usize,
+    window: std::time::Duration,
+) -> Notification {
+    let window = humantime::format_duration(window);
+    let status = record.status.as_str();
+    let text = match owed {
+        super::flap::Owed::Flapping => format!(
+            "Changed status {changes} times within {window}; now {status}. No more messages for it until it is stable for {window}."
+        ),
+        super::flap::Owed::Stable => format!("No change for {window}: it is {status}."),
+    };
+    let mut n = record.notification();
+    n.title = format!("{}: {}", owed.as_str(), record.task);
+    n.colour = match (owed, record.status) {
+        (super::flap::Owed::Stable, Status::Ok) => Colour::Green,
+        (super::flap::Owed::Stable, Status::Error) => Colour::Red,
+        (super::flap::Owed::Flapping, _) => Colour::Orange,
+    };
+    n.text = format!("--- {} ---\n{text}\n{}", owed.as_str(), record.message());
+    n.sections[0].text = text;
+    n
 }
 
 #[cfg(test)]

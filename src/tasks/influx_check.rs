@@ -21,8 +21,9 @@ use crate::config::{AppConfig, ConfigError};
 use crate::influx::InfluxClient;
 use crate::notify::alarm::{AlarmStore, FiringState};
 use crate::notify::check::{
-    ActiveAlarm, Alarm, CheckConfig, NoData, evaluate, grouped_notification,
+    ActiveAlarm, Alarm, CheckConfig, FlapNote, NoData, evaluate, grouped_notification,
 };
+use crate::notify::flap::{Claimed, FlapStore, Owed};
 use crate::notify::{Receivers, truncate};
 use crate::queue::ratelimit::RateLimiter;
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
@@ -119,6 +120,13 @@ pub struct CheckReport {
     /// `for` yet.
     #[serde(default)]
     pub pending: Vec<String>,
+    /// Alarm keys held back because they flap (or a flapping announcement
+    /// is owed for them).
+    #[serde(default)]
+    pub flapping: Vec<String>,
+    /// Flapping announcements sent now: `FLAPPING key` or `STABLE key`.
+    #[serde(default)]
+    pub announced: Vec<String>,
     /// The title of the message sent, if one was.
     pub message: Option<String>,
     /// Dry run: what the dedup state says of each firing alarm, and which
@@ -146,6 +154,7 @@ fn ledger_labels(a: &Alarm) -> serde_json::Value {
 pub struct CheckRunner {
     config: Arc<AppConfig>,
     store: AlarmStore,
+    flaps: FlapStore,
     receivers: Receivers,
     sources: BTreeMap<String, InfluxClient>,
     /// Where the notification ledger is written.
@@ -165,7 +174,8 @@ impl CheckRunner {
             sources.insert(name.clone(), client);
         }
         Ok(CheckRunner {
-            store: AlarmStore::new(redis, &config.namespace),
+            store: AlarmStore::new(redis.clone(), &config.namespace),
+            flaps: FlapStore::new(redis, &config.namespace),
             receivers: Receivers::from_config(&config, limiter)
                 .map_err(|m| config.invalid("receivers", &m.to_string()))?,
             sources,
@@ -298,7 +308,7 @@ impl CheckRunner {
                 }
             }
         }
-        let resolved_ids: Vec<&str> = active
+        let mut resolved_ids: Vec<&str> = active
             .keys()
             .filter(|k| !ev.firing.contains_key(*k) && !kept.contains(k))
             .map(String::as_str)
@@ -330,7 +340,7 @@ impl CheckRunner {
 
         // `for`: an alarm fires once its condition has held that long
         // without a break (kept in Redis: across workers and restarts).
-        let firing_ids: Vec<&str> = match check.for_ {
+        let mut firing_ids: Vec<&str> = match check.for_ {
             Some(hold) if !hold.0.is_zero() => {
                 let now_ms = Utc::now().timestamp_millis();
                 let keep = (hold.0 * 4).max(std::time::Duration::from_secs(3600));
@@ -354,11 +364,76 @@ impl CheckRunner {
             }
             _ => firing_ids,
         };
+        // Flapping alarms are held back; their announcements are owed.
+        let flap_group = format!("alarm:{name}");
+        let flap_records = match check.flap() {
+            Some(p) => {
+                let observed: BTreeMap<String, serde_json::Value> = firing_ids
+                    .iter()
+                    .map(|id| {
+                        let alarm = serde_json::to_value(&ev.firing[*id]).unwrap_or_default();
+                        (id.to_string(), alarm)
+                    })
+                    .collect();
+                let now_ms = Utc::now().timestamp_millis();
+                let records = self
+                    .flaps
+                    .observe(&flap_group, &observed, &kept, now_ms, &p)
+                    .await
+                    .map_err(redis_err)?;
+                let held = |id: &str| records.get(id).is_some_and(|r| r.suppressed());
+                firing_ids.retain(|id| !held(id));
+                resolved_ids.retain(|id| !held(id));
+                // The changes they make while held back, in the ledger.
+                let changes: Vec<(&'static str, serde_json::Value)> = records
+                    .iter()
+                    .filter(|(_, r)| r.suppressed() && r.changes.last() == Some(&now_ms))
+                    .map(|(id, r)| {
+                        report.flapping.push(id.clone());
+                        let event = if r.firing { "firing" } else { "resolved" };
+                        (event, flap_labels(r))
+                    })
+                    .collect();
+                report.flapping.extend(
+                    records
+                        .iter()
+                        .filter(|(id, r)| r.suppressed() && !report.flapping.contains(*id))
+                        .map(|(id, _)| id.clone())
+                        .collect::<Vec<_>>(),
+                );
+                self.record(name, receiver.name(), "", changes, ("flapping", 0, ""))
+                    .await;
+                records
+            }
+            None => BTreeMap::new(),
+        };
         // Silenced alarms are recorded and left out: never claimed nor
         // marked sent, so the first evaluation after the silence ends sends
         // them at once.
         let silences = self.silences(name, &ev.firing).await;
         let now_l = crate::sink::ledger::now();
+        // Owed flapping announcements, unless silenced.
+        let mut announce: Vec<&str> = Vec::new();
+        let mut silenced_flaps = Vec::new();
+        for (id, r) in flap_records.iter().filter(|(_, r)| r.owed.is_some()) {
+            let Some(alarm) = flap_alarm(r) else { continue };
+            match crate::notify::silence::silenced_by(&silences, now_l, Some(name), &alarm.labels) {
+                Some(s) => {
+                    let mut labels = flap_labels(r);
+                    labels["silence"] = serde_json::json!(s.id);
+                    silenced_flaps.push((owed_event(r.owed), labels));
+                }
+                None => announce.push(id),
+            }
+        }
+        self.record(
+            name,
+            receiver.name(),
+            "",
+            silenced_flaps,
+            ("silenced", 0, ""),
+        )
+        .await;
         let mut silenced = Vec::new();
         let firing_ids: Vec<&str> = firing_ids
             .into_iter()
@@ -385,11 +460,23 @@ impl CheckRunner {
             .await;
         let token = format!("claim:{}", uuid::Uuid::new_v4().simple());
         let claim_ttl = receiver.config().max_send_time();
+        let flap_claims = self
+            .flaps
+            .claim(&flap_group, &flap_records, &announce, &token, claim_ttl)
+            .await
+            .map_err(redis_err)?;
+        let flap_keys: Vec<String> = flap_claims.iter().map(|c| c.key.clone()).collect();
         let got = self
             .store
             .claim_firing(name, &firing_ids, &token, claim_ttl)
-            .await
-            .map_err(redis_err)?;
+            .await;
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.store.release(&flap_keys, &token).await;
+                return Err(redis_err(e));
+            }
+        };
         let mut send_firing: Vec<&str> = Vec::new();
         for (id, ok) in firing_ids.iter().zip(&got) {
             if *ok {
@@ -408,10 +495,11 @@ impl CheckRunner {
             .collect();
         self.record(name, receiver.name(), "", dedup, ("deduplicated", 0, ""))
             .await;
-        let claimed_firing_keys: Vec<String> = send_firing
+        let mut claimed_firing_keys: Vec<String> = send_firing
             .iter()
             .map(|id| self.store.firing_key(name, id))
             .collect();
+        claimed_firing_keys.extend(flap_keys);
         let got = match self
             .store
             .claim_resolving(name, &resolved_ids, &token, claim_ttl)
@@ -446,7 +534,7 @@ impl CheckRunner {
             report.cleared = resolving.iter().map(|s| s.to_string()).collect();
             Vec::new()
         };
-        if send_firing.is_empty() && send_resolved.is_empty() {
+        if send_firing.is_empty() && send_resolved.is_empty() && flap_claims.is_empty() {
             return Ok(report);
         }
 
@@ -454,7 +542,20 @@ impl CheckRunner {
         let firing_alarms: Vec<&Alarm> = send_firing.iter().map(|id| &ev.firing[*id]).collect();
         let resolved_alarms: Vec<&ActiveAlarm> =
             send_resolved.iter().map(|id| &active[*id]).collect();
-        let n = grouped_notification(check, &firing_alarms, &resolved_alarms, now);
+        let window = check.flap().map_or(std::time::Duration::ZERO, |p| p.window);
+        let notes: Vec<FlapNote> = flap_claims
+            .iter()
+            .filter_map(|c| {
+                Some(FlapNote {
+                    owed: c.owed.0,
+                    alarm: flap_alarm(&c.record)?,
+                    firing: c.record.firing,
+                    changes: c.record.changes.len(),
+                    window,
+                })
+            })
+            .collect();
+        let n = grouped_notification(check, &firing_alarms, &resolved_alarms, &notes, now);
         let ledger_alarms: Vec<(&'static str, serde_json::Value)> = send_firing
             .iter()
             .map(|id| {
@@ -469,6 +570,11 @@ impl CheckRunner {
                 send_resolved
                     .iter()
                     .map(|id| ("resolved", ledger_labels(&active[*id].alarm))),
+            )
+            .chain(
+                flap_claims
+                    .iter()
+                    .map(|c| (owed_event(c.record.owed), flap_labels(&c.record))),
             )
             .collect();
         let (delivered, attempts) = receiver.deliver(&n).await;
@@ -517,6 +623,16 @@ impl CheckRunner {
         if let Err(e) = self.store.finish_resolved(name, &send_resolved).await {
             tracing::warn!(check = name, error = %e, "resolved alarms sent but not recorded");
         }
+        if let Err(e) = self
+            .settle_flaps(check, &flap_group, &flap_claims, &active, now)
+            .await
+        {
+            tracing::warn!(check = name, error = %e, "flapping announcements sent but not recorded; they may be sent again");
+        }
+        report.announced = flap_claims
+            .iter()
+            .map(|c| format!("{} {}", c.owed.0.as_str(), c.id))
+            .collect();
         self.record(
             name,
             receiver.name(),
@@ -529,6 +645,63 @@ impl CheckRunner {
         report.sent_resolved = send_resolved.iter().map(|s| s.to_string()).collect();
         report.message = Some(truncate(&n.title, 200));
         Ok(report)
+    }
+}
+
+impl CheckRunner {
+    /// After flapping announcements were delivered: a STABLE one leaves its
+    /// alarm active (firing) or resolved (OK), as it said; then the owed
+    /// announcements are cleared.
+    async fn settle_flaps(
+        &self,
+        check: &CheckConfig,
+        group: &str,
+        claims: &[Claimed],
+        active: &BTreeMap<String, ActiveAlarm>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), crate::notify::alarm::StoreError> {
+        let stable = claims.iter().filter(|c| c.owed.0 == Owed::Stable);
+        let (firing, ok): (Vec<&Claimed>, Vec<&Claimed>) = stable.partition(|c| c.record.firing);
+        let confirmed: Vec<(&str, ActiveAlarm)> = firing
+            .iter()
+            .filter_map(|c| {
+                let alarm = flap_alarm(&c.record)?;
+                let since = active.get(&c.id).map_or(now, |a| a.since);
+                Some((c.id.as_str(), ActiveAlarm { alarm, since }))
+            })
+            .collect();
+        self.store
+            .confirm_firing(
+                &check.name,
+                &confirmed,
+                check.repeat_interval.0,
+                now.timestamp_millis(),
+            )
+            .await?;
+        let ok: Vec<&str> = ok.iter().map(|c| c.id.as_str()).collect();
+        self.store.finish_resolved(&check.name, &ok).await?;
+        self.flaps.settle(group, claims).await
+    }
+}
+
+/// The alarm a flapping record is about, as it last fired.
+fn flap_alarm(r: &crate::notify::flap::FlapRecord) -> Option<Alarm> {
+    serde_json::from_value(r.detail.clone()).ok()
+}
+
+/// What the notification ledger keeps of a flapping alarm.
+fn flap_labels(r: &crate::notify::flap::FlapRecord) -> serde_json::Value {
+    let mut v = flap_alarm(r).map_or(serde_json::json!({}), |a| ledger_labels(&a));
+    v["state"] = serde_json::json!(if r.firing { "firing" } else { "ok" });
+    v["changes"] = serde_json::json!(r.changes.len());
+    v
+}
+
+/// The ledger event of an owed announcement.
+fn owed_event(owed: Option<(Owed, i64)>) -> &'static str {
+    match owed {
+        Some((Owed::Flapping, _)) => "flapping",
+        _ => "stable",
     }
 }
 
