@@ -1640,3 +1640,53 @@ async fn a_flapping_alarm_says_so_once_then_nothing_until_stable() {
     drop(db);
     sink.close().await;
 }
+
+/// Issue 15.2: a message the receiver's shared rate limit has no slot for
+/// is recorded as `rate-limited`, not sent.
+#[tokio::test]
+async fn a_message_without_a_rate_limit_slot_is_recorded_as_rate_limited() {
+    let sb = sandbox().await;
+    let env = TestEnv::new("notify-ratelimited");
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let file = env.config_file(&format!(
+        "[mysql]\ndatabase = {:?}\n\
+         [rate_limits]\ntight = [{{ limit = 1, per = \"1h\" }}]\n\
+         [receivers.ops]\ntype = \"slack\"\nurl = \"{}{SLACK_PATH}\"\n\
+         rate_limit = \"tight\"\nmax_attempts = 1\nmax_rate_limit_wait = \"100ms\"\n",
+        env.config.mysql.database, sb.base_url
+    ));
+    // Off the test's thread: the sandbox serves on this runtime.
+    let test = || {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(common::bin("alertflow"))
+                .args(["notify", "test", "ops"])
+                .env("ALERTFLOW_CONFIG", &file)
+                .output()
+                .unwrap()
+        })
+    };
+    let first = test().await.unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = test().await.unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("rate limit tight has no slot"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(sb.received_slack(SLACK_PATH).len(), 1);
+    let ledger = ledger_entries(&env, &[], 2).await;
+    let outcomes: Vec<&str> = ledger
+        .iter()
+        .rev()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["sent", "rate-limited"]);
+    sink.close().await;
+}

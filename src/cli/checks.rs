@@ -163,6 +163,9 @@ pub async fn run(g: &GlobalOpts, cmd: ChecksCommand) -> CliResult {
                 .map(|a| {
                     let key = a.key();
                     let what = match dry.and_then(|d| d.firing.get(&key)) {
+                        Some(_) if report.flapping.contains(&key) => {
+                            "held back: flapping".to_string()
+                        }
                         Some(FiringState::Due) => "would send".to_string(),
                         Some(FiringState::Sent { remaining }) => {
                             format!("deduplicated (repeat in {})", human(*remaining))
@@ -170,6 +173,13 @@ pub async fn run(g: &GlobalOpts, cmd: ChecksCommand) -> CliResult {
                         Some(FiringState::Claimed) => "being sent by a worker".to_string(),
                         None if report.sent_firing.contains(&key) => "sent".to_string(),
                         None if report.pending.contains(&key) => "pending (for)".to_string(),
+                        None if report
+                            .announced
+                            .iter()
+                            .any(|a| a.ends_with(&format!(" {key}"))) =>
+                        {
+                            "in the flapping announcement".to_string()
+                        }
                         None if report.flapping.contains(&key) => "held back: flapping".to_string(),
                         None if report.silenced.contains(&key) => "silenced".to_string(),
                         None => "deduplicated".to_string(),

@@ -164,7 +164,11 @@ pub async fn run(g: &GlobalOpts, cmd: NotifyCommand) -> CliResult {
                 event: "test".into(),
                 labels: serde_json::json!({}),
                 receiver: receiver.clone(),
-                outcome: if result.is_ok() { "sent" } else { "failed" }.into(),
+                outcome: result
+                    .as_ref()
+                    .err()
+                    .map_or("sent", crate::notify::NotifyError::outcome)
+                    .into(),
                 attempts,
                 error: result
                     .as_ref()

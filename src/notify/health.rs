@@ -36,7 +36,7 @@ use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Colour, Notification, Receiver, Receivers, Section};
+use super::{Colour, Notification, NotifyError, Receiver, Receivers, Section};
 use crate::config::AppConfig;
 use crate::queue::context::{Outcome, OutcomeObserver, Services};
 use crate::queue::message::{DeadReason, Envelope};
@@ -847,7 +847,7 @@ async fn deliver_health(
         }
     };
     if let Some(sink) = ledger {
-        let outcome = if result.is_ok() { "sent" } else { "failed" };
+        let outcome = result.as_ref().err().map_or("sent", NotifyError::outcome);
         let error = result.err().map(|e| e.to_string()).unwrap_or_default();
         let record = o.record(r.name(), outcome, attempts, error);
         crate::notify::record_notifications(sink, std::slice::from_ref(&record)).await;

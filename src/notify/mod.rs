@@ -369,11 +369,29 @@ pub enum NotifyError {
     /// Permanent: configuration (token, secret, URL) or message must change.
     #[error("{0}")]
     Fatal(String),
+    /// The receiver's shared rate limit had no slot within
+    /// `max_rate_limit_wait`: transient, like `Retryable`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 impl NotifyError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NotifyError::Retryable { .. })
+        matches!(
+            self,
+            NotifyError::Retryable { .. } | NotifyError::RateLimited { .. }
+        )
+    }
+
+    /// The notification ledger's outcome of a delivery that ended so.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            NotifyError::RateLimited { .. } => "rate-limited",
+            _ => "failed",
+        }
     }
 }
 
@@ -385,6 +403,10 @@ impl From<NotifyError> for TaskError {
                 retry_after: Some(after),
             } => TaskError::retry_after(message, after),
             NotifyError::Retryable { message, .. } => TaskError::retry(message),
+            NotifyError::RateLimited {
+                message,
+                retry_after,
+            } => TaskError::retry_after(message, retry_after),
             NotifyError::Fatal(m) => TaskError::fatal(m),
         }
     }
@@ -482,6 +504,7 @@ impl Receiver {
                 Err(e) if e.is_retryable() && attempt < attempts => {
                     let after = match &e {
                         NotifyError::Retryable { retry_after, .. } => *retry_after,
+                        NotifyError::RateLimited { retry_after, .. } => Some(*retry_after),
                         NotifyError::Fatal(_) => None,
                     };
                     let wait = retry_backoff(attempt, after).min(Duration::from_secs(60));
@@ -502,12 +525,12 @@ impl Receiver {
             l.acquire(key, c.max_rate_limit_wait.0)
                 .await
                 .map_err(|e| match e {
-                    AcquireError::TooLong(w) => NotifyError::Retryable {
+                    AcquireError::TooLong(w) => NotifyError::RateLimited {
                         message: format!(
                             "receiver {}: rate limit {key} has no slot within {:?}",
                             self.inner.name, c.max_rate_limit_wait.0
                         ),
-                        retry_after: Some(w),
+                        retry_after: w,
                     },
                     AcquireError::UnknownKey(k) => NotifyError::Fatal(format!(
                         "receiver {}: no [rate_limits] entry named {k:?}",

@@ -322,6 +322,18 @@ impl CheckRunner {
             ..CheckReport::default()
         };
         if dry_run {
+            if check.flap().is_some() {
+                let records = self
+                    .flaps
+                    .records(&format!("alarm:{name}"))
+                    .await
+                    .map_err(redis_err)?;
+                report.flapping = records
+                    .into_iter()
+                    .filter(|(_, r)| r.suppressed())
+                    .map(|(id, _)| id)
+                    .collect();
+            }
             let states = self
                 .store
                 .peek(name, &firing_ids)
@@ -585,7 +597,7 @@ impl CheckRunner {
                 receiver.name(),
                 &n.title,
                 ledger_alarms,
-                ("failed", attempts, &error),
+                (e.outcome(), attempts, &error),
             )
             .await;
             if let Err(re) = self.store.release(&claimed_keys, &token).await {
