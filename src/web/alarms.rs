@@ -82,8 +82,23 @@ pub struct CheckAlarms {
     pub receiver: String,
     pub repeat_interval: String,
     pub active: Vec<ActiveAlarmView>,
+    /// Alarms flapping now, or owing their FLAPPING / STABLE message.
+    pub flapping: Vec<FlappingView>,
     /// Why the active alarms could not be read.
     pub error: Option<String>,
+}
+
+/// A flapping alarm.
+#[derive(Serialize, Debug, Clone)]
+pub struct FlappingView {
+    pub id: String,
+    /// Its state now.
+    pub firing: bool,
+    /// State changes within the flap window.
+    pub changes: usize,
+    pub since: Option<DateTime<Utc>>,
+    /// `flapping` or `stable` while that message is not delivered yet.
+    pub owed: Option<String>,
 }
 
 /// Everything the page shows (also `/api/alarms`).
@@ -198,10 +213,36 @@ impl Alarms {
                     .collect::<Vec<_>>())
             })
             .await;
-            let (active, error) = match read {
+            let (active, mut error) = match read {
                 Ok(a) => (a, None),
                 Err(e) => (Vec::new(), Some(e)),
             };
+            let mut flapping = Vec::new();
+            if c.flap().is_some() {
+                let flaps =
+                    crate::notify::flap::FlapStore::new(state.redis.clone(), &config.namespace);
+                let group = format!("alarm:{}", c.name);
+                match bounded("Redis", async {
+                    flaps.records(&group).await.map_err(|e| e.to_string())
+                })
+                .await
+                {
+                    Ok(records) => {
+                        flapping = records
+                            .into_iter()
+                            .filter(|(_, r)| r.suppressed())
+                            .map(|(id, r)| FlappingView {
+                                id,
+                                firing: r.firing,
+                                changes: r.changes.len(),
+                                since: r.flapping_since.and_then(DateTime::from_timestamp_millis),
+                                owed: r.owed.map(|(o, _)| o.as_str().to_lowercase()),
+                            })
+                            .collect()
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
             out.checks.push(CheckAlarms {
                 check: c.name.clone(),
                 source: c.source.clone(),
@@ -210,6 +251,7 @@ impl Alarms {
                 receiver: c.receiver.clone(),
                 repeat_interval: humantime::format_duration(c.repeat_interval.0).to_string(),
                 active,
+                flapping,
                 error,
             });
         }
@@ -306,6 +348,21 @@ pub fn render(a: &Alarms, namespace: &str) -> Markup {
                     }
                 }
             }
+            @if !c.flapping.is_empty() {
+                p { "Flapping (held back until stable):" }
+                table.flapping {
+                    tr { th { "alarm" } th { "now" } th { "changes in the window" } th { "flapping since (UTC)" } th { "message owed" } }
+                    @for f in &c.flapping {
+                        tr {
+                            td { code { (f.id) } }
+                            td class=(if f.firing { "bad" } else { "good" }) { (if f.firing { "firing" } else { "OK" }) }
+                            td.num { (f.changes) }
+                            td { (when(f.since)) }
+                            td { (f.owed.as_deref().unwrap_or("-")) }
+                        }
+                    }
+                }
+            }
         }
     };
     crate::web::layout(namespace, "Alarms and health", Some(10), body)
@@ -343,6 +400,38 @@ mod tests {
         assert_eq!(
             shown,
             "error sending request for url (***): timed out; secret ***"
+        );
+    }
+
+    #[test]
+    fn flapping_alarms_are_listed_with_their_state_and_owed_message() {
+        let a = Alarms {
+            checks: vec![CheckAlarms {
+                check: "cpu-high".into(),
+                source: "metrics".into(),
+                threshold: "> 90".into(),
+                severity: "critical".into(),
+                receiver: "ops".into(),
+                repeat_interval: "1h".into(),
+                active: Vec::new(),
+                flapping: vec![FlappingView {
+                    id: "cluster=a".into(),
+                    firing: false,
+                    changes: 5,
+                    since: DateTime::from_timestamp(1_764_400_000, 0),
+                    owed: Some("stable".into()),
+                }],
+                error: None,
+            }],
+            ..Alarms::default()
+        };
+        let html = render(&a, "ns").into_string();
+        assert!(html.contains("Flapping (held back until stable)"), "{html}");
+        assert!(
+            html.contains(
+                r#"<td><code>cluster=a</code></td><td class="good">OK</td><td class="num">5</td><td>2025-11-29 07:06:40</td><td>stable</td>"#
+            ),
+            "{html}"
         );
     }
 }
