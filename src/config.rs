@@ -200,6 +200,10 @@ pub struct AppConfigFile {
     pub notify: crate::notify::NotifyConfig,
     /// `[web]`: the dashboard (`alertflow web`) and who may use it.
     pub web: crate::web::auth::WebConfig,
+    /// `[watch]`: how often workers evaluate the watchdogs.
+    pub watch: crate::watchdog::WatchConfig,
+    /// `[[watchdogs]]`: the pipeline watching itself.
+    pub watchdogs: Vec<crate::watchdog::WatchdogConfig>,
 }
 
 impl Default for AppConfigFile {
@@ -226,6 +230,8 @@ pub struct AppConfig {
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     pub notify: crate::notify::NotifyConfig,
     pub web: crate::web::auth::WebConfig,
+    pub watch: crate::watchdog::WatchConfig,
+    pub watchdogs: Vec<crate::watchdog::WatchdogConfig>,
 }
 
 impl Deref for AppConfig {
@@ -279,6 +285,8 @@ impl Default for AppConfig {
             receivers: BTreeMap::new(),
             notify: Default::default(),
             web: Default::default(),
+            watch: Default::default(),
+            watchdogs: Vec::new(),
         }
     }
 }
@@ -315,6 +323,8 @@ impl From<AppConfigFile> for AppConfig {
             receivers: f.receivers,
             notify: f.notify,
             web: f.web,
+            watch: f.watch,
+            watchdogs: f.watchdogs,
         }
     }
 }
@@ -343,6 +353,8 @@ impl AppConfig {
             receivers: self.receivers,
             notify: self.notify,
             web: self.web,
+            watch: self.watch,
+            watchdogs: self.watchdogs,
         }
     }
 }
@@ -519,6 +531,20 @@ impl AppConfig {
             .map_err(|m| invalid("parser.aliases", &m.to_string()))?;
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
         crate::web::auth::validate(&self.web).map_err(|(key, m)| invalid(&key, &m))?;
+        if self.watch.interval.0 < std::time::Duration::from_secs(1) {
+            return Err(invalid("watch.interval", "must be at least 1s"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, w) in self.watchdogs.iter().enumerate() {
+            if !names.insert(&w.name) {
+                return Err(invalid(
+                    &format!("watchdogs[{i}].name"),
+                    &format!("{:?} is used twice", w.name),
+                ));
+            }
+            w.validate(self)
+                .map_err(|(k, m)| invalid(&format!("watchdogs[{i}].{k}"), &m))?;
+        }
         Ok(())
     }
 }

@@ -23,4 +23,5 @@ pub mod severity;
 pub mod sink;
 pub mod tasks;
 pub mod telemetry;
+pub mod watchdog;
 pub mod web;

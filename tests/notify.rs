@@ -1411,8 +1411,10 @@ async fn for_holds_an_alarm_pending_across_a_worker_restart_and_resets_on_a_brea
     let (_conn, publisher) = env.publisher().await;
     let received = || sb.received_bot("sandbox");
     let w = env.start_worker(reg.clone());
-    let first = Instant::now();
     run_check(&env, &publisher, &reg, "cpu-high").await;
+    // The evaluation happened before its task succeeded: a's wait started
+    // no later than this.
+    let first = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(received().is_empty(), "pending, not sent");
     // The worker restarts; b breaks its streak in between.

@@ -263,6 +263,44 @@ struct HealthReport {
     /// task was asked for, or the broker could not be asked: see `summary`).
     dead_letters: Option<u64>,
     tasks: Vec<HealthRow>,
+    /// Watchdogs firing as of their last evaluation (not with TASK).
+    watchdogs: Vec<WatchdogRow>,
+}
+
+/// A firing watchdog alarm.
+#[derive(Serialize)]
+struct WatchdogRow {
+    watchdog: String,
+    kind: &'static str,
+    labels: BTreeMap<String, String>,
+    summary: String,
+    since: DateTime<Utc>,
+}
+
+/// The active alarms of every watchdog (what their last evaluation sent).
+async fn read_watchdogs(config: &AppConfig) -> Result<Vec<WatchdogRow>, String> {
+    if config.watchdogs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pool = connect_redis(config)
+        .await
+        .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;
+    let store = crate::notify::alarm::AlarmStore::new(pool, &config.namespace);
+    let mut out = Vec::new();
+    for w in &config.watchdogs {
+        let active = store
+            .active(&w.name)
+            .await
+            .map_err(|e| format!("watchdogs not read: {e}"))?;
+        out.extend(active.into_values().map(|a| WatchdogRow {
+            watchdog: w.name.clone(),
+            kind: w.kind.as_str(),
+            labels: a.alarm.labels,
+            summary: a.alarm.summary,
+            since: a.since,
+        }));
+    }
+    Ok(out)
 }
 
 fn age(secs: i64) -> String {
@@ -333,13 +371,23 @@ pub async fn health(g: &GlobalOpts, a: HealthArgs) -> CliResult {
     let config = g.load_config()?;
     let dead_queue = Topology::from_config(&config).dead_queue();
     let count_dead = a.task.is_none();
-    let (statuses, dead) = tokio::join!(read_statuses(&config), async {
-        if count_dead {
-            Some(count_dead_letters(&config, &dead_queue).await)
-        } else {
-            None
+    let (statuses, dead, watchdogs) = tokio::join!(
+        read_statuses(&config),
+        async {
+            if count_dead {
+                Some(count_dead_letters(&config, &dead_queue).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if count_dead {
+                read_watchdogs(&config).await
+            } else {
+                Ok(Vec::new())
+            }
         }
-    });
+    );
     let now = Utc::now();
     let mut critical: Vec<String> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
@@ -356,6 +404,16 @@ pub async fn health(g: &GlobalOpts, a: HealthArgs) -> CliResult {
             "{} in {dead_queue} (see them: alertflow dead list)",
             plural(n as usize, "dead letter", "dead letters")
         ));
+    }
+    let watchdogs = match watchdogs {
+        Ok(w) => w,
+        Err(e) => {
+            unknown.push(e);
+            Vec::new()
+        }
+    };
+    for w in &watchdogs {
+        critical.push(format!("watchdog {}: {}", w.watchdog, w.summary));
     }
     let rows: Vec<HealthRow> = match statuses {
         Ok(all) => all
@@ -429,6 +487,7 @@ pub async fn health(g: &GlobalOpts, a: HealthArgs) -> CliResult {
             dead_letter_queue: dead_queue,
             dead_letters,
             tasks: rows,
+            watchdogs,
         };
         println!(
             "{}",

@@ -155,6 +155,12 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     });
     spawn_watchdog(worker.health(), shutdown.clone());
+    crate::watchdog::spawn_ticker(
+        config.clone(),
+        services.redis.clone(),
+        services.worker_id.clone(),
+        shutdown.clone(),
+    );
     let result = worker.run(shutdown).await;
     drop(worker);
     drop(services);

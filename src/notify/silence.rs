@@ -212,9 +212,10 @@ impl Request {
         }
         if let Some(c) = &self.check
             && !config.checks.iter().any(|k| &k.name == c)
+            && !config.watchdogs.iter().any(|w| &w.name == c)
         {
             return Err(format!(
-                "--check {c}: no [[checks]] entry of that name in {}",
+                "--check {c}: no [[checks]] or [[watchdogs]] entry of that name in {}",
                 config.source
             ));
         }

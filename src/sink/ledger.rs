@@ -426,6 +426,30 @@ impl SqlSink {
         Ok(out)
     }
 
+    /// The message time of the newest alert card of `chat` among the
+    /// dates from `since` on (`None`: none); for the source-silent
+    /// watchdog.
+    pub async fn newest_card(
+        &self,
+        chat: &str,
+        since: NaiveDate,
+    ) -> Result<Option<NaiveDateTime>, SinkError> {
+        let t = &schema::LARK_ALERTS;
+        let q = format!(
+            "SELECT {} FROM {} WHERE alert_date >= {} AND chat_id = {}",
+            select_dt("MAX(created_at)"),
+            self.table(t),
+            date_lit(&since.to_string(), t.name)?,
+            lit(chat)
+        );
+        let mut rows = self.select(q).await?;
+        let newest = rows.first_mut().map(|r| text(r, 0)).unwrap_or_default();
+        if newest.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(parse_dt(&newest, t.name)?))
+    }
+
     /// Every recommendation computation of a date from `since` on.
     pub async fn recommends_since(
         &self,

@@ -19,9 +19,10 @@ use tracing::info;
 
 use crate::config::{AppConfig, ConfigError};
 use crate::influx::InfluxClient;
+use crate::influx::Row;
 use crate::notify::alarm::{AlarmStore, FiringState};
 use crate::notify::check::{
-    ActiveAlarm, Alarm, CheckConfig, FlapNote, NoData, evaluate, grouped_notification,
+    ActiveAlarm, Alarm, CheckConfig, Evaluation, FlapNote, NoData, evaluate, grouped_notification,
 };
 use crate::notify::flap::{Claimed, FlapStore, Owed};
 use crate::notify::{Receivers, truncate};
@@ -273,24 +274,38 @@ impl CheckRunner {
                 check.source
             ))
         })?;
+        let rows = client
+            .query(&check.query)
+            .await
+            .map_err(|e| with_prefix(&format!("check {name}: "), e.into()))?;
+        let ev = evaluate(check, &rows);
+        self.process(check, ev, &rows, dry_run).await
+    }
+
+    /// The notification layer of an evaluation, whatever produced it (an
+    /// InfluxDB check, a watchdog): `for`, no data, flapping, silences,
+    /// dedup, one grouped message, the ledger.
+    pub async fn process(
+        &self,
+        check: &CheckConfig,
+        mut ev: Evaluation,
+        rows: &[Row],
+        dry_run: bool,
+    ) -> Result<CheckReport, TaskError> {
+        let name = check.name.as_str();
         let receiver = self.receivers.get(&check.receiver).ok_or_else(|| {
             TaskError::fatal(format!(
                 "check {name}: no [receivers.{}] is configured",
                 check.receiver
             ))
         })?;
-        let rows = client
-            .query(&check.query)
-            .await
-            .map_err(|e| with_prefix(&format!("check {name}: "), e.into()))?;
-        let mut ev = evaluate(check, &rows);
         let redis_err = |e: crate::notify::alarm::StoreError| TaskError::retry(e);
         let active = self.store.active(name).await.map_err(redis_err)?;
         // No data: label sets that reported before and are missing now.
         let mut kept: Vec<String> = Vec::new();
         if check.no_data != NoData::Ok {
             let now_ms = Utc::now().timestamp_millis();
-            let reported = crate::notify::check::reported(check, &rows);
+            let reported = crate::notify::check::reported(check, rows);
             let seen = self
                 .store
                 .seen(name, &reported, now_ms, NO_DATA_FORGET)

@@ -15,6 +15,7 @@ pub mod parse_batch;
 pub mod recommend;
 pub mod reconcile;
 pub mod sleep;
+pub mod watchdog;
 
 use deadpool_redis::Pool;
 
@@ -75,7 +76,8 @@ pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupEr
         .with(recommend::Recommend::new(config)?)
         .with(reconcile::Reconcile::new(config))
         .with(influx_check::InfluxCheck::new(config, shared)?)
-        .with(http_probe::HttpProbe::new(config)?))
+        .with(http_probe::HttpProbe::new(config)?)
+        .with(watchdog::Watchdog::new(config, shared)?))
 }
 
 /// [`registry`] for a process without a worker runtime (CLI, beat): names,
