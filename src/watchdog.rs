@@ -580,3 +580,35 @@ async fn publish_tick(
     crate::queue::connect::close(conn).await;
     published
 }
+
+/// A watchdog alarm firing now.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FiringWatchdog {
+    pub watchdog: String,
+    pub kind: &'static str,
+    pub labels: BTreeMap<String, String>,
+    pub summary: String,
+    /// When it was first sent.
+    pub since: DateTime<Utc>,
+}
+
+/// The firing watchdogs, as their last evaluation sent them (for `health`
+/// and the dashboard).
+pub async fn firing(config: &AppConfig, redis: &Pool) -> Result<Vec<FiringWatchdog>, String> {
+    let store = crate::notify::alarm::AlarmStore::new(redis.clone(), &config.namespace);
+    let mut out = Vec::new();
+    for w in &config.watchdogs {
+        let active = store
+            .active(&w.name)
+            .await
+            .map_err(|e| format!("watchdogs not read: {e}"))?;
+        out.extend(active.into_values().map(|a| FiringWatchdog {
+            watchdog: w.name.clone(),
+            kind: w.kind.as_str(),
+            labels: a.alarm.labels,
+            summary: a.alarm.summary,
+            since: a.since,
+        }));
+    }
+    Ok(out)
+}

@@ -298,11 +298,33 @@ async fn run_late_source_silent_and_dead_letters_fire_and_resolve() {
     assert_eq!(of("dlq"), ["[FIRING:1] dlq"]);
     // `alertflow health` names the firing watchdogs (CRITICAL, exit 2).
     let file = env.config_file(&format!(
-        "[receivers.ops]\ntype = \"lark\"\nurl = \"{}/open-apis/bot/v2/hook/sandbox\"\n\
+        "[mysql]\ndatabase = {:?}\n[receivers.ops]\ntype = \"lark\"\nurl = \"{}/open-apis/bot/v2/hook/sandbox\"\n\
          [[watchdogs]]\nname = \"daily-run\"\nkind = \"run-late\"\ndeadline = \"00:00\"\ntimezone = \"UTC\"\nreceiver = \"ops\"\n\
          [[watchdogs]]\nname = \"dlq\"\nkind = \"dead-letters\"\nreceiver = \"ops\"\n",
-        sb.base_url
+        env.config.mysql.database, sb.base_url
     ));
+    // The dashboard's overview names them too.
+    let (_web, url) = common::start_web(&file);
+    let overview: Value = reqwest::get(format!("{url}/api/overview"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let watchdogs: Vec<&str> = overview["watchdogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["watchdog"].as_str().unwrap())
+        .collect();
+    assert_eq!(watchdogs, ["daily-run", "dlq"], "{overview}");
+    assert!(
+        overview["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .starts_with("watchdog dlq (dead-letters) since")),
+        "{overview}"
+    );
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(common::bin("alertflow"))
             .args(["health", "--json"])

@@ -264,43 +264,20 @@ struct HealthReport {
     dead_letters: Option<u64>,
     tasks: Vec<HealthRow>,
     /// Watchdogs firing as of their last evaluation (not with TASK).
-    watchdogs: Vec<WatchdogRow>,
+    watchdogs: Vec<crate::watchdog::FiringWatchdog>,
 }
 
-/// A firing watchdog alarm.
-#[derive(Serialize)]
-struct WatchdogRow {
-    watchdog: String,
-    kind: &'static str,
-    labels: BTreeMap<String, String>,
-    summary: String,
-    since: DateTime<Utc>,
-}
-
-/// The active alarms of every watchdog (what their last evaluation sent).
-async fn read_watchdogs(config: &AppConfig) -> Result<Vec<WatchdogRow>, String> {
+/// The firing watchdogs (what their last evaluation sent).
+async fn read_watchdogs(
+    config: &AppConfig,
+) -> Result<Vec<crate::watchdog::FiringWatchdog>, String> {
     if config.watchdogs.is_empty() {
         return Ok(Vec::new());
     }
     let pool = connect_redis(config)
         .await
         .map_err(|e| e.message.lines().next().unwrap_or("").to_string())?;
-    let store = crate::notify::alarm::AlarmStore::new(pool, &config.namespace);
-    let mut out = Vec::new();
-    for w in &config.watchdogs {
-        let active = store
-            .active(&w.name)
-            .await
-            .map_err(|e| format!("watchdogs not read: {e}"))?;
-        out.extend(active.into_values().map(|a| WatchdogRow {
-            watchdog: w.name.clone(),
-            kind: w.kind.as_str(),
-            labels: a.alarm.labels,
-            summary: a.alarm.summary,
-            since: a.since,
-        }));
-    }
-    Ok(out)
+    crate::watchdog::firing(config, &pool).await
 }
 
 fn age(secs: i64) -> String {

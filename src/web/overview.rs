@@ -48,6 +48,8 @@ pub struct Overview {
     pub beats: Vec<BeatInfo>,
     pub tasks: Vec<Record>,
     pub runs: Vec<RunView>,
+    /// Watchdogs firing now (`[[watchdogs]]`), with since when.
+    pub watchdogs: Vec<crate::watchdog::FiringWatchdog>,
 }
 
 /// Publishes and deliveries per minute.
@@ -166,6 +168,17 @@ impl Overview {
             Ok(r) => o.runs = r,
             Err(e) => unreachable.push(format!("runs (database): {e}")),
         }
+        if !state.config.watchdogs.is_empty() {
+            match bounded(
+                "watchdogs (Redis)",
+                crate::watchdog::firing(&state.config, &state.redis),
+            )
+            .await
+            {
+                Ok(w) => o.watchdogs = w,
+                Err(e) => unreachable.push(e),
+            }
+        }
         o.problems = problems(&o, unreachable);
         o
     }
@@ -175,6 +188,15 @@ impl Overview {
 /// no workers, tasks in ERROR, stalled runs.
 fn problems(o: &Overview, unreachable: Vec<String>) -> Vec<String> {
     let mut out = unreachable;
+    for w in &o.watchdogs {
+        out.push(format!(
+            "watchdog {} ({}) since {}: {}",
+            w.watchdog,
+            w.kind,
+            w.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            w.summary
+        ));
+    }
     for q in &o.queues {
         if q.kind == "dead" && q.ready.unwrap_or(0) > 0 {
             out.push(format!(
