@@ -198,6 +198,8 @@ pub struct AppConfigFile {
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     /// `[notify]`: pipeline health notifications.
     pub notify: crate::notify::NotifyConfig,
+    /// `[digest]`: the daily alert digest.
+    pub digest: crate::notify::digest::DigestConfig,
     /// `[web]`: the dashboard (`alertflow web`) and who may use it.
     pub web: crate::web::auth::WebConfig,
 }
@@ -225,6 +227,7 @@ pub struct AppConfig {
     pub checks: Vec<crate::notify::check::CheckConfig>,
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     pub notify: crate::notify::NotifyConfig,
+    pub digest: crate::notify::digest::DigestConfig,
     pub web: crate::web::auth::WebConfig,
 }
 
@@ -278,6 +281,7 @@ impl Default for AppConfig {
             checks: Vec::new(),
             receivers: BTreeMap::new(),
             notify: Default::default(),
+            digest: Default::default(),
             web: Default::default(),
         }
     }
@@ -314,6 +318,7 @@ impl From<AppConfigFile> for AppConfig {
             checks: f.checks,
             receivers: f.receivers,
             notify: f.notify,
+            digest: f.digest,
             web: f.web,
         }
     }
@@ -342,6 +347,7 @@ impl AppConfig {
             checks: self.checks,
             receivers: self.receivers,
             notify: self.notify,
+            digest: self.digest,
             web: self.web,
         }
     }
@@ -518,6 +524,9 @@ impl AppConfig {
             .aliases()
             .map_err(|m| invalid("parser.aliases", &m.to_string()))?;
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
+        self.digest
+            .validate(self)
+            .map_err(|(key, m)| invalid(&key, &m))?;
         crate::web::auth::validate(&self.web).map_err(|(key, m)| invalid(&key, &m))?;
         Ok(())
     }

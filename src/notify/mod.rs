@@ -18,6 +18,7 @@
 
 pub mod alarm;
 pub mod check;
+pub mod digest;
 pub mod flap;
 pub mod health;
 pub mod lark_bot;
