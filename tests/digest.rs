@@ -16,8 +16,8 @@ use common::TestEnv;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
-const TOKEN: &str = "digest-bot";
-const SLACK_PATH: &str = "/services/T0TEST/B0TEST/alertflowdigesthook";
+const TOKEN: &str = "sandbox";
+const SLACK_PATH: &str = "/services/T0TEST/B0TEST/alertflowtesthook";
 
 fn receivers_toml(sb: &SandboxHandle) -> String {
     format!(
@@ -141,7 +141,11 @@ async fn a_sandboxed_day_through_two_workers_and_a_reconcile_sends_one_digest() 
     let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
     let digest: Vec<&Value> = entries.iter().filter(|e| e["source"] == "digest").collect();
     assert_eq!(digest.len(), 2, "{entries:?}");
-    assert!(digest.iter().all(|e| e["subject"] == day && e["outcome"] == "sent"));
+    assert!(
+        digest
+            .iter()
+            .all(|e| e["subject"] == day && e["outcome"] == "sent")
+    );
     sink.close().await;
 }
 
@@ -268,7 +272,9 @@ async fn the_digest_says_what_plain_sql_says_and_a_dry_run_sends_nothing() {
     // Volume and the 7-day average.
     let today: Vec<i64> = query(
         &env,
-        format!("SELECT COUNT(*) FROM `{db}`.lark_alerts WHERE status = 'firing' AND alert_date = '{D}'"),
+        format!(
+            "SELECT COUNT(*) FROM `{db}`.lark_alerts WHERE status = 'firing' AND alert_date = '{D}'"
+        ),
     )
     .await;
     assert_eq!(data["firing"].as_i64().unwrap(), today[0]);
@@ -292,7 +298,10 @@ async fn the_digest_says_what_plain_sql_says_and_a_dry_run_sends_nothing() {
     let change = ((today[0] as f64 - avg) / avg * 100.0).round() as i64;
     assert_eq!(
         j["title"],
-        format!("Alert digest {D}: {} firing ({change:+}% vs 7-day avg {avg:.0})", today[0])
+        format!(
+            "Alert digest {D}: {} firing ({change:+}% vs 7-day avg {avg:.0})",
+            today[0]
+        )
     );
 
     // The top noisy alerts (top = 3), most fired first, ties by name.
@@ -316,7 +325,10 @@ async fn the_digest_says_what_plain_sql_says_and_a_dry_run_sends_nothing() {
         })
         .collect();
     assert_eq!(got, noisy);
-    assert_eq!(data["noisy"][0]["recommendation"], "Look at AlphaDown first.");
+    assert_eq!(
+        data["noisy"][0]["recommendation"],
+        "Look at AlphaDown first."
+    );
 
     // New names: seen on D and on none of the 30 days before.
     let new: Vec<String> = query(
@@ -371,7 +383,10 @@ async fn the_digest_says_what_plain_sql_says_and_a_dry_run_sends_nothing() {
     // Text, and a bad date named with exit 2.
     let (code, text, _) = cli(&file, &["digest", D, "--dry-run"]);
     assert_eq!(code, 0);
-    assert!(text.contains("dry run: nothing sent") && text.contains("GammaNew"), "{text}");
+    assert!(
+        text.contains("dry run: nothing sent") && text.contains("GammaNew"),
+        "{text}"
+    );
     let (code, _, err) = cli(&file, &["digest", "2026-02-30", "--dry-run"]);
     assert_eq!(code, 2);
     assert!(err.contains("2026-02-30"), "{err}");

@@ -179,10 +179,7 @@ impl SqlSink {
     pub async fn alert_trends(&self, date: NaiveDate) -> Result<Vec<AlertTrend>, SinkError> {
         let t = &schema::ALERT_RECOMMENDATIONS;
         let d = date_lit(&date.to_string(), t.name)?;
-        let first = date_lit(
-            &(date - chrono::Days::new(TREND_DAYS)).to_string(),
-            t.name,
-        )?;
+        let first = date_lit(&(date - chrono::Days::new(TREND_DAYS)).to_string(), t.name)?;
         let q = format!(
             "SELECT alert_name, \
              SUM(CASE WHEN report_date = {d} THEN fired_count ELSE 0 END), \
