@@ -153,29 +153,12 @@ const D: &str = "2026-03-08";
 
 /// Firing rows of `name` on day `k` (0 = D-7 … 7 = D).
 fn fired(name: &str, k: u32) -> u32 {
-    match name {
-        "AlphaDown" => {
-            if k == 7 {
-                10
-            } else {
-                k + 1
-            }
-        }
-        "BetaSlow" => {
-            if k % 3 == 0 && k < 7 {
-                2
-            } else {
-                0
-            }
-        }
-        "GammaNew" => u32::from(k == 7) * 3,
-        "DeltaNoisy" => {
-            if k == 7 {
-                10
-            } else {
-                0
-            }
-        }
+    match (name, k) {
+        ("AlphaDown", 7) => 10,
+        ("AlphaDown", k) => k + 1,
+        ("BetaSlow", 0 | 3 | 6) => 2,
+        ("GammaNew", 7) => 3,
+        ("DeltaNoisy", 7) => 10,
         _ => 0,
     }
 }

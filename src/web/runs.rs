@@ -349,7 +349,7 @@ impl Day {
             .map(|r| r.alert_name.clone())
             .collect();
         let claim = claim.map_err(|e| take("digest", e)).unwrap_or_default();
-        if let Some(data) = digest.map_err(|e| take("digest", e)).ok() {
+        if let Ok(data) = digest.map_err(|e| take("digest", e)) {
             let n = data.notification();
             day.digest = Some(DayDigest {
                 title: n.title,
