@@ -198,6 +198,8 @@ pub struct AppConfigFile {
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     /// `[notify]`: pipeline health notifications.
     pub notify: crate::notify::NotifyConfig,
+    /// `[digest]`: the daily alert digest.
+    pub digest: crate::notify::digest::DigestConfig,
     /// `[web]`: the dashboard (`alertflow web`) and who may use it.
     pub web: crate::web::auth::WebConfig,
     /// `[watch]`: how often workers evaluate the watchdogs.
@@ -229,6 +231,7 @@ pub struct AppConfig {
     pub checks: Vec<crate::notify::check::CheckConfig>,
     pub receivers: BTreeMap<String, crate::notify::ReceiverConfig>,
     pub notify: crate::notify::NotifyConfig,
+    pub digest: crate::notify::digest::DigestConfig,
     pub web: crate::web::auth::WebConfig,
     pub watch: crate::watchdog::WatchConfig,
     pub watchdogs: Vec<crate::watchdog::WatchdogConfig>,
@@ -284,6 +287,7 @@ impl Default for AppConfig {
             checks: Vec::new(),
             receivers: BTreeMap::new(),
             notify: Default::default(),
+            digest: Default::default(),
             web: Default::default(),
             watch: Default::default(),
             watchdogs: Vec::new(),
@@ -322,6 +326,7 @@ impl From<AppConfigFile> for AppConfig {
             checks: f.checks,
             receivers: f.receivers,
             notify: f.notify,
+            digest: f.digest,
             web: f.web,
             watch: f.watch,
             watchdogs: f.watchdogs,
@@ -352,6 +357,7 @@ impl AppConfig {
             checks: self.checks,
             receivers: self.receivers,
             notify: self.notify,
+            digest: self.digest,
             web: self.web,
             watch: self.watch,
             watchdogs: self.watchdogs,
@@ -530,6 +536,9 @@ impl AppConfig {
             .aliases()
             .map_err(|m| invalid("parser.aliases", &m.to_string()))?;
         crate::notify::validate(self).map_err(|(key, m)| invalid(&key, &m))?;
+        self.digest
+            .validate(self)
+            .map_err(|(key, m)| invalid(&key, &m))?;
         crate::web::auth::validate(&self.web).map_err(|(key, m)| invalid(&key, &m))?;
         if self.watch.interval.0 < std::time::Duration::from_secs(1) {
             return Err(invalid("watch.interval", "must be at least 1s"));

@@ -168,6 +168,24 @@ async fn runs_and_day_pages_show_a_sandboxed_run_and_its_recommendations() {
 
     // /day: the run, its timeline, and the report's table in its order.
     let (status, page) = get(&format!("{url}/day?date={day}")).await;
+    // The date's digest, built as `alertflow digest` builds it (not sent:
+    // no [digest] receivers here).
+    let out = std::process::Command::new(common::bin("alertflow"))
+        .args(["digest", &day, "--dry-run", "--json"])
+        .env("ALERTFLOW_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest_title = digest["title"].as_str().unwrap().to_string();
+    assert!(digest_title.starts_with(&format!("Alert digest {day}: ")));
+    assert!(page.contains(&esc(&digest_title)), "{page}");
+    assert!(page.contains(r#"<div id="digest">"#), "{page}");
+    assert!(page.contains("Not sent"), "{page}");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&run_id), "{page}");
     assert!(

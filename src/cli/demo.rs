@@ -139,7 +139,7 @@ pub async fn demo(g: &GlobalOpts, a: DemoArgs) -> CliResult {
         .map_err(CliError::failure)?;
     sort_report(&mut recs);
     println!();
-    print_report(&last, &recs);
+    print_report(&last, &recs, &[]);
     let stats = sandbox.stats();
     println!(
         "\nLark API calls: {} (rejected by the quota: {}); tokens fetched: {}",

@@ -15,6 +15,7 @@ pub mod checks;
 pub mod completions;
 pub mod dead;
 pub mod demo;
+pub mod digest;
 pub mod enqueue;
 pub mod fetch;
 pub mod inspect;
@@ -225,6 +226,14 @@ pub enum Command {
     /// A day's recommendations: severity, counts, noisy alerts, unmapped names.
     #[command(after_help = "Examples:\n  alertflow report 2026-03-10\n  alertflow report --json")]
     Report(run::ReportArgs),
+    /// A date's alert digest (volume against the 7 days before, noisy
+    /// alerts, new names, names not in the catalogue, busiest clusters);
+    /// sent to `[digest] receivers` once per date, by the `digest` task
+    /// after `recommend` or by this command.
+    #[command(
+        after_help = "Examples:\n  alertflow digest --dry-run                 yesterday's, printed only\n  alertflow digest 2026-03-08 --dry-run --json\n  alertflow digest 2026-03-08                send it (unless already sent)\n  alertflow digest 2026-03-08 --database alertflow_demo --dry-run\n\nExit codes: 0 printed (and sent, or already sent), 1 failed, 2 bad DATE or config."
+    )]
+    Digest(digest::DigestArgs),
     /// Find days whose recommendations are missing or stale and runs that
     /// stopped with their Redis progress gone (from the database run
     /// ledger), and publish what repairs them: a `recommend` per day, a
@@ -336,6 +345,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(a) => demo::demo(&cli.global, a).await,
         Command::Run(a) => run::run(&cli.global, a).await,
         Command::Report(a) => run::report(&cli.global, a).await,
+        Command::Digest(a) => digest::digest(&cli.global, a).await,
         Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
         Command::Runs(a) => runs::runs(&cli.global, a).await,
         Command::Notifications(c) => notifications::run(&cli.global, c).await,

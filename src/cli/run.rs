@@ -745,8 +745,15 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-/// Print a day's report as a table (used by `report` and `demo`).
-pub fn print_report(date: &str, recs: &[Recommendation]) {
+/// Print a day's report as a table (used by `report` and `demo`); with
+/// `trends`, each alert's 7-day average and change are columns too.
+pub fn print_report(
+    date: &str,
+    recs: &[Recommendation],
+    trends: &[crate::sink::history::AlertTrend],
+) {
+    let trend: BTreeMap<&str, &crate::sink::history::AlertTrend> =
+        trends.iter().map(|t| (t.alert_name.as_str(), t)).collect();
     println!(
         "Alert recommendations for {date} ({} alert names)",
         recs.len()
@@ -754,7 +761,7 @@ pub fn print_report(date: &str, recs: &[Recommendation]) {
     let rows: Vec<Vec<String>> = recs
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 r.severity.clone(),
                 format!(
                     "{}{}",
@@ -762,23 +769,29 @@ pub fn print_report(date: &str, recs: &[Recommendation]) {
                     if r.is_noisy { " [noisy]" } else { "" }
                 ),
                 r.fired_count.to_string(),
+            ];
+            if !trends.is_empty() {
+                let t = trend.get(r.alert_name.as_str());
+                row.push(t.map_or("0.0".into(), |t| format!("{:.1}", t.avg_7d)));
+                row.push(
+                    t.and_then(|t| t.change_percent)
+                        .map_or("new".into(), |p| format!("{p:+}%")),
+                );
+            }
+            row.extend([
                 r.resolved_count.to_string(),
                 r.cluster_count.to_string(),
                 truncate(&r.recommendation, 70),
-            ]
+            ]);
+            row
         })
         .collect();
-    print_table(
-        &[
-            "SEVERITY",
-            "ALERT",
-            "FIRED",
-            "RESOLVED",
-            "CLUSTERS",
-            "RECOMMENDATION",
-        ],
-        &rows,
-    );
+    let mut headers = vec!["SEVERITY", "ALERT", "FIRED"];
+    if !trends.is_empty() {
+        headers.extend(["AVG 7D", "CHANGE"]);
+    }
+    headers.extend(["RESOLVED", "CLUSTERS", "RECOMMENDATION"]);
+    print_table(&headers, &rows);
     let unmapped: Vec<&str> = recs
         .iter()
         .filter(|r| !r.in_catalogue)
@@ -810,12 +823,14 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         None => pacific_date(Utc::now()) - Days::days(1),
     };
     let sink = SqlSink::new(&config);
-    let recs = sink.report(date).await.map_err(|e| {
+    let read_error = |e| {
         CliError::failure(format!(
             "reading {}.alert_recommendations on {}:{}: {e}",
             config.mysql.database, config.mysql.host, config.mysql.port
         ))
-    })?;
+    };
+    let recs = sink.report(date).await.map_err(read_error)?;
+    let trends = sink.alert_trends(date).await.map_err(read_error)?;
     // The day's story from the run ledger; the recommendations stand alone
     // when it cannot be read (a database not migrated since the ledger came).
     let runs: Vec<crate::cli::runs::RunView> = match crate::cli::runs::read_views(&sink, date).await
@@ -840,12 +855,12 @@ pub async fn report(g: &GlobalOpts, a: ReportArgs) -> CliResult {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"date": date, "recommendations": recs, "unmapped": unmapped, "runs": runs})
+                &json!({"date": date, "recommendations": recs, "unmapped": unmapped, "trends": trends, "runs": runs})
             )
             .expect("serializes")
         );
     } else {
-        print_report(&date, &recs);
+        print_report(&date, &recs, &trends);
         println!();
         if runs.is_empty() {
             println!("no run of {date} in the run ledger");

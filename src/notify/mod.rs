@@ -18,6 +18,7 @@
 
 pub mod alarm;
 pub mod check;
+pub mod digest;
 pub mod flap;
 pub mod health;
 pub mod lark_bot;
@@ -303,7 +304,7 @@ impl Colour {
 }
 
 /// One block of a message (one alarm, or the body of a health message).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Section {
     pub heading: String,
     pub text: String,

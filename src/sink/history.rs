@@ -31,6 +31,22 @@ pub struct VolumeSeries {
     pub rows: Vec<u64>,
 }
 
+/// One alert name's firing on a date against the 7 dates before it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertTrend {
+    pub alert_name: String,
+    /// `fired_count` on the date (0 when it did not fire).
+    pub fired: u64,
+    /// Mean `fired_count` over the [`TREND_DAYS`] dates before (a date
+    /// without a row counts 0).
+    pub avg_7d: f64,
+    /// `fired` against `avg_7d` in whole percent; `None` when the average is 0.
+    pub change_percent: Option<i64>,
+}
+
+/// Dates before the report date that make the trend's average.
+pub const TREND_DAYS: u64 = 7;
+
 /// The series of every name not among the noisiest.
 pub const OTHER: &str = "other";
 
@@ -152,6 +168,37 @@ impl SqlSink {
                 skips: serde_json::from_str(&text(&mut r, 3)).unwrap_or_default(),
                 written_at: NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S")
                     .map_err(|e| data_error(t.name, "datetime", &at, e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Per alert name, fired on `date` and the mean over the [`TREND_DAYS`]
+    /// dates before, in one statement (conditional sums over
+    /// `alert_recommendations`, which MariaDB and StarRocks both run), by name.
+    pub async fn alert_trends(&self, date: NaiveDate) -> Result<Vec<AlertTrend>, SinkError> {
+        let t = &schema::ALERT_RECOMMENDATIONS;
+        let d = date_lit(&date.to_string(), t.name)?;
+        let first = date_lit(&(date - chrono::Days::new(TREND_DAYS)).to_string(), t.name)?;
+        let q = format!(
+            "SELECT alert_name, \
+             SUM(CASE WHEN report_date = {d} THEN fired_count ELSE 0 END), \
+             SUM(CASE WHEN report_date < {d} THEN fired_count ELSE 0 END) \
+             FROM {} WHERE report_date >= {first} AND report_date <= {d} \
+             GROUP BY alert_name ORDER BY alert_name",
+            self.table(t)
+        );
+        let mut out = Vec::new();
+        for mut r in self.rows(q).await? {
+            let alert_name = text(&mut r, 0);
+            let fired = count(&mut r, 1);
+            let avg_7d = count(&mut r, 2) as f64 / TREND_DAYS as f64;
+            out.push(AlertTrend {
+                alert_name,
+                fired,
+                avg_7d,
+                change_percent: (avg_7d > 0.0)
+                    .then(|| ((fired as f64 - avg_7d) / avg_7d * 100.0).round() as i64),
             });
         }
         Ok(out)

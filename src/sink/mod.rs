@@ -1,5 +1,6 @@
 //! Writing alert rows and recommendations to StarRocks (or MariaDB).
 pub mod audit;
+pub mod digests;
 pub mod history;
 pub mod ledger;
 pub mod notifications;

@@ -378,7 +378,36 @@ pub const SILENCES: Table = Table {
     index: None,
 };
 
-pub const TABLES: [&Table; 8] = [
+/// `digests`: the daily digest's once-per-date claim (`digest` task and
+/// `alertflow digest`): who claimed the date, when, and when it was sent.
+pub const DIGESTS: Table = Table {
+    name: "digests",
+    comment: "Daily digest: one row per date, claimed before it is sent",
+    key: &["report_date"],
+    columns: &[
+        col("report_date", ColType::Date, "America/Los_Angeles date"),
+        col(
+            "claimed_by",
+            ColType::Varchar(64),
+            "the task id (or cli-...) that claimed the date",
+        ),
+        col("claimed_at", ColType::DateTime, "when, UTC"),
+        col(
+            "sent_at",
+            ColType::DateTime,
+            "when it was sent, UTC (1970-01-01 until sent)",
+        ),
+        col("title", ColType::Varchar(1024), "the digest's title"),
+        col(
+            "receivers",
+            ColType::Varchar(1024),
+            "receiver names, comma-separated",
+        ),
+    ],
+    index: None,
+};
+
+pub const TABLES: [&Table; 9] = [
     &LARK_ALERTS,
     &ALERT_RECOMMENDATIONS,
     &PIPELINE_RUNS,
@@ -387,6 +416,7 @@ pub const TABLES: [&Table; 8] = [
     &WEB_AUDIT,
     &NOTIFICATIONS,
     &SILENCES,
+    &DIGESTS,
 ];
 
 /// StarRocks table properties.

@@ -162,6 +162,10 @@ impl SqlSink {
         &self.db
     }
 
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     pub(crate) async fn conn(&self) -> Result<mysql_async::Conn, SinkError> {
         match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
             Ok(c) => c.map_err(classify),

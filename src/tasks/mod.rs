@@ -6,6 +6,7 @@
 //! A new task is a file here and one `.with(...)` line in [`registry`]
 //! (see "Add a task" in the README).
 
+pub mod digest;
 pub mod fetch_day;
 pub mod http_probe;
 pub mod influx_check;
@@ -74,6 +75,7 @@ pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupEr
         .with(parse_batch::ParseBatch::new(config)?)
         .with(insert::Insert::new(config)?)
         .with(recommend::Recommend::new(config)?)
+        .with(digest::Digest::new(config, shared)?)
         .with(reconcile::Reconcile::new(config))
         .with(influx_check::InfluxCheck::new(config, shared)?)
         .with(http_probe::HttpProbe::new(config)?)

@@ -1,7 +1,9 @@
 //! `recommend`: one day's recommendation per alert name, recomputed from
 //! `lark_alerts` and written as delete + insert for the date (running it
 //! twice gives the same table), then recorded in the run ledger
-//! (`pipeline_recommends`) with the rows it was computed from.
+//! (`pipeline_recommends`) with the rows it was computed from. With `[digest]
+//! receivers`, it then publishes the date's `digest` (sent once per date
+//! however often the date is recomputed).
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -18,6 +20,7 @@ pub struct Recommend {
     catalogue: Catalogue,
     sink: SqlSink,
     noisy: NoisyThresholds,
+    digest: bool,
 }
 
 impl Recommend {
@@ -31,6 +34,7 @@ impl Recommend {
                 fired: config.recommend.noisy_fired,
                 clusters: config.recommend.noisy_clusters,
             },
+            digest: config.digest.enabled(),
         })
     }
 }
@@ -64,7 +68,7 @@ impl Task for Recommend {
             .map_err(|e| InvalidArgs::field("date", format!("{:?} is not YYYY-MM-DD: {e}", a.date)))
     }
 
-    async fn run(&self, _ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
+    async fn run(&self, ctx: &TaskContext, a: RecommendArgs) -> Result<(), TaskError> {
         let date = chrono::NaiveDate::parse_from_str(&a.date, "%Y-%m-%d")
             .map_err(|e| TaskError::fatal(format!("date {:?} is not YYYY-MM-DD: {e}", a.date)))?;
         let (rows, newest) = self.sink.alerts_with_newest(&a.date).await?;
@@ -94,6 +98,15 @@ impl Task for Recommend {
             noisy = recs.iter().filter(|r| r.is_noisy).count(),
             "recommendations written"
         );
+        if self.digest {
+            let child = ctx.child_task::<crate::tasks::digest::Digest>(
+                &crate::tasks::digest::DigestArgs {
+                    date: a.date.clone(),
+                },
+                Some("digest"),
+            )?;
+            ctx.publish_children(vec![child]).await?;
+        }
         Ok(())
     }
 }

@@ -277,7 +277,19 @@ pub struct Day {
     pub recommendations: Vec<Recommendation>,
     /// Alert names the catalogue does not know.
     pub unmapped: Vec<String>,
+    /// The date's digest as `alertflow digest DATE` builds it, and whether
+    /// it was sent.
+    pub digest: Option<DayDigest>,
     pub errors: Vec<String>,
+}
+
+/// The digest of a day, rendered from the same builder as the message.
+#[derive(Serialize, Debug)]
+pub struct DayDigest {
+    pub title: String,
+    pub sections: Vec<crate::notify::Section>,
+    /// The date's row of `digests`: who claimed it, when it was sent.
+    pub claim: Option<crate::sink::digests::DigestClaim>,
 }
 
 impl Day {
@@ -293,12 +305,15 @@ impl Day {
         let sink = &state.sink;
         // The date's runs only (not every run since, as `read_views` reads),
         // judged as `alertflow runs` judges them.
-        let (runs, day_rows, pages, recommends, report) = tokio::join!(
+        let dc = &state.config.digest;
+        let (runs, day_rows, pages, recommends, report, digest, claim) = tokio::join!(
             bounded(sink.runs_on(date)),
             bounded(sink.day_rows_since(date)),
             bounded(sink.pages_of_date(date)),
             bounded(sink.recommends_since(date)),
             bounded(sink.report(date)),
+            bounded(sink.digest_data(date, dc.top, dc.new_days, dc.dashboard_url.as_deref())),
+            bounded(sink.digest_claim(date)),
         );
         let mut day = Day {
             date,
@@ -333,6 +348,15 @@ impl Day {
             .filter(|r| !r.in_catalogue)
             .map(|r| r.alert_name.clone())
             .collect();
+        let claim = claim.map_err(|e| take("digest", e)).unwrap_or_default();
+        if let Ok(data) = digest.map_err(|e| take("digest", e)) {
+            let n = data.notification();
+            day.digest = Some(DayDigest {
+                title: n.title,
+                sections: n.sections,
+                claim,
+            });
+        }
         day.runs = runs;
         day.pages = pages;
         day.recommends = recommends;
@@ -462,6 +486,29 @@ pub fn render_day(d: &Day, namespace: &str, top: Markup) -> Markup {
                 }
                 @if !d.unmapped.is_empty() {
                     p.muted { "Not in the catalogue (add them to recommend.catalogue): " (d.unmapped.join(", ")) }
+                }
+            }
+            @if let Some(g) = &d.digest {
+                h2 { "Digest" }
+                div #digest {
+                    p { strong { (g.title) } }
+                    p.muted {
+                        @match &g.claim {
+                            Some(c) if c.sent_at.is_some() => {
+                                "Sent at " (c.sent_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default())
+                                " UTC to " (c.receivers) " (by " (c.claimed_by) ")."
+                            }
+                            Some(c) => { "Claimed by " (c.claimed_by) " at " (c.claimed_at.format("%Y-%m-%d %H:%M:%S")) " UTC, not sent yet." }
+                            None => { "Not sent (sent once per date to [digest] receivers after the recommendations)." }
+                        }
+                    }
+                    @for s in &g.sections {
+                        h3 { (s.heading) }
+                        @if !s.text.is_empty() { p { (s.text) } }
+                        @if !s.fields.is_empty() {
+                            ul { @for (k, v) in &s.fields { li { (k) ": " (v) } } }
+                        }
+                    }
                 }
             }
         }

@@ -114,3 +114,13 @@ CREATE TABLE IF NOT EXISTS `alerts`.`silences` (
   `expired_by` VARCHAR(64) NOT NULL COMMENT 'who or what expired it early',
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Silences: notifications matching them are recorded, not sent';
+
+CREATE TABLE IF NOT EXISTS `alerts`.`digests` (
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date',
+  `claimed_by` VARCHAR(64) NOT NULL COMMENT 'the task id (or cli-...) that claimed the date',
+  `claimed_at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `sent_at` DATETIME NOT NULL COMMENT 'when it was sent, UTC (1970-01-01 until sent)',
+  `title` VARCHAR(1024) NOT NULL COMMENT 'the digest''s title',
+  `receivers` VARCHAR(1024) NOT NULL COMMENT 'receiver names, comma-separated',
+  PRIMARY KEY (`report_date`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin COMMENT='Daily digest: one row per date, claimed before it is sent';

@@ -157,3 +157,19 @@ PROPERTIES (
   "replication_num" = "3",
   "enable_persistent_index" = "true"
 );
+
+CREATE TABLE IF NOT EXISTS `alerts`.`digests` (
+  `report_date` DATE NOT NULL COMMENT 'America/Los_Angeles date',
+  `claimed_by` VARCHAR(64) NOT NULL COMMENT 'the task id (or cli-...) that claimed the date',
+  `claimed_at` DATETIME NOT NULL COMMENT 'when, UTC',
+  `sent_at` DATETIME NOT NULL COMMENT 'when it was sent, UTC (1970-01-01 until sent)',
+  `title` VARCHAR(1024) NOT NULL COMMENT 'the digest''s title',
+  `receivers` VARCHAR(1024) NOT NULL COMMENT 'receiver names, comma-separated'
+) ENGINE=OLAP
+PRIMARY KEY (`report_date`)
+COMMENT 'Daily digest: one row per date, claimed before it is sent'
+DISTRIBUTED BY HASH(`report_date`) BUCKETS 8
+PROPERTIES (
+  "replication_num" = "3",
+  "enable_persistent_index" = "true"
+);
