@@ -58,7 +58,15 @@ async fn wait_run(
     let runs = RunState::new(pool, env.ns(), Duration::from_secs(600));
     let deadline = Instant::now() + timeout;
     loop {
-        let s = runs.summary(run_id).await.unwrap();
+        // A poll that times out (a loaded machine) is polled again.
+        let Ok(s) = runs.summary(run_id).await else {
+            assert!(
+                Instant::now() < deadline,
+                "run state unreadable until the deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         if let Some(s) = &s {
             let captured = capture
                 .pages

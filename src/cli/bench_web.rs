@@ -189,6 +189,7 @@ async fn seed(
             started_at: now,
             heartbeat_at: now,
             version: env!("CARGO_PKG_VERSION").into(),
+            broker_node: None,
         };
         workers
             .heartbeat(&info, Duration::from_secs(600))

@@ -268,6 +268,10 @@ pub async fn workers(g: &GlobalOpts, a: WorkersArgs) -> CliResult {
                 format!("{}/{}", w.active, w.concurrency),
                 w.processed.to_string(),
                 format!("{}s ago", (now - w.heartbeat_at).num_seconds().max(0)),
+                w.broker_node
+                    .as_deref()
+                    .map(crate::queue::config::node_host)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -280,6 +284,7 @@ pub async fn workers(g: &GlobalOpts, a: WorkersArgs) -> CliResult {
             "ACTIVE",
             "PROCESSED",
             "HEARTBEAT",
+            "BROKER",
         ],
         &rows,
     );

@@ -110,6 +110,13 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
+/// `host:port` of a broker or Redis URL: no scheme, credentials or path.
+pub fn node_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
 /// Replace the password of `scheme://user:password@host...` with `***`.
 pub fn redact_url(url: &str) -> String {
     // A list (`ALERTFLOW_BROKER_URL` may hold several, comma separated):
@@ -168,8 +175,13 @@ pub enum QueueType {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// AMQP URL (`amqps://` for TLS).
+    /// AMQP URL (`amqps://` for TLS); several nodes of a cluster may be
+    /// given comma-separated (as `ALERTFLOW_BROKER_URL` does) or in `urls`.
     pub url: SecretUrl,
+    /// The nodes of a RabbitMQ cluster; when set, `url` is not used. Each
+    /// process starts at a random node (spreading consumers) and, when a
+    /// connection is lost or refused, goes on to the next.
+    pub urls: Vec<SecretUrl>,
     pub queue_type: QueueType,
     /// `x-delivery-limit` for quorum queues.
     pub delivery_limit: u32,
@@ -191,6 +203,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            urls: Vec::new(),
             queue_type: QueueType::Classic,
             delivery_limit: 20,
             heartbeat_secs: 15,
@@ -540,9 +553,23 @@ impl QueueConfig {
                 "must be non-empty letters, digits, '-' or '_'",
             ));
         }
-        let broker = self.broker.url.expose();
-        if !(broker.starts_with("amqp://") || broker.starts_with("amqps://")) {
-            return Err(invalid("broker.url", "must start with amqp:// or amqps://"));
+        let nodes = self.broker_nodes();
+        let key = if self.broker.urls.is_empty() {
+            "broker.url"
+        } else {
+            "broker.urls"
+        };
+        if nodes.is_empty() {
+            return Err(invalid(key, "names no broker"));
+        }
+        let tls = nodes[0].starts_with("amqps://");
+        for broker in &nodes {
+            if !(broker.starts_with("amqp://") || broker.starts_with("amqps://")) {
+                return Err(invalid(key, "must start with amqp:// or amqps://"));
+            }
+            if broker.starts_with("amqps://") != tls {
+                return Err(invalid(key, "mixes amqp:// and amqps:// nodes"));
+            }
         }
         if !(self.redis.url.expose().starts_with("redis://")
             || self.redis.url.expose().starts_with("rediss://")
@@ -626,12 +653,42 @@ impl QueueConfig {
 
     /// The AMQP URL with a heartbeat set, unless the URL sets one.
     pub fn amqp_url(&self) -> String {
-        let url = self.broker.url.expose();
-        if url.contains("heartbeat=") || self.broker.heartbeat_secs == 0 {
-            return url.to_string();
+        self.amqp_urls().into_iter().next().unwrap_or_default()
+    }
+
+    /// The broker nodes as configured (`broker.urls`, else `broker.url`
+    /// split at commas), without the heartbeat parameter.
+    pub fn broker_nodes(&self) -> Vec<String> {
+        if !self.broker.urls.is_empty() {
+            return self
+                .broker
+                .urls
+                .iter()
+                .map(|u| u.expose().trim().to_string())
+                .collect();
         }
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}heartbeat={}", self.broker.heartbeat_secs)
+        self.broker
+            .url
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every node's AMQP URL, with the heartbeat added unless it sets one.
+    pub fn amqp_urls(&self) -> Vec<String> {
+        self.broker_nodes()
+            .into_iter()
+            .map(|url| {
+                if url.contains("heartbeat=") || self.broker.heartbeat_secs == 0 {
+                    return url;
+                }
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}heartbeat={}", self.broker.heartbeat_secs)
+            })
+            .collect()
     }
 
     /// Every rate-limit key the limiter knows: `[rate_limits]` plus
@@ -694,6 +751,35 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("brokerpass"), "{dbg}");
         assert!(!dbg.contains("redispass"), "{dbg}");
+    }
+
+    #[test]
+    fn node_lists_from_urls_or_a_comma_separated_url_are_checked_per_node() {
+        let mut c = QueueConfig::default();
+        c.broker.url = SecretUrl::new("amqp://u:p@a:5672/%2f, amqp://u:q@b:5672/%2f?heartbeat=5");
+        assert_eq!(
+            c.amqp_urls(),
+            [
+                "amqp://u:p@a:5672/%2f?heartbeat=15",
+                "amqp://u:q@b:5672/%2f?heartbeat=5"
+            ]
+        );
+        c.validate().unwrap();
+        c.broker.urls = vec![
+            SecretUrl::new("amqp://u:p@a/%2f"),
+            SecretUrl::new("amqps://u:p@b/%2f"),
+        ];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("broker.urls") && e.contains("mixes"), "{e}");
+        c.broker.urls = vec![SecretUrl::new("http://u:secretpw@a/")];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("broker.urls") && !e.contains("secretpw"), "{e}");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secretpw"), "{dbg}");
+        assert_eq!(
+            node_host("amqps://u:p@rabbit-2:5671/%2f?x=1"),
+            "rabbit-2:5671"
+        );
     }
 
     #[test]

@@ -173,19 +173,70 @@ impl ConfigErrorGate {
     }
 }
 
-/// Open an AMQP connection named after this process, bounded by
-/// `broker.connect_timeout`.
-pub async fn connect(config: &QueueConfig, role: &str) -> Result<Connection, BrokerError> {
-    let url = config.broker.url.redacted();
-    let timeout = config.broker.connect_timeout.0;
-    match tokio::time::timeout(timeout, open(config, role)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(BrokerError::classify(&url, e)),
-        Err(_) => Err(BrokerError::Timeout { url, timeout }),
-    }
+/// The node the next connection tries first (per process; starts at a
+/// random node so the processes of a cluster spread over its nodes).
+static NEXT_NODE: std::sync::LazyLock<std::sync::atomic::AtomicUsize> =
+    std::sync::LazyLock::new(|| {
+        std::sync::atomic::AtomicUsize::new(uuid::Uuid::new_v4().as_u128() as usize)
+    });
+
+/// The node (redacted URL) this process last connected to.
+static CONNECTED_NODE: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// The broker node (URL, password redacted) of this process's latest
+/// connection: what `alertflow workers` and the metrics show.
+pub fn connected_node() -> Option<String> {
+    CONNECTED_NODE.read().ok().and_then(|n| n.clone())
 }
 
-async fn open(config: &QueueConfig, role: &str) -> Result<Connection, lapin::Error> {
+/// Open an AMQP connection named after this process, each attempt bounded
+/// by `broker.connect_timeout`. With several nodes (`broker.urls`, or a
+/// comma-separated `broker.url`), they are tried in turn, starting after
+/// the node of the previous connection: a process whose connection was
+/// lost moves on to the next node, and the processes of a cluster spread
+/// over its nodes. The error is the last node's.
+pub async fn connect(config: &QueueConfig, role: &str) -> Result<Connection, BrokerError> {
+    let nodes = config.amqp_urls();
+    let n = nodes.len().max(1);
+    let start = NEXT_NODE.load(std::sync::atomic::Ordering::Relaxed);
+    let timeout = config.broker.connect_timeout.0;
+    let mut last = None;
+    for i in 0..n {
+        let idx = (start + i) % n;
+        let Some(url) = nodes.get(idx) else { break };
+        let shown = crate::config::redact_url(url);
+        let result = match tokio::time::timeout(timeout, open(config, url, role)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(BrokerError::classify(&shown, e)),
+            Err(_) => Err(BrokerError::Timeout {
+                url: shown.clone(),
+                timeout,
+            }),
+        };
+        match result {
+            Ok(conn) => {
+                NEXT_NODE.store(idx + 1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(mut c) = CONNECTED_NODE.write() {
+                    *c = Some(shown);
+                }
+                return Ok(conn);
+            }
+            Err(e) => {
+                if n > 1 {
+                    tracing::warn!(node = %shown, error = %e, "broker node unreachable; trying the next");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    NEXT_NODE.store(start + 1, std::sync::atomic::Ordering::Relaxed);
+    Err(last.unwrap_or_else(|| BrokerError::Timeout {
+        url: "(no broker node configured)".into(),
+        timeout,
+    }))
+}
+
+async fn open(config: &QueueConfig, url: &str, role: &str) -> Result<Connection, lapin::Error> {
     let name = format!(
         "alertflow-{role}@{}:{}/{}",
         gethostname::gethostname().to_string_lossy(),
@@ -197,13 +248,13 @@ async fn open(config: &QueueConfig, role: &str) -> Result<Connection, lapin::Err
         // amqps:// with a private CA ([tls] ca_file) as extra trusted roots.
         let tls = crate::tls::amqp_tls_config(config)?;
         return lapin::DefaultConnectionBuilder::new()?
-            .with_uri_str(config.amqp_url())
+            .with_uri_str(url.to_string())
             .with_properties(props)
             .with_tls_config(tls)
             .connect()
             .await;
     }
-    Connection::connect(&config.amqp_url(), props).await
+    Connection::connect(url, props).await
 }
 
 /// Close a connection in order, bounded, ignoring the outcome: the CLI's

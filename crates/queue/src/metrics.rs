@@ -25,6 +25,8 @@ pub struct Metrics {
     pub runtime: HistogramVec,
     pub in_flight: IntGauge,
     pub worker_up: IntGauge,
+    /// 1 for the broker node (`host:port`) the worker is connected to.
+    pub broker_node: IntGaugeVec,
     pub queue_length: IntGaugeVec,
 }
 
@@ -64,6 +66,17 @@ impl Metrics {
         .expect("valid gauge");
         registry
             .register(Box::new(worker_up.clone()))
+            .expect("metric registered once");
+        let broker_node = IntGaugeVec::new(
+            Opts::new(
+                "alertflow_broker_node",
+                "1 for the RabbitMQ node (host:port) the worker is connected to",
+            ),
+            &["node"],
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(broker_node.clone()))
             .expect("metric registered once");
         let queue_length = IntGaugeVec::new(
             Opts::new("alertflow_queue_length", "Ready messages per queue"),
@@ -113,6 +126,7 @@ impl Metrics {
             runtime,
             in_flight,
             worker_up,
+            broker_node,
             queue_length,
             registry,
             hostname,

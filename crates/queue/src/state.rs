@@ -438,6 +438,9 @@ pub struct WorkerInfo {
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
     pub version: String,
+    /// The broker node it is connected to (password redacted).
+    #[serde(default)]
+    pub broker_node: Option<String>,
 }
 
 /// Registrations of live processes: `<ns>:<kind>:<id>` holds a JSON

@@ -42,7 +42,10 @@ fn read_ca(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Whether the broker URL asks for TLS.
 pub fn amqp_uses_tls(config: &QueueConfig) -> bool {
-    config.broker.url.expose().starts_with("amqps://")
+    config
+        .broker_nodes()
+        .first()
+        .is_some_and(|u| u.starts_with("amqps://"))
 }
 
 /// Whether the Redis URL asks for TLS.

@@ -260,6 +260,13 @@ impl Worker {
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
             c = connect(&s.config, "worker") => c?,
         };
+        s.metrics.broker_node.reset();
+        if let Some(node) = crate::connect::connected_node() {
+            s.metrics
+                .broker_node
+                .with_label_values(&[crate::config::node_host(&node).as_str()])
+                .set(1);
+        }
         let prepare = async {
             let publisher =
                 Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
@@ -429,6 +436,7 @@ async fn heartbeat_loop(
             started_at,
             heartbeat_at: Utc::now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            broker_node: crate::connect::connected_node(),
         };
         if let Err(e) = s.workers.heartbeat(&info, interval * 3).await {
             warn!(error = %e, "worker heartbeat failed");
