@@ -399,3 +399,65 @@ fn schedule_pause_and_resume_from_the_cli() {
     assert_eq!((code, out.trim()), (Some(0), "nightly resumed"));
     assert!(listed().is_null());
 }
+
+/// Issue 17.3: a beat whose host clock is 20 s fast fires on the Redis
+/// server's clock: no fire is published before its instant, and the skew
+/// is measured and exported.
+#[tokio::test]
+async fn a_beat_with_a_fast_clock_fires_on_the_redis_clock() {
+    let env = TestEnv::new("beat-clock");
+    let fast: alertflow::queue::beat::LocalClock =
+        Arc::new(|| Utc::now() + chrono::Duration::seconds(20));
+    let b = beat(&env, vec![every("tick", "1s", CatchUp::Skip)], 15_000).with_local_clock(fast);
+    let skew = b.sync_clock().await.unwrap();
+    assert!(
+        (skew.num_milliseconds() - 20_000).abs() < 500,
+        "measured skew {skew:?}"
+    );
+    assert!(
+        b.metrics()
+            .registry
+            .gather()
+            .iter()
+            .any(|f| f.name() == "alertflow_beat_clock_skew_seconds"),
+        "the skew is exported"
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let b = Arc::new(b);
+    let running = tokio::spawn({
+        let (b, stop) = (b.clone(), stop.clone());
+        async move { b.run(stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    // Each message says which instant it fires and when it was made.
+    let conn = alertflow::queue::publisher::connect(&env.config, "test")
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut fires = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            env.topology().queue("default").into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        let e = Envelope::from_json(&m.delivery.data).unwrap();
+        let fire = DateTime::parse_from_rfc3339(e.args["fire"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        fires.push((fire, e.created_at));
+    }
+    let _ = conn.close(200, "".into()).await;
+    assert!(fires.len() >= 2, "{fires:?}");
+    for (fire, made) in &fires {
+        assert!(
+            *fire <= *made + chrono::Duration::milliseconds(500),
+            "fire {fire} published at {made}, early by {}",
+            *fire - *made
+        );
+    }
+}

@@ -427,3 +427,58 @@ async fn report_gives_each_alert_its_seven_day_average_and_change() {
     let (_, text, _) = cli(&file, &["report", D]);
     assert!(text.contains("AVG 7D") && text.contains("+150%"), "{text}");
 }
+
+/// A receiver that fails makes the `digest` task retry; the retry sends to
+/// that receiver only (the others took it already under the same claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_receiver_is_retried_alone() {
+    let sb = alertflow::sandbox::spawn(SandboxConfig::default())
+        .await
+        .unwrap();
+    let env = digest_env("digest-retry", &sb);
+    let sink = SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    seed(&env).await;
+    // Slack is down for the three attempts of the first delivery.
+    sb.fail_next(
+        alertflow::sandbox::Endpoint::Slack,
+        3,
+        alertflow::sandbox::Fault::Http500,
+    );
+    let reg = env.registry();
+    let (_conn, publisher) = env.publisher().await;
+    let w = env.start_worker(reg.clone());
+    let e = env.envelope(&reg, "digest", serde_json::json!({"date": D}));
+    publisher.publish(&e).await.unwrap();
+    env.wait_status(
+        &e.id,
+        alertflow::queue::state::TaskStatus::Succeeded,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(digest_cards(&sb).len(), 1, "Lark got it once");
+    assert_eq!(
+        sb.received_slack(SLACK_PATH).len(),
+        1,
+        "Slack got it on the retry"
+    );
+    let ledger = sink
+        .notifications_since(alertflow::sink::ledger::epoch(), Some(D), 10)
+        .await
+        .unwrap();
+    let mut rows: Vec<(String, String)> = ledger
+        .iter()
+        .map(|r| (r.receiver.clone(), r.outcome.clone()))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("ops".to_string(), "sent".to_string()),
+            ("ops-slack".to_string(), "failed".to_string()),
+            ("ops-slack".to_string(), "sent".to_string()),
+        ]
+    );
+    w.stop().await;
+    sink.close().await;
+}

@@ -120,10 +120,25 @@ pub async fn send_digest(
         ClaimOutcome::AlreadySent(claim) => return Ok(SendOutcome::AlreadySent { claim }),
         ClaimOutcome::HeldBy(claim) => return Ok(SendOutcome::HeldBy { claim }),
     }
+    // A retry under the same claim skips the receivers that took it
+    // already (from the ledger; if that cannot be read, all are sent to).
+    let since = crate::sink::ledger::now() - chrono::Duration::days(1);
+    let taken: Vec<String> = sink
+        .notifications_since(since, Some(&date.to_string()), 1000)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.source == "digest" && r.outcome == "sent" && r.labels["claimed_by"] == me)
+        .map(|r| r.receiver)
+        .collect();
     let mut records = Vec::new();
     let mut sent = Vec::new();
     let mut failed = None;
     for r in targets {
+        if taken.iter().any(|t| t == r.name()) {
+            info!(date = %date, receiver = r.name(), "digest already delivered to this receiver under this claim");
+            continue;
+        }
         let (result, attempts) = r.deliver(n).await;
         records.push(NotificationRecord {
             id: uuid::Uuid::now_v7().to_string(),

@@ -141,6 +141,9 @@ pub struct BeatMetrics {
     pub publish_failures: IntCounterVec,
     pub paused: IntCounterVec,
     pub seconds_until_next: GaugeVec,
+    /// This host's clock minus the Redis server's (seconds), as last
+    /// measured.
+    pub clock_skew: prometheus::Gauge,
 }
 
 impl BeatMetrics {
@@ -181,8 +184,17 @@ impl BeatMetrics {
         registry
             .register(Box::new(seconds_until_next.clone()))
             .expect("registered once");
+        let clock_skew = prometheus::Gauge::new(
+            "alertflow_beat_clock_skew_seconds",
+            "This host's clock minus the Redis server's clock, as last measured (beat fires on the Redis clock)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(clock_skew.clone()))
+            .expect("registered once");
         BeatMetrics {
             registry,
+            clock_skew,
             fires,
             published,
             claims_lost,
@@ -223,6 +235,25 @@ struct Pending {
     check_at: DateTime<Utc>,
 }
 
+/// A source of wall-clock time (the host's, or one set by a test).
+pub type LocalClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How far this host's clock may drift from the Redis server's before
+/// beat says so loudly (it fires on the Redis clock either way).
+const SKEW_WARN: chrono::Duration = chrono::Duration::seconds(1);
+
+/// How often beat measures its clock against the Redis server's.
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Beat's time: the host clock corrected by its measured offset from the
+/// Redis server clock (`TIME`), so every beat of a namespace fires on one
+/// clock whatever its host's says.
+struct ServerClock {
+    local: LocalClock,
+    /// Redis server time minus local time, ms.
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
 /// The scheduler.
 pub struct Beat {
     config: Arc<QueueConfig>,
@@ -234,6 +265,7 @@ pub struct Beat {
     metrics: Arc<BeatMetrics>,
     health: Arc<Health>,
     id: String,
+    clock: ServerClock,
 }
 
 impl Beat {
@@ -271,7 +303,61 @@ impl Beat {
                 &Uuid::new_v4().simple().to_string()[..8]
             ),
             config,
+            clock: ServerClock {
+                local: Arc::new(Utc::now),
+                offset_ms: std::sync::atomic::AtomicI64::new(0),
+            },
         })
+    }
+
+    /// Use `clock` as this host's wall clock (tests: a host whose clock is
+    /// off).
+    pub fn with_local_clock(mut self, clock: LocalClock) -> Beat {
+        self.clock.local = clock;
+        self
+    }
+
+    /// Now, on the Redis server's clock (as last measured).
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock.local)()
+            + chrono::Duration::milliseconds(
+                self.clock
+                    .offset_ms
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+    }
+
+    /// Measure this host's clock against the Redis server's (`TIME`, the
+    /// round trip's midpoint); returns the skew (local minus server). A
+    /// skew over a second is logged at WARN.
+    pub async fn sync_clock(&self) -> Result<chrono::Duration, BeatError> {
+        let mut conn = self.redis.get().await?;
+        let before = (self.clock.local)();
+        let (secs, micros): (i64, i64) = deadpool_redis::redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await?;
+        let after = (self.clock.local)();
+        let server = Utc
+            .timestamp_opt(secs, (micros * 1000) as u32)
+            .single()
+            .unwrap_or(after);
+        let mid = before + (after - before) / 2;
+        let offset = server - mid;
+        self.clock.offset_ms.store(
+            offset.num_milliseconds(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let skew = -offset;
+        self.metrics
+            .clock_skew
+            .set(skew.num_milliseconds() as f64 / 1000.0);
+        if skew.abs() > SKEW_WARN {
+            warn!(
+                skew_ms = skew.num_milliseconds(),
+                "this host's clock is off the Redis server's clock; beat fires on the Redis clock (fix NTP on this host)"
+            );
+        }
+        Ok(skew)
     }
 
     pub fn schedules(&self) -> &[Schedule] {
@@ -513,7 +599,7 @@ impl Beat {
     /// Publish a fire now, for operators (`alertflow schedule run`); no claim.
     pub async fn run_now(&self, publisher: &Publisher, name: &str) -> Result<Uuid, BeatError> {
         let s = self.enabled(name)?;
-        let mut env = self.envelope(s, Utc::now());
+        let mut env = self.envelope(s, self.now());
         env.id = Uuid::new_v4();
         env.root_id = env.id;
         self.topology
@@ -594,7 +680,7 @@ impl Beat {
         match v.as_deref() {
             Some("done") => Ok(None),
             Some(_) => Ok(Some(
-                Utc::now()
+                self.now()
                     + chrono::Duration::from_std(self.config.beat.claim_timeout.0)
                         .unwrap_or_default(),
             )),
@@ -606,7 +692,7 @@ impl Beat {
                 {
                     FireOutcome::Published(_) | FireOutcome::Paused => Ok(None),
                     FireOutcome::ClaimedElsewhere => Ok(Some(
-                        Utc::now()
+                        self.now()
                             + chrono::Duration::from_std(self.config.beat.claim_timeout.0)
                                 .unwrap_or_default(),
                     )),
@@ -732,7 +818,9 @@ impl Beat {
             })?;
         self.health.set_connected(true);
         self.health.set_consuming(true);
-        let start = Utc::now();
+        self.sync_clock().await?;
+        let mut synced = std::time::Instant::now();
+        let start = self.now();
         self.catch_up(&publisher, start).await?;
         let mut next: Vec<Option<DateTime<Utc>>> = self
             .schedules
@@ -741,7 +829,13 @@ impl Beat {
             .collect();
         let mut pending: Vec<Pending> = Vec::new();
         loop {
-            let now = Utc::now();
+            if synced.elapsed() >= CLOCK_SYNC_EVERY {
+                if let Err(e) = self.sync_clock().await {
+                    warn!(error = %e, "beat clock not measured against Redis; keeping the last offset");
+                }
+                synced = std::time::Instant::now();
+            }
+            let now = self.now();
             for (idx, slot) in next.iter_mut().enumerate() {
                 while let Some(t) = slot.filter(|t| *t <= now) {
                     let outcome = self.fire(&publisher, idx, t, FireKind::OnTime).await?;
@@ -770,7 +864,7 @@ impl Beat {
                 }
             }
             pending = still;
-            let now = Utc::now();
+            let now = self.now();
             let mut sleep = Duration::from_secs(1);
             for (idx, n) in next.iter().enumerate() {
                 if let Some(t) = n {

@@ -180,15 +180,6 @@ static NEXT_NODE: std::sync::LazyLock<std::sync::atomic::AtomicUsize> =
         std::sync::atomic::AtomicUsize::new(uuid::Uuid::new_v4().as_u128() as usize)
     });
 
-/// The node (redacted URL) this process last connected to.
-static CONNECTED_NODE: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
-
-/// The broker node (URL, password redacted) of this process's latest
-/// connection: what `alertflow workers` and the metrics show.
-pub fn connected_node() -> Option<String> {
-    CONNECTED_NODE.read().ok().and_then(|n| n.clone())
-}
-
 /// Open an AMQP connection named after this process, each attempt bounded
 /// by `broker.connect_timeout`. With several nodes (`broker.urls`, or a
 /// comma-separated `broker.url`), they are tried in turn, starting after
@@ -196,6 +187,14 @@ pub fn connected_node() -> Option<String> {
 /// lost moves on to the next node, and the processes of a cluster spread
 /// over its nodes. The error is the last node's.
 pub async fn connect(config: &QueueConfig, role: &str) -> Result<Connection, BrokerError> {
+    connect_node(config, role).await.map(|(c, _)| c)
+}
+
+/// [`connect`], also saying which node (its URL, password redacted).
+pub async fn connect_node(
+    config: &QueueConfig,
+    role: &str,
+) -> Result<(Connection, String), BrokerError> {
     let nodes = config.amqp_urls();
     let n = nodes.len().max(1);
     let start = NEXT_NODE.load(std::sync::atomic::Ordering::Relaxed);
@@ -216,10 +215,7 @@ pub async fn connect(config: &QueueConfig, role: &str) -> Result<Connection, Bro
         match result {
             Ok(conn) => {
                 NEXT_NODE.store(idx + 1, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(mut c) = CONNECTED_NODE.write() {
-                    *c = Some(shown);
-                }
-                return Ok(conn);
+                return Ok((conn, shown));
             }
             Err(e) => {
                 if n > 1 {

@@ -243,9 +243,22 @@ pub fn system_clock() -> Clock {
 pub struct Activity {
     active: AtomicUsize,
     processed: AtomicU64,
+    /// The broker node (redacted URL) of the worker's current session.
+    broker_node: std::sync::RwLock<Option<String>>,
 }
 
 impl Activity {
+    /// The broker node of the worker's current session.
+    pub fn broker_node(&self) -> Option<String> {
+        self.broker_node.read().ok().and_then(|n| n.clone())
+    }
+
+    pub fn set_broker_node(&self, node: Option<String>) {
+        if let Ok(mut n) = self.broker_node.write() {
+            *n = node;
+        }
+    }
+
     /// Task calls running now.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)

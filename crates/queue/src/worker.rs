@@ -40,7 +40,7 @@ use crate::context::Services;
 use crate::execute::{Activity, Executor, Outlet, Verdict};
 use crate::message::{DeadLetter, DeadReason, Envelope};
 use crate::metrics::{self, Health};
-use crate::publisher::{PublishError, Publisher, connect};
+use crate::publisher::{PublishError, Publisher};
 use crate::state::WorkerInfo;
 use crate::task::{Outbox, Registry};
 
@@ -256,17 +256,17 @@ impl Worker {
         let s = &self.services;
         // SIGTERM ends a worker that is still connecting at once (the
         // attempt itself is bounded by broker.connect_timeout).
-        let conn: Connection = tokio::select! {
+        let conn = tokio::select! {
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-            c = connect(&s.config, "worker") => c?,
+            c = crate::connect::connect_node(&s.config, "worker") => c?,
         };
+        let (conn, node): (Connection, String) = conn;
         s.metrics.broker_node.reset();
-        if let Some(node) = crate::connect::connected_node() {
-            s.metrics
-                .broker_node
-                .with_label_values(&[crate::config::node_host(&node).as_str()])
-                .set(1);
-        }
+        s.metrics
+            .broker_node
+            .with_label_values(&[crate::config::node_host(&node).as_str()])
+            .set(1);
+        self.activity.set_broker_node(Some(node));
         let prepare = async {
             let publisher =
                 Publisher::open(&conn, s.topology.clone(), s.config.broker.publish_window).await?;
@@ -436,7 +436,7 @@ async fn heartbeat_loop(
             started_at,
             heartbeat_at: Utc::now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            broker_node: crate::connect::connected_node(),
+            broker_node: activity.broker_node(),
         };
         if let Err(e) = s.workers.heartbeat(&info, interval * 3).await {
             warn!(error = %e, "worker heartbeat failed");
