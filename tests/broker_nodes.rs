@@ -15,40 +15,9 @@ use alertflow::config::SecretUrl;
 use alertflow::queue::state::{TaskStatus, WorkerRegistry};
 use common::TestEnv;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
-/// A TCP forwarder to the local RabbitMQ; cancelling `cut` closes its
-/// port and every connection through it.
-struct Node {
-    port: u16,
-    cut: CancellationToken,
-}
-
-async fn node() -> Node {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let cut = CancellationToken::new();
-    let stop = cut.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut inbound, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
-            };
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5672").await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                }
-            });
-        }
-    });
-    Node { port, cut }
+async fn node() -> common::Forwarder {
+    common::forward("127.0.0.1:0", "127.0.0.1:5672").await
 }
 
 fn url(port: u16) -> SecretUrl {

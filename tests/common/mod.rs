@@ -336,3 +336,38 @@ fn spawn_web(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (
         .to_string();
     (child, url)
 }
+
+/// A TCP forwarder (`listen` → `to`), for tests that put a hop between a
+/// client and a service; cancelling `cut` closes its port and every
+/// connection through it.
+pub struct Forwarder {
+    pub port: u16,
+    pub cut: tokio_util::sync::CancellationToken,
+}
+
+pub async fn forward(listen: &str, to: &str) -> Forwarder {
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = tokio_util::sync::CancellationToken::new();
+    let stop = cut.clone();
+    let to = to.to_string();
+    tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
+            };
+            let (stop, to) = (stop.clone(), to.clone());
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                }
+            });
+        }
+    });
+    Forwarder { port, cut }
+}
