@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::queue::redis_pool::Pool;
 use deadpool_redis::redis::{self, AsyncCommands};
 use serde::Serialize;
 
@@ -69,7 +69,7 @@ impl RunState {
         format!("{}:run:{run_id}", self.namespace)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, TaskError> {
+    async fn conn(&self) -> Result<crate::queue::redis_pool::Connection, TaskError> {
         self.pool.get().await.map_err(redis_err)
     }
 

@@ -26,9 +26,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::queue::redis_pool::Pool;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use deadpool_redis::Pool;
 use deadpool_redis::redis;
 use serde::Deserialize;
 

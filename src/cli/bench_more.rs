@@ -625,7 +625,7 @@ enum DrainError {
 /// reads. A task that ends any other way (dead-lettered, failed) is an error,
 /// never counted as drained.
 async fn wait_succeeded(
-    pool: &deadpool_redis::Pool,
+    pool: &crate::queue::redis_pool::Pool,
     states: &StateStore,
     mut pending: Vec<uuid::Uuid>,
     deadline: Instant,
@@ -888,7 +888,10 @@ pub async fn ratelimit(g: &GlobalOpts, a: RatelimitArgs) -> CliResult {
     Ok(EXIT_OK)
 }
 
-async fn redis_info(pool: &deadpool_redis::Pool, section: &str) -> Result<String, CliError> {
+async fn redis_info(
+    pool: &crate::queue::redis_pool::Pool,
+    section: &str,
+) -> Result<String, CliError> {
     let mut c = pool.get().await.map_err(CliError::failure)?;
     deadpool_redis::redis::cmd("INFO")
         .arg(section)
@@ -925,7 +928,7 @@ fn info_cmdstat(info: &str, command: &str) -> (u64, f64) {
     (calls, per)
 }
 
-async fn redis_time_us(pool: &deadpool_redis::Pool) -> Result<i64, CliError> {
+async fn redis_time_us(pool: &crate::queue::redis_pool::Pool) -> Result<i64, CliError> {
     let mut c = pool.get().await.map_err(CliError::failure)?;
     let (s, us): (i64, i64) = deadpool_redis::redis::cmd("TIME")
         .query_async(&mut c)

@@ -117,7 +117,7 @@ pub async fn run(g: &GlobalOpts, a: WebArgs) -> CliResult {
 
 async fn seed(
     config: &Arc<crate::config::AppConfig>,
-    pool: &deadpool_redis::Pool,
+    pool: &crate::queue::redis_pool::Pool,
     sink: &SqlSink,
     registry: &crate::queue::task::Registry,
     families: &[String],
@@ -263,7 +263,7 @@ async fn seed(
 
 async fn measure(
     config: &Arc<crate::config::AppConfig>,
-    pool: &deadpool_redis::Pool,
+    pool: &crate::queue::redis_pool::Pool,
     a: &WebArgs,
 ) -> Result<WebReport, CliError> {
     let state = crate::web::WebState::new(config.clone()).map_err(CliError::failure)?;
@@ -366,7 +366,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<usize, CliError> {
 }
 
 /// `SCAN` and `KEYS` calls Redis has run since its statistics were reset.
-async fn scan_calls(pool: &deadpool_redis::Pool) -> Result<u64, CliError> {
+async fn scan_calls(pool: &crate::queue::redis_pool::Pool) -> Result<u64, CliError> {
     let mut conn = pool.get().await.map_err(CliError::failure)?;
     let info: String = deadpool_redis::redis::cmd("INFO")
         .arg("commandstats")

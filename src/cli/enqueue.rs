@@ -428,7 +428,7 @@ async fn ledger_run_status(config: &AppConfig, id: &str, json: bool) -> CliResul
 /// prints them); then show the run's progress and how to follow runs.
 async fn run_status(
     config: &AppConfig,
-    pool: deadpool_redis::Pool,
+    pool: crate::queue::redis_pool::Pool,
     id: &str,
     json: bool,
 ) -> CliResult {

@@ -404,7 +404,7 @@ pub fn broker_error(e: crate::queue::connect::BrokerError) -> CliError {
 /// A Redis pool, checked with a PING so a dead Redis is named at once
 /// (bounded by `redis.timeout`). The hint to start Redis only when nothing
 /// listens at the address; wrong credentials are a configuration error.
-pub async fn connect_redis(config: &AppConfig) -> Result<deadpool_redis::Pool, CliError> {
+pub async fn connect_redis(config: &AppConfig) -> Result<crate::queue::redis_pool::Pool, CliError> {
     use deadpool_redis::redis::ErrorKind;
     let pool = crate::queue::context::redis_pool(config).map_err(CliError::usage)?;
     let explain = |e: &dyn std::fmt::Display, refused: bool, auth: bool| {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::queue::redis_pool::Pool;
 use deadpool_redis::redis::{self, Script};
 
 use super::check::ActiveAlarm;
@@ -226,7 +226,7 @@ impl AlarmStore {
         Ok(out)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
+    async fn conn(&self) -> Result<crate::queue::redis_pool::Connection, StoreError> {
         self.pool.get().await.map_err(re)
     }
 

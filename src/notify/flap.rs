@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::queue::redis_pool::Pool;
 use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ impl FlapStore {
         format!("{}:flap-claim:{group}:{id}", self.ns)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
+    async fn conn(&self) -> Result<crate::queue::redis_pool::Connection, StoreError> {
         self.pool.get().await.map_err(|e| StoreError(e.to_string()))
     }
 

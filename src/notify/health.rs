@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use crate::queue::redis_pool::Pool;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use deadpool_redis::Pool;
 use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::queue::redis_pool::Pool;
 use chrono::Utc;
-use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 

@@ -18,7 +18,7 @@ pub mod reconcile;
 pub mod sleep;
 pub mod watchdog;
 
-use deadpool_redis::Pool;
+use crate::queue::redis_pool::Pool;
 
 use crate::config::{AppConfig, ConfigError};
 use crate::queue::context::{RedisSetupError, Services, redis_pool};

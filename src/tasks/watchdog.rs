@@ -23,7 +23,7 @@ pub struct Watchdog {
     config: Arc<AppConfig>,
     runner: CheckRunner,
     sink: SqlSink,
-    redis: deadpool_redis::Pool,
+    redis: crate::queue::redis_pool::Pool,
     metrics: WatchdogMetrics,
 }
 

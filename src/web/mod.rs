@@ -31,7 +31,7 @@ use axum::routing::get;
 
 use maud::{DOCTYPE, Markup, html};
 
-use deadpool_redis::Pool;
+use crate::queue::redis_pool::Pool;
 
 use crate::config::AppConfig;
 use crate::queue::beat::Beat;

@@ -25,8 +25,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::redis_pool::Pool;
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
 use deadpool_redis::redis::Pipeline;
 use serde::Serialize;
 
@@ -274,6 +274,7 @@ mod tests {
         deadpool_redis::Config::from_url(url)
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .expect("redis pool")
+            .into()
     }
 
     #[test]

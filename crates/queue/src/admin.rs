@@ -8,8 +8,8 @@
 //! (attempt 0, same task id) with confirms and only then acks the dead
 //! letter: a crash in between leaves a duplicate, never a loss.
 
+use crate::redis_pool::Pool;
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, RedisError};
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};

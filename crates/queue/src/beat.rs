@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_pool::Pool;
 use chrono::{DateTime, TimeZone, Utc};
-use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry as PromRegistry};
 use serde::{Deserialize, Serialize};

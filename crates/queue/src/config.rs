@@ -228,6 +228,12 @@ pub struct RedisConfig {
     pub timeout: HumanDuration,
     /// When Redis is unreachable, rate limits admit (`true`) or wait (`false`).
     pub fail_open: bool,
+    /// Redis Sentinels (`redis://host:26379`) watching the master named
+    /// `master_name`: when set, every process asks them for the master and
+    /// follows a failover; `url` then only gives the password and database
+    /// used on the master.
+    pub sentinels: Vec<SecretUrl>,
+    pub master_name: String,
 }
 
 impl Default for RedisConfig {
@@ -237,6 +243,8 @@ impl Default for RedisConfig {
             pool_size: 16,
             timeout: HumanDuration(Duration::from_secs(2)),
             fail_open: false,
+            sentinels: Vec::new(),
+            master_name: "mymaster".into(),
         }
     }
 }
@@ -570,6 +578,17 @@ impl QueueConfig {
             if broker.starts_with("amqps://") != tls {
                 return Err(invalid(key, "mixes amqp:// and amqps:// nodes"));
             }
+        }
+        for u in &self.redis.sentinels {
+            if !(u.expose().starts_with("redis://") || u.expose().starts_with("rediss://")) {
+                return Err(invalid(
+                    "redis.sentinels",
+                    "each must start with redis:// or rediss://",
+                ));
+            }
+        }
+        if !self.redis.sentinels.is_empty() && self.redis.master_name.trim().is_empty() {
+            return Err(invalid("redis.master_name", "names no master"));
         }
         if !(self.redis.url.expose().starts_with("redis://")
             || self.redis.url.expose().starts_with("rediss://")

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use deadpool_redis::{Pool, Runtime};
+use deadpool_redis::Runtime;
+
+use crate::redis_pool::Pool;
 
 use crate::config::QueueConfig;
 use crate::metrics::Metrics;
@@ -24,9 +26,12 @@ pub fn redis_pool(config: &QueueConfig) -> Result<Pool, RedisSetupError> {
         message,
     };
     let timeout = Some(config.redis.timeout.0);
+    if !config.redis.sentinels.is_empty() {
+        return sentinel_pool(config).map_err(err);
+    }
     // rediss:// with a private CA needs a client built with it (crate::tls).
     let builder = match crate::tls::redis_tls_manager(config).map_err(err)? {
-        Some(manager) => Pool::builder(manager),
+        Some(manager) => deadpool_redis::Pool::builder(manager),
         None => deadpool_redis::Config::from_url(config.redis.url.expose())
             .builder()
             .map_err(|e| err(e.to_string()))?,
@@ -38,7 +43,47 @@ pub fn redis_pool(config: &QueueConfig) -> Result<Pool, RedisSetupError> {
         .recycle_timeout(timeout)
         .runtime(Runtime::Tokio1)
         .build()
+        .map(Pool::Direct)
         .map_err(|e| err(e.to_string()))
+}
+
+/// The pool of the master the Sentinels name (`redis.sentinels`,
+/// `redis.master_name`); password and database from `redis.url`.
+fn sentinel_pool(config: &QueueConfig) -> Result<Pool, String> {
+    use deadpool_redis::redis::IntoConnectionInfo;
+    use deadpool_redis::sentinel::{SentinelNodeConnectionInfo, SentinelServerType};
+    let timeout = Some(config.redis.timeout.0);
+    let urls: Vec<String> = config
+        .redis
+        .sentinels
+        .iter()
+        .map(|u| u.expose().to_string())
+        .collect();
+    let info = config
+        .redis
+        .url
+        .expose()
+        .into_connection_info()
+        .map_err(|e| format!("redis.url: {e}"))?;
+    let mut c = deadpool_redis::sentinel::Config::from_urls(
+        urls,
+        config.redis.master_name.clone(),
+        SentinelServerType::Master,
+    );
+    c = c.with_node_connection_info(Some(SentinelNodeConnectionInfo {
+        tls_mode: None,
+        redis_connection_info: Some(info.redis_settings().clone().into()),
+    }));
+    c.builder()
+        .map_err(|e| format!("redis.sentinels: {e}"))?
+        .max_size(config.redis.pool_size)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map(Pool::Sentinel)
+        .map_err(|e| format!("redis.sentinels: {e}"))
 }
 
 /// How a task's execution ended, as reported to observers.

@@ -15,6 +15,7 @@ pub mod message;
 pub mod metrics;
 pub mod publisher;
 pub mod ratelimit;
+pub mod redis_pool;
 pub mod revoke;
 pub mod schedule;
 pub mod state;

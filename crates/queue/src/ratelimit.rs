@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::redis_pool::Pool;
 use deadpool_redis::redis::Script;
 
 use crate::config::LimitSpec;

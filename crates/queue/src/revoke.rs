@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use crate::redis_pool::Pool;
 use chrono::Utc;
-use deadpool_redis::Pool;
 use uuid::Uuid;
 
 use crate::state::StateError;

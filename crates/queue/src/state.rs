@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::redis_pool::Pool;
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;

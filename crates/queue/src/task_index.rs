@@ -14,8 +14,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::redis_pool::Pool;
 use chrono::Utc;
-use deadpool_redis::Pool;
 use deadpool_redis::redis::Pipeline;
 use serde::Serialize;
 use uuid::Uuid;
