@@ -140,17 +140,7 @@ impl WatchdogConfig {
     /// Field checks against the rest of the config; `(key, message)`.
     pub fn validate(&self, config: &AppConfig) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return err(
-                "name",
-                "must be non-empty letters, digits, '-', '_' or '.'".into(),
-            );
-        }
+        crate::notify::check::valid_name(&self.name)?;
         if config.checks.iter().any(|c| c.name == self.name) {
             return err("name", format!("{:?} is also a [[checks]] name", self.name));
         }

@@ -31,8 +31,8 @@ fn every(name: &str, period: &str, catch_up: CatchUp) -> ScheduleConfig {
     }
 }
 
-/// Drain the default queue; returns (schedule, fire instant, task id) per message.
-async fn drain(env: &TestEnv) -> Vec<(String, DateTime<Utc>, uuid::Uuid)> {
+/// Drain the default queue: every envelope in it, with its fire instant.
+async fn drain_fires(env: &TestEnv) -> Vec<(Envelope, DateTime<Utc>)> {
     let conn = alertflow::queue::publisher::connect(&env.config, "test")
         .await
         .unwrap();
@@ -50,10 +50,19 @@ async fn drain(env: &TestEnv) -> Vec<(String, DateTime<Utc>, uuid::Uuid)> {
         let fire = DateTime::parse_from_rfc3339(e.args["fire"].as_str().unwrap())
             .unwrap()
             .with_timezone(&Utc);
-        out.push((e.args["schedule"].as_str().unwrap().to_string(), fire, e.id));
+        out.push((e, fire));
     }
     let _ = conn.close(200, "".into()).await;
     out
+}
+
+/// Drain the default queue; returns (schedule, fire instant, task id) per message.
+async fn drain(env: &TestEnv) -> Vec<(String, DateTime<Utc>, uuid::Uuid)> {
+    drain_fires(env)
+        .await
+        .into_iter()
+        .map(|(e, fire)| (e.args["schedule"].as_str().unwrap().to_string(), fire, e.id))
+        .collect()
 }
 
 #[tokio::test]
@@ -432,26 +441,11 @@ async fn a_beat_with_a_fast_clock_fires_on_the_redis_clock() {
     stop.cancel();
     running.await.unwrap().unwrap();
     // Each message says which instant it fires and when it was made.
-    let conn = alertflow::queue::publisher::connect(&env.config, "test")
+    let fires: Vec<(DateTime<Utc>, DateTime<Utc>)> = drain_fires(&env)
         .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let mut fires = Vec::new();
-    while let Some(m) = ch
-        .basic_get(
-            env.topology().queue("default").into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .unwrap()
-    {
-        let e = Envelope::from_json(&m.delivery.data).unwrap();
-        let fire = DateTime::parse_from_rfc3339(e.args["fire"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&Utc);
-        fires.push((fire, e.created_at));
-    }
-    let _ = conn.close(200, "".into()).await;
+        .into_iter()
+        .map(|(e, fire)| (fire, e.created_at))
+        .collect();
     assert!(fires.len() >= 2, "{fires:?}");
     for (fire, made) in &fires {
         assert!(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use alertflow::config::{QueueType, SecretUrl};
 use alertflow::queue::state::{TaskStatus, WorkerRegistry};
 use alertflow::queue::task::{Task, TaskContext, TaskError};
-use common::TestEnv;
+use common::{TestEnv, free_port};
 use serde_json::json;
 
 const BIN: &str = "/usr/lib/rabbitmq/bin";
@@ -94,14 +94,6 @@ fn kill_node(n: &mut Node) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ctl(node: &str, args: &[&str]) -> Result<String, String> {

@@ -15,35 +15,14 @@ use std::time::{Duration, Instant};
 use alertflow::config::SecretUrl;
 use alertflow::queue::state::TaskStatus;
 use alertflow::queue::task::{Task, TaskContext, TaskError};
-use common::TestEnv;
+use common::{Group, TestEnv, free_port};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
-/// A process in a group of its own, killed (-9, the group) when dropped.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis(dir: &std::path::Path, args: &[String]) -> Proc {
+fn redis(dir: &std::path::Path, args: &[String]) -> Group {
     let log = std::fs::File::create(dir.join(format!("{}.log", args.join("_").replace('/', "_"))))
         .unwrap();
-    Proc(
+    Group(
         Command::new("redis-server")
             .args(args)
             .current_dir(dir)

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Child, bin};
+use common::{Child, bin, free_port};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -263,14 +263,6 @@ async fn rediss_verifies_the_redis_certificate() {
 fn refused_certificate(detail: &str) -> bool {
     let d = detail.to_lowercase();
     d.contains("certificate") || d.contains("issuer")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -367,3 +367,75 @@ async fn run_late_source_silent_and_dead_letters_fire_and_resolve() {
     w.stop().await;
     sink.close().await;
 }
+
+/// *source silent* from the pipeline itself: the sandbox's chat stopped
+/// delivering cards two days ago; the days since are fetched (their runs
+/// complete with no messages) and the watchdog names the chat and its
+/// newest card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sandbox_chat_without_messages_for_the_window_raises_source_silent() {
+    use alertflow::cli::run::{DayPlan, publish_days, wait_days};
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Los_Angeles)
+        .date_naive();
+    let last_day = today - chrono::Days::new(2);
+    let cfg = SandboxConfig {
+        per_day: 40,
+        history_to: Some(last_day),
+        ..SandboxConfig::default()
+    };
+    let sb = alertflow::sandbox::spawn(cfg).await.unwrap();
+    let base = sb.base_url.clone();
+    let env = TestEnv::with("wd-silent", |c| {
+        common::use_sandbox(c, &base);
+        with_ops(c, &sb);
+        c.sink.batch_interval = common::ms(200);
+        c.watchdogs = vec![watchdog(
+            "name = \"chat-silent\"\nkind = \"source-silent\"\nhours = 24\n",
+        )];
+    });
+    let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+    sink.migrate().await.unwrap();
+    let reg = env.registry();
+    let w = env.start_worker(reg.clone());
+    let plans: Vec<DayPlan> = [last_day, today - chrono::Days::new(1)]
+        .into_iter()
+        .map(|date| DayPlan {
+            date,
+            until_now: false,
+        })
+        .collect();
+    let published = publish_days(&env.config, &plans).await.unwrap();
+    let (outcomes, finished) = wait_days(
+        &env.config,
+        &published,
+        Some(Duration::from_secs(120)),
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(
+        finished && outcomes.iter().all(|o| o.status == "done"),
+        "{outcomes:#?}"
+    );
+    let (_conn, publisher) = env.publisher().await;
+    evaluate(&env, &publisher, &reg, "chat-silent").await;
+    let got = wait_cards(&sb, 1, Duration::from_secs(5)).await;
+    let silent: Vec<&Value> = got
+        .iter()
+        .filter(|c| title(c) == "[FIRING:1] chat-silent")
+        .collect();
+    assert_eq!(silent.len(), 1, "{got:?}");
+    let t = text(silent[0]);
+    assert!(
+        t.contains("no alert card from chat oc_sandbox_alerts for")
+            && (t.contains(&format!("the newest card is from {last_day}"))
+                || t.contains(&format!(
+                    "the newest card is from {}",
+                    last_day + chrono::Days::new(1)
+                ))),
+        "{t}"
+    );
+    w.stop().await;
+    sink.close().await;
+}

@@ -321,21 +321,27 @@ pub fn render_template(t: &str, vars: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// A check or watchdog name: non-empty letters, digits, '-', '_' or '.'
+/// (it is part of Redis keys and of `silence add --check`).
+pub fn valid_name(name: &str) -> Result<(), (String, String)> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err((
+            "name".into(),
+            "must be non-empty letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl CheckConfig {
     /// Field checks; the error is `(field, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return err(
-                "name",
-                "must be non-empty letters, digits, '-', '_' or '.'".into(),
-            );
-        }
+        valid_name(&self.name)?;
         if self.query.trim().is_empty() {
             return err("query", "is empty".into());
         }

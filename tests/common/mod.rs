@@ -371,3 +371,27 @@ pub async fn forward(listen: &str, to: &str) -> Forwarder {
     });
     Forwarder { port, cut }
 }
+
+/// A free TCP port on loopback (for a service a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A process started in a process group of its own
+/// (`CommandExt::process_group(0)`); the whole group is killed (-9) when
+/// this is dropped, also when the test fails.
+pub struct Group(pub std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
