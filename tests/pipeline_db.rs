@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +14,11 @@ use alertflow::lark::card::AlertRow;
 use alertflow::queue::context::Services;
 use alertflow::queue::local::LocalRunner;
 use alertflow::queue::message::Envelope;
-use alertflow::recommendation::Recommendation;
-use alertflow::recommendation::catalogue::Catalogue;
 use alertflow::run_state::RunState;
 use alertflow::sandbox::{SandboxConfig, SandboxHandle, expected_range};
 use alertflow::sink::starrocks::SqlSink;
 use chrono::NaiveDate;
 use common::TestEnv;
-use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 const CHAT: &str = "oc_sandbox_alerts";
@@ -58,81 +54,6 @@ async fn all_rows(sink: &SqlSink, dates: &[&str]) -> Vec<AlertRow> {
 fn sorted(mut rows: Vec<AlertRow>) -> Vec<AlertRow> {
     rows.sort_by(|a, b| a.message_id.cmp(&b.message_id));
     rows
-}
-
-async fn recs(sink: &SqlSink, date: &str) -> Vec<Recommendation> {
-    let mut r = sink.recommendations(date).await.unwrap();
-    r.sort_by(|a, b| a.alert_name.cmp(&b.alert_name));
-    r
-}
-
-/// Recompute the day's recommendations from the rows with SQL aggregates
-/// and set arithmetic, independently of `recommendation`.
-async fn check_recommendations(
-    config: &AppConfig,
-    sink: &SqlSink,
-    date: &str,
-    expected_rows: &[AlertRow],
-) {
-    let stored = recs(sink, date).await;
-    let opts = alertflow::sink::starrocks::server_opts(config);
-    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
-    let counts: Vec<(String, i64, i64)> = conn
-        .query(format!(
-            "SELECT alert_name, SUM(status = 'firing'), SUM(status = 'resolved') FROM `{}`.lark_alerts \
-             WHERE alert_date = '{date}' AND alert_name <> '' GROUP BY alert_name ORDER BY alert_name",
-            config.mysql.database
-        ))
-        .await
-        .unwrap();
-    conn.disconnect().await.unwrap();
-    assert_eq!(
-        stored.len(),
-        counts.len(),
-        "one recommendation per alert name"
-    );
-    let catalogue = Catalogue::builtin();
-    for (rec, (name, fired, resolved)) in stored.iter().zip(&counts) {
-        assert_eq!(&rec.alert_name, name);
-        assert_eq!(i64::from(rec.fired_count), *fired, "{name}");
-        assert_eq!(i64::from(rec.resolved_count), *resolved, "{name}");
-        let mine: Vec<&AlertRow> = expected_rows
-            .iter()
-            .filter(|r| &r.alert_name == name && r.alert_date == date)
-            .collect();
-        let clusters: BTreeSet<&str> = mine
-            .iter()
-            .flat_map(|r| r.clusters.split(','))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let regions: BTreeSet<&str> = mine
-            .iter()
-            .flat_map(|r| r.regions.split(','))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        assert_eq!(rec.cluster_count as usize, clusters.len(), "{name}");
-        assert_eq!(
-            rec.clusters,
-            clusters.iter().copied().collect::<Vec<_>>().join(","),
-            "{name}"
-        );
-        assert_eq!(
-            rec.regions,
-            regions.iter().copied().collect::<Vec<_>>().join(","),
-            "{name}"
-        );
-        assert_eq!(rec.is_noisy, *fired >= 10 || clusters.len() >= 3, "{name}");
-        match catalogue.get(name) {
-            Some(entry) => {
-                assert_eq!(rec.severity, entry.severity, "{name}");
-                assert_eq!(rec.recommendation, entry.recommendation, "{name}");
-                assert!(rec.in_catalogue);
-            }
-            None => assert!(!rec.in_catalogue, "{name}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -192,11 +113,11 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
         "rows in MariaDB equal the sandbox's expected rows"
     );
     for d in dates {
-        check_recommendations(&env.config, &sink, d, &expected).await;
+        common::check_recommendations(&env.config, &sink, d, &expected).await;
     }
 
     // The same day again (a new run): nothing doubles, the tables stay the same.
-    let before = recs(&sink, dates[1]).await;
+    let before = common::recs(&sink, dates[1]).await;
     let again = publish_days(&env.config, &plans[1..]).await.unwrap();
     let (o, finished) = wait_days(&env.config, &again, Some(Duration::from_secs(120)), true)
         .await
@@ -207,7 +128,7 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
         rows,
         "a replayed day leaves one copy of each row"
     );
-    let after = recs(&sink, dates[1]).await;
+    let after = common::recs(&sink, dates[1]).await;
     assert_eq!(before, after);
     w.stop().await;
 
@@ -236,8 +157,8 @@ async fn pipeline_rows_and_recommendations_are_exact_and_local_mode_matches() {
     );
     for d in dates {
         assert_eq!(
-            recs(&local_sink, d).await,
-            recs(&sink, d).await,
+            common::recs(&local_sink, d).await,
+            common::recs(&sink, d).await,
             "--local gives the same recommendations"
         );
     }

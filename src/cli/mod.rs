@@ -407,13 +407,29 @@ pub fn broker_error(e: crate::queue::connect::BrokerError) -> CliError {
 pub async fn connect_redis(config: &AppConfig) -> Result<crate::queue::redis_pool::Pool, CliError> {
     use deadpool_redis::redis::ErrorKind;
     let pool = crate::queue::context::redis_pool(config).map_err(CliError::usage)?;
+    let sentinels = !config.redis.sentinels.is_empty();
     let explain = |e: &dyn std::fmt::Display, refused: bool, auth: bool| {
-        let what = format!("cannot reach Redis at {}: {e}", config.redis.url);
+        let at = if sentinels {
+            let urls: Vec<String> = config
+                .redis
+                .sentinels
+                .iter()
+                .map(|u| u.redacted())
+                .collect();
+            format!(
+                "the master {:?} named by the Sentinels {} (during a failover, try again in a few seconds)",
+                config.redis.master_name,
+                urls.join(", ")
+            )
+        } else {
+            config.redis.url.to_string()
+        };
+        let what = format!("cannot reach Redis at {at}: {e}");
         if auth {
             CliError::usage(format!(
                 "{what}\n  check the user and password in redis.url"
             ))
-        } else if refused {
+        } else if refused && !sentinels {
             CliError::failure(format!(
                 "{what}\n  start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`"
             ))

@@ -395,3 +395,82 @@ impl Drop for Group {
         let _ = self.0.wait();
     }
 }
+
+pub async fn recs(
+    sink: &alertflow::sink::starrocks::SqlSink,
+    date: &str,
+) -> Vec<alertflow::recommendation::Recommendation> {
+    let mut r = sink.recommendations(date).await.unwrap();
+    r.sort_by(|a, b| a.alert_name.cmp(&b.alert_name));
+    r
+}
+
+/// Recompute the day's recommendations from the rows with SQL aggregates
+/// and set arithmetic, independently of `recommendation`.
+pub async fn check_recommendations(
+    config: &AppConfig,
+    sink: &alertflow::sink::starrocks::SqlSink,
+    date: &str,
+    expected_rows: &[alertflow::lark::card::AlertRow],
+) {
+    let stored = recs(sink, date).await;
+    let opts = alertflow::sink::starrocks::server_opts(config);
+    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+    use mysql_async::prelude::Queryable;
+    let counts: Vec<(String, i64, i64)> = conn
+        .query(format!(
+            "SELECT alert_name, SUM(status = 'firing'), SUM(status = 'resolved') FROM `{}`.lark_alerts \
+             WHERE alert_date = '{date}' AND alert_name <> '' GROUP BY alert_name ORDER BY alert_name",
+            config.mysql.database
+        ))
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    assert_eq!(
+        stored.len(),
+        counts.len(),
+        "one recommendation per alert name"
+    );
+    let catalogue = alertflow::recommendation::catalogue::Catalogue::builtin();
+    for (rec, (name, fired, resolved)) in stored.iter().zip(&counts) {
+        assert_eq!(&rec.alert_name, name);
+        assert_eq!(i64::from(rec.fired_count), *fired, "{name}");
+        assert_eq!(i64::from(rec.resolved_count), *resolved, "{name}");
+        let mine: Vec<&alertflow::lark::card::AlertRow> = expected_rows
+            .iter()
+            .filter(|r| &r.alert_name == name && r.alert_date == date)
+            .collect();
+        let clusters: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .flat_map(|r| r.clusters.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let regions: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .flat_map(|r| r.regions.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(rec.cluster_count as usize, clusters.len(), "{name}");
+        assert_eq!(
+            rec.clusters,
+            clusters.iter().copied().collect::<Vec<_>>().join(","),
+            "{name}"
+        );
+        assert_eq!(
+            rec.regions,
+            regions.iter().copied().collect::<Vec<_>>().join(","),
+            "{name}"
+        );
+        assert_eq!(rec.is_noisy, *fired >= 10 || clusters.len() >= 3, "{name}");
+        match catalogue.get(name) {
+            Some(entry) => {
+                assert_eq!(rec.severity, entry.severity, "{name}");
+                assert_eq!(rec.recommendation, entry.recommendation, "{name}");
+                assert!(rec.in_catalogue);
+            }
+            None => assert!(!rec.in_catalogue, "{name}"),
+        }
+    }
+}
