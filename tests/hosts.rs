@@ -87,6 +87,11 @@ fn host(i: u8) -> Result<Host, String> {
 
 /// A worker process inside `h`, reaching every service at `h.host_ip`.
 fn worker_in(h: &Host, config: &std::path::Path) -> Child {
+    worker_in_with(h, config, "default,db", "4")
+}
+
+/// [`worker_in`] with the queue families and concurrency given.
+fn worker_in_with(h: &Host, config: &std::path::Path, queues: &str, concurrency: &str) -> Child {
     let log = std::fs::File::create(config.with_extension(format!("{}.log", h.ns))).unwrap();
     let c = Command::new("ip")
         .args(["netns", "exec", &h.ns])
@@ -97,8 +102,8 @@ fn worker_in(h: &Host, config: &std::path::Path) -> Child {
             format!("amqp://guest:guest@{}:5672/%2f?heartbeat=2", h.host_ip),
         )
         .env("ALERTFLOW_REDIS_URL", format!("redis://{}:6379", h.host_ip))
-        .env("ALERTFLOW_WORKER_QUEUES", "default,db")
-        .env("ALERTFLOW_WORKER_CONCURRENCY", "4")
+        .env("ALERTFLOW_WORKER_QUEUES", queues)
+        .env("ALERTFLOW_WORKER_CONCURRENCY", concurrency)
         .env("ALERTFLOW_LOG_FORMAT", "json")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -248,4 +253,102 @@ async fn a_host_cut_off_mid_backlog_loses_nothing_and_rejoins() {
         f.cut.cancel();
     }
     sink.close().await;
+}
+
+/// Benchmark, not part of the suite (it prints figures and asserts only
+/// that the work is right): a sandboxed backfill through workers on one
+/// host, then on two (network namespaces as above, same machine: the
+/// hosts share its cores). Run with
+/// `cargo test --test hosts -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: cargo test --test hosts -- --ignored --nocapture"]
+async fn bench_a_backfill_on_one_host_against_two() {
+    use alertflow::cli::run::{DayPlan, publish_days, wait_days};
+    let days = 6u64;
+    for n_hosts in [1u8, 2] {
+        let cfg = alertflow::sandbox::SandboxConfig {
+            seed: 23,
+            per_day: 1500,
+            ..Default::default()
+        };
+        let sb = alertflow::sandbox::spawn(cfg).await.unwrap();
+        let sb_port: u16 = sb.base_url.rsplit(':').next().unwrap().parse().unwrap();
+        let hosts: Vec<Host> = (1..=n_hosts)
+            .map(|i| host(n_hosts * 2 + i).expect("network namespaces"))
+            .collect();
+        let mut forwarders = Vec::new();
+        for h in &hosts {
+            for (port, to) in [
+                (5672, "127.0.0.1:5672".to_string()),
+                (6379, "127.0.0.1:6379".to_string()),
+                (3306, "127.0.0.1:3306".to_string()),
+                (sb_port, format!("127.0.0.1:{sb_port}")),
+            ] {
+                forwarders.push(common::forward(&format!("{}:{port}", h.host_ip), &to).await);
+            }
+        }
+        let base = sb.base_url.clone();
+        let env = TestEnv::with(&format!("bench-hosts{n_hosts}"), |c| {
+            common::use_sandbox(c, &base);
+        });
+        let sink = alertflow::sink::starrocks::SqlSink::new(&env.config);
+        sink.migrate().await.unwrap();
+        let workers: Vec<Child> = hosts
+            .iter()
+            .map(|h| {
+                let f = env.config_file(&format!(
+                    "[mysql]\nhost = {:?}\ndatabase = {:?}\n\
+                     [lark]\nbase_url = \"http://{}:{sb_port}\"\napp_id = \"cli_sandbox\"\n\
+                     app_secret = \"sandbox-secret\"\nchat_id = \"oc_sandbox_alerts\"\n\
+                     [sink]\nbatch_interval = \"300ms\"\n",
+                    h.host_ip, env.config.mysql.database, h.host_ip
+                ));
+                let own = f.with_file_name(format!("{}.toml", h.ns));
+                std::fs::rename(&f, &own).unwrap();
+                worker_in_with(h, &own, "default,lark,db", "16")
+            })
+            .collect();
+        let pool = alertflow::queue::context::redis_pool(&env.config).unwrap();
+        let registry = WorkerRegistry::new(pool, env.ns());
+        while registry.list().await.unwrap().len() < hosts.len() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let first: chrono::NaiveDate = "2026-02-01".parse().unwrap();
+        let plans: Vec<DayPlan> = (0..days)
+            .map(|d| DayPlan {
+                date: first + chrono::Days::new(d),
+                until_now: false,
+            })
+            .collect();
+        let t = Instant::now();
+        let published = publish_days(&env.config, &plans).await.unwrap();
+        let (outcomes, finished) = wait_days(
+            &env.config,
+            &published,
+            Some(Duration::from_secs(600)),
+            true,
+        )
+        .await
+        .unwrap();
+        let took = t.elapsed();
+        assert!(finished && outcomes.iter().all(|o| o.status == "done"));
+        let mut rows = 0;
+        for d in 0..days {
+            rows += sink
+                .alerts_for_date(&(first + chrono::Days::new(d)).to_string())
+                .await
+                .unwrap()
+                .len();
+        }
+        eprintln!(
+            "bench hosts: {n_hosts} host(s), {days} days, {rows} rows in {:.1} s: {:.0} rows/s",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64()
+        );
+        drop(workers);
+        for f in forwarders {
+            f.cut.cancel();
+        }
+        sink.close().await;
+    }
 }
