@@ -97,7 +97,10 @@ fn kill_node(n: &mut Node) {
 }
 
 fn ctl(node: &str, args: &[&str]) -> Result<String, String> {
+    // In the temporary directory: an Erlang crash dump lands there, not in
+    // the repository.
     let out = Command::new(format!("{BIN}/rabbitmqctl"))
+        .current_dir(std::env::temp_dir())
         .arg("-n")
         .arg(node)
         .args(args)
@@ -127,6 +130,7 @@ fn start_node(dir: &Path, name: &str) -> Node {
     std::fs::write(base.join("enabled_plugins"), "[].\n").unwrap();
     let log = std::fs::File::create(base.join("stdout.log")).unwrap();
     let child = Command::new(format!("{BIN}/rabbitmq-server"))
+        .current_dir(&base)
         .env("RABBITMQ_NODENAME", name)
         .env("RABBITMQ_NODE_PORT", port.to_string())
         .env("RABBITMQ_DIST_PORT", dist.to_string())
