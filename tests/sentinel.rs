@@ -149,6 +149,25 @@ async fn replicated() -> Replicated {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // The replica is in sync (its first sync is diskless and delayed by
+    // a few seconds: before it, a failover would promote an empty replica).
+    let c = deadpool_redis::redis::Client::open(format!("redis://127.0.0.1:{rp}")).unwrap();
+    let mut c = c.get_multiplexed_async_connection().await.unwrap();
+    loop {
+        let info: String = deadpool_redis::redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "replica not in sync: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Each Sentinel knows the master (flags exactly "master") and its replica.
     for p in &sentinel_ports {
         let c = deadpool_redis::redis::Client::open(format!("redis://127.0.0.1:{p}")).unwrap();
@@ -296,6 +315,17 @@ async fn a_backfill_through_a_redis_failover_gets_every_day_right() {
     let base = sb.base_url.clone();
     let env = TestEnv::with("sentinel-run", |c| {
         common::use_sandbox(c, &base);
+        // The retry budget of production backoff (the test's backoff is
+        // short: the default budget would run out within a failover).
+        for task in ["fetch-day", "parse-batch", "insert", "recommend"] {
+            c.tasks.insert(
+                task.into(),
+                alertflow::config::TaskOverride {
+                    max_retries: Some(30),
+                    ..Default::default()
+                },
+            );
+        }
         c.redis.sentinels = urls.clone();
         c.redis.master_name = "m".into();
         c.worker.concurrency = 8;
@@ -373,7 +403,8 @@ async fn a_backfill_through_a_redis_failover_gets_every_day_right() {
     for d in dates {
         common::check_recommendations(&env.config, &sink, d, &expected).await;
     }
-    assert!(env.dead_letters().await.is_empty(), "nothing dead-lettered");
+    let dead = env.dead_letters().await;
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:#?}");
     eprintln!(
         "sentinel-run: {} days, master killed with {complete_at_kill} of {} runs complete; {} rows, every day right",
         dates.len(),
