@@ -153,6 +153,29 @@ impl WatchdogConfig {
         if self.repeat_interval.0 < Duration::from_secs(1) {
             return err("repeat_interval", "must be at least 1s".into());
         }
+        // A key of another kind would be silently ignored: refuse it.
+        use WatchdogKind::*;
+        for (key, set, kind) in [
+            ("schedules", !self.schedules.is_empty(), ScheduleMissed),
+            ("grace", self.grace.is_some(), ScheduleMissed),
+            ("deadline", self.deadline.is_some(), RunLate),
+            ("timezone", self.timezone.is_some(), RunLate),
+            ("days_ago", self.days_ago.is_some(), RunLate),
+            ("chat", self.chat.is_some(), SourceSilent),
+            ("hours", self.hours.is_some(), SourceSilent),
+            ("max", self.max.is_some(), DeadLetters),
+        ] {
+            if set && kind != self.kind {
+                return err(
+                    key,
+                    format!(
+                        "applies to kind = {:?} only (this is {:?})",
+                        kind.as_str(),
+                        self.kind.as_str()
+                    ),
+                );
+            }
+        }
         match self.kind {
             WatchdogKind::ScheduleMissed => {
                 for s in &self.schedules {
@@ -601,4 +624,56 @@ pub async fn firing(config: &AppConfig, redis: &Pool) -> Result<Vec<FiringWatchd
         }));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AppConfig {
+        let mut c = AppConfig::default();
+        c.receivers.insert(
+            "ops".into(),
+            crate::notify::ReceiverConfig::new(
+                crate::notify::ReceiverKind::Lark,
+                "https://open.larksuite.com/open-apis/bot/v2/hook/x",
+            ),
+        );
+        c
+    }
+
+    fn watchdog(extra: &str) -> WatchdogConfig {
+        toml::from_str(&format!("name = \"w\"\nreceiver = \"ops\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_keys_and_names_what_is_wrong() {
+        let c = config();
+        let key = |w: WatchdogConfig| w.validate(&c).err().map(|(k, _)| k);
+        assert_eq!(key(watchdog("kind = \"dead-letters\"\nmax = 3")), None);
+        assert_eq!(
+            key(watchdog("kind = \"dead-letters\"\nhours = 3")).as_deref(),
+            Some("hours"),
+            "a source-silent key on a dead-letters watchdog"
+        );
+        assert_eq!(
+            key(watchdog("kind = \"run-late\"")).as_deref(),
+            Some("deadline")
+        );
+        assert_eq!(
+            key(watchdog("kind = \"run-late\"\ndeadline = \"25:00\"")).as_deref(),
+            Some("deadline")
+        );
+        assert_eq!(
+            key(watchdog("kind = \"source-silent\"\nhours = 0")).as_deref(),
+            Some("hours")
+        );
+        let w = watchdog("kind = \"run-late\"\ndeadline = \"02:00\"\ntimezone = \"UTC\"");
+        assert_eq!(key(w.clone()), None);
+        let check = w.as_check();
+        assert_eq!(
+            (check.value.as_str(), check.labels[0].as_str()),
+            ("minutes_late", "date")
+        );
+    }
 }

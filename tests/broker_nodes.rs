@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertflow::config::SecretUrl;
@@ -105,9 +104,9 @@ async fn a_worker_moves_to_the_next_node_when_its_node_is_cut_and_keeps_consumin
         )),
         "{metrics}"
     );
-    drop(_conn);
+    drop(p2);
+    alertflow::queue::connect::close(conn).await;
     w.stop().await;
-    drop(Arc::new(conn));
 }
 
 #[tokio::test]

@@ -53,6 +53,16 @@ fn date_sql(d: NaiveDate) -> String {
 }
 
 impl SqlSink {
+    /// The first column of every row `q` returns, as text.
+    async fn names(&self, q: String) -> Result<Vec<String>, SinkError> {
+        Ok(self
+            .select(q)
+            .await?
+            .into_iter()
+            .map(|mut r| text(&mut r, 0))
+            .collect())
+    }
+
     /// Everything the date's digest says. `top` bounds the noisy alerts and
     /// the clusters listed; `new_days` is how far back a name must be unseen
     /// to count as new; `dashboard_url` makes the link.
@@ -106,12 +116,7 @@ impl SqlSink {
             "SELECT alert_name FROM {recs} WHERE report_date = {d} AND in_catalogue = 0 \
              ORDER BY alert_name"
         );
-        let not_in_catalogue = self
-            .select(q)
-            .await?
-            .into_iter()
-            .map(|mut r| text(&mut r, 0))
-            .collect();
+        let not_in_catalogue = self.names(q).await?;
 
         let q = format!(
             "SELECT alert_name FROM {alerts} \
@@ -119,12 +124,7 @@ impl SqlSink {
              GROUP BY alert_name HAVING MIN(alert_date) = {d} ORDER BY alert_name",
             date_sql(date - Days::new(u64::from(new_days)))
         );
-        let new_names = self
-            .select(q)
-            .await?
-            .into_iter()
-            .map(|mut r| text(&mut r, 0))
-            .collect();
+        let new_names = self.names(q).await?;
 
         let q = format!(
             "SELECT clusters, COUNT(*) FROM {alerts} \

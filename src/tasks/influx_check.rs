@@ -28,22 +28,16 @@ use crate::notify::flap::{Claimed, FlapStore, Owed};
 use crate::notify::{Receivers, truncate};
 use crate::queue::ratelimit::RateLimiter;
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
-use crate::tasks::Shared;
 
 /// Holds the worker's one [`CheckRunner`] (HTTP pools, receivers).
 pub struct InfluxCheck {
-    runner: CheckRunner,
+    runner: Arc<CheckRunner>,
 }
 
 impl InfluxCheck {
-    pub fn new(config: &AppConfig, shared: &Shared) -> Result<InfluxCheck, ConfigError> {
-        Ok(InfluxCheck {
-            runner: CheckRunner::new(
-                Arc::new(config.clone()),
-                shared.redis.clone(),
-                Some(shared.limiter.clone()),
-            )?,
-        })
+    /// With the process's one runner (shared with `watchdog`).
+    pub fn new(runner: Arc<CheckRunner>) -> InfluxCheck {
+        InfluxCheck { runner }
     }
 }
 

@@ -68,6 +68,13 @@ impl Shared {
 
 /// Every task this build of alertflow can run, each with its clients.
 pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupError> {
+    // One notification runner (receivers, Influx clients, ledger pool) for
+    // the checks and the watchdogs.
+    let checks = std::sync::Arc::new(influx_check::CheckRunner::new(
+        std::sync::Arc::new(config.clone()),
+        shared.redis.clone(),
+        Some(shared.limiter.clone()),
+    )?);
     Ok(Registry::new()
         .with(noop::Noop)
         .with(sleep::Sleep)
@@ -77,9 +84,9 @@ pub fn registry(config: &AppConfig, shared: &Shared) -> Result<Registry, SetupEr
         .with(recommend::Recommend::new(config)?)
         .with(digest::Digest::new(config, shared)?)
         .with(reconcile::Reconcile::new(config))
-        .with(influx_check::InfluxCheck::new(config, shared)?)
+        .with(influx_check::InfluxCheck::new(checks.clone()))
         .with(http_probe::HttpProbe::new(config)?)
-        .with(watchdog::Watchdog::new(config, shared)?))
+        .with(watchdog::Watchdog::new(config, shared, checks)))
 }
 
 /// [`registry`] for a process without a worker runtime (CLI, beat): names,

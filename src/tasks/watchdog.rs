@@ -11,7 +11,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::{AppConfig, ConfigError};
+use crate::config::AppConfig;
 use crate::queue::task::{InvalidArgs, Task, TaskContext, TaskError};
 use crate::sink::starrocks::SqlSink;
 use crate::tasks::Shared;
@@ -21,7 +21,7 @@ use crate::watchdog::Watched;
 /// The worker's `watchdog` task.
 pub struct Watchdog {
     config: Arc<AppConfig>,
-    runner: CheckRunner,
+    runner: Arc<CheckRunner>,
     sink: SqlSink,
     redis: crate::queue::redis_pool::Pool,
     metrics: WatchdogMetrics,
@@ -64,19 +64,16 @@ impl WatchdogMetrics {
 }
 
 impl Watchdog {
-    pub fn new(config: &AppConfig, shared: &Shared) -> Result<Watchdog, ConfigError> {
-        let config = Arc::new(config.clone());
-        Ok(Watchdog {
-            runner: CheckRunner::new(
-                config.clone(),
-                shared.redis.clone(),
-                Some(shared.limiter.clone()),
-            )?,
-            sink: SqlSink::new(&config),
+    /// With the process's one notification runner (shared with
+    /// `influx-check`).
+    pub fn new(config: &AppConfig, shared: &Shared, runner: Arc<CheckRunner>) -> Watchdog {
+        Watchdog {
+            runner,
+            sink: SqlSink::new(config),
             redis: shared.redis.clone(),
             metrics: WatchdogMetrics::new(),
-            config,
-        })
+            config: Arc::new(config.clone()),
+        }
     }
 }
 

@@ -31,14 +31,6 @@ impl Pool {
             Pool::Sentinel(p) => p.get().await.map(Connection::Sentinel),
         }
     }
-
-    /// Connections open and idle, and the pool's size limit.
-    pub fn status(&self) -> deadpool_redis::Status {
-        match self {
-            Pool::Direct(p) => p.status(),
-            Pool::Sentinel(p) => p.status(),
-        }
-    }
 }
 
 /// A pooled connection; usable wherever redis-rs takes a connection.
